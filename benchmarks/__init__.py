@@ -1,0 +1,1 @@
+"""Latency, throughput, memory and size benchmarks for artifacts and backends."""

@@ -1,0 +1,326 @@
+"""Artifact directories: the hand-off between stages.
+
+An artifact is a directory with the files a stage produced and a ``manifest.json``::
+
+    {"schema": 1, "stage": "export", "format": "onnx", "task": "text-classification",
+     "labels": ["negative", "positive"],
+     "inputs":  [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]}, ...],
+     "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}],
+     "files": {"model": {"path": "model.onnx", "sha256": "...", "bytes": 123}, ...},
+     "parent": {"path": "/abs/path/of/parent", "stage": "distill", "manifest_sha256": "..."},
+     "lineage": [{"stage": "finetune", ...}, {"stage": "distill", ...}],
+     "config": {...}, "metrics": {...}, "extra": {...}, "created": "2026-11-23T09:00:00Z"}
+
+Only the standard library is used here, so the lean runtime can open artifacts. Opening verifies
+every file's size and sha256 and refuses a tampered or truncated artifact. Writing goes to a
+temporary sibling directory that is renamed into place only when complete, so an interrupted stage
+never leaves a half-written artifact behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepack.errors import EdgepackError
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+TASKS = ("text-classification", "feature-extraction")
+FORMATS = ("hf", "onnx", "tensorrt", "triton", "torch-quantized")
+
+
+class ArtifactError(EdgepackError):
+    """A missing, corrupt, tampered or incompatible artifact."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_artifact(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified, read-only view of an artifact directory."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True) -> Artifact:
+        """Open ``path`` and (by default) verify every file's size and sha256.
+
+        Raises ArtifactError for a missing directory, a missing/unreadable manifest, a missing file,
+        or a checksum mismatch.
+        """
+        root = Path(path).expanduser().resolve()
+        if not root.exists():
+            raise ArtifactError(f"artifact directory not found: {root}")
+        if not root.is_dir():
+            raise ArtifactError(f"not a directory: {root}")
+        mpath = root / MANIFEST
+        if not mpath.is_file():
+            raise ArtifactError(f"{root} is not an edgepack artifact (no {MANIFEST})")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ArtifactError(f"corrupt manifest {mpath}: {e}") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise ArtifactError(f"corrupt manifest {mpath}: missing 'files'")
+        if manifest.get("schema", 0) > SCHEMA_VERSION:
+            raise ArtifactError(
+                f"{root} was written by a newer edgepack (manifest schema {manifest.get('schema')}); upgrade"
+            )
+        art = cls(root, manifest)
+        if verify:
+            art.verify()
+        return art
+
+    def verify(self) -> None:
+        for role, entry in self.manifest["files"].items():
+            p = self.path / entry["path"]
+            if not p.is_file():
+                raise ArtifactError(f"artifact {self.path}: file for '{role}' is missing: {entry['path']}")
+            size = p.stat().st_size
+            if "bytes" in entry and size != entry["bytes"]:
+                raise ArtifactError(
+                    f"artifact {self.path}: {entry['path']} has {size} bytes, manifest says {entry['bytes']} "
+                    "(truncated or modified)"
+                )
+            if sha256_file(p) != entry["sha256"]:
+                raise ArtifactError(
+                    f"artifact {self.path}: checksum mismatch for {entry['path']} (file was modified or corrupted)"
+                )
+
+    # --- convenient accessors -------------------------------------------------------------
+    @property
+    def stage(self) -> str:
+        return self.manifest.get("stage", "")
+
+    @property
+    def format(self) -> str:
+        return self.manifest.get("format", "")
+
+    @property
+    def task(self) -> str:
+        return self.manifest.get("task", "")
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.get("labels") or [])
+
+    @property
+    def inputs(self) -> list[dict]:
+        return list(self.manifest.get("inputs") or [])
+
+    @property
+    def outputs(self) -> list[dict]:
+        return list(self.manifest.get("outputs") or [])
+
+    @property
+    def metrics(self) -> dict:
+        return dict(self.manifest.get("metrics") or {})
+
+    @property
+    def config(self) -> dict:
+        return dict(self.manifest.get("config") or {})
+
+    @property
+    def extra(self) -> dict:
+        return dict(self.manifest.get("extra") or {})
+
+    @property
+    def lineage(self) -> list[dict]:
+        return list(self.manifest.get("lineage") or [])
+
+    def has(self, role: str) -> bool:
+        return role in self.manifest["files"]
+
+    def file(self, role: str) -> Path:
+        try:
+            return self.path / self.manifest["files"][role]["path"]
+        except KeyError:
+            have = ", ".join(sorted(self.manifest["files"])) or "none"
+            raise ArtifactError(f"artifact {self.path} has no '{role}' file (it has: {have})") from None
+
+    def require(self, *, format: str | tuple[str, ...] | None = None, task: str | None = None) -> Artifact:
+        """Raise ArtifactError unless this artifact has the given format/task."""
+        formats = (format,) if isinstance(format, str) else format
+        if formats and self.format not in formats:
+            raise ArtifactError(
+                f"{self.path} is a '{self.format}' artifact (stage '{self.stage}'); this step needs "
+                f"{' or '.join(repr(f) for f in formats)}"
+            )
+        if task and self.task != task:
+            raise ArtifactError(f"{self.path} is a '{self.task}' model; this step needs '{task}'")
+        return self
+
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.path / MANIFEST)
+
+    def summary(self) -> dict:
+        """A short dict for lineage records and listings."""
+        return {
+            "stage": self.stage,
+            "format": self.format,
+            "path": str(self.path),
+            "manifest_sha256": self.manifest_sha256(),
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class ArtifactWriter:
+    """Write an artifact atomically.
+
+    >>> with ArtifactWriter(out_dir) as w:           # files go into w.dir (a temp sibling of out_dir)
+    ...     (w.dir / "model.onnx").write_bytes(data)
+    ...     art = w.commit(stage="export", format="onnx", task="text-classification",
+    ...                    files={"model": "model.onnx"}, parent=parent_artifact)
+
+    On ``commit`` the manifest is written and the temp directory is renamed to ``out_dir``; an
+    existing ``out_dir`` is replaced only then. If the block raises, the temp directory is removed
+    and ``out_dir`` is untouched.
+    """
+
+    out: Path
+    overwrite: bool = True
+    dir: Path = field(init=False)
+    _committed: Artifact | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out).expanduser().resolve()
+
+    def __enter__(self) -> ArtifactWriter:
+        if self.out.exists() and not self.overwrite:
+            raise ArtifactError(f"output already exists: {self.out} (pass overwrite=True / --overwrite)")
+        if self.out.exists() and not is_artifact(self.out) and any(self.out.iterdir()):
+            raise ArtifactError(f"refusing to replace {self.out}: it exists and is not an edgepack artifact")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.tmp-"))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(
+        self,
+        *,
+        stage: str,
+        format: str,
+        task: str,
+        files: dict[str, str],
+        labels: list[str] | None = None,
+        inputs: list[dict] | None = None,
+        outputs: list[dict] | None = None,
+        parent: Artifact | None = None,
+        config: dict | None = None,
+        metrics: dict | None = None,
+        extra: dict | None = None,
+    ) -> Artifact:
+        """Checksum ``files`` (role -> path relative to ``self.dir``), write the manifest, rename into place."""
+        if format not in FORMATS:
+            raise ValueError(f"unknown artifact format {format!r}; known: {FORMATS}")
+        if task not in TASKS:
+            raise ArtifactError(f"unsupported task {task!r}; edgepack supports: {', '.join(TASKS)}")
+        entries = {}
+        for role, rel in files.items():
+            p = self.dir / rel
+            if not p.is_file():
+                raise FileNotFoundError(f"stage did not write {rel} for role '{role}'")
+            entries[role] = {"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+        lineage = []
+        parent_ref = None
+        if parent is not None:
+            lineage = parent.lineage + [parent.summary()]
+            parent_ref = {"path": str(parent.path), "stage": parent.stage,
+                          "manifest_sha256": parent.manifest_sha256()}
+        manifest = {
+            "schema": SCHEMA_VERSION,
+            "stage": stage,
+            "format": format,
+            "task": task,
+            "labels": list(labels or []),
+            "inputs": list(inputs or []),
+            "outputs": list(outputs or []),
+            "files": entries,
+            "parent": parent_ref,
+            "lineage": lineage,
+            "config": _jsonable(config or {}),
+            "metrics": _jsonable(metrics or {}),
+            "extra": _jsonable(extra or {}),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        _replace_dir(self.dir, self.out)
+        self._committed = Artifact.open(self.out, verify=False)
+        return self._committed
+
+
+def update_metrics(art: Artifact, **metrics: Any) -> Artifact:
+    """Merge ``metrics`` into an artifact's manifest (atomic rewrite of manifest.json)."""
+    m = dict(art.manifest)
+    m["metrics"] = {**art.metrics, **_jsonable(metrics)}
+    _atomic_write_text(art.path / MANIFEST, json.dumps(m, indent=2) + "\n")
+    return Artifact.open(art.path, verify=False)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed afterwards."""
+    if dst.exists():
+        trash = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.old-"))
+        os.replace(dst, trash / "old")
+        os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert dataclasses, paths, tuples and numpy scalars into JSON-friendly values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        try:
+            return obj.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(obj, float) and obj != obj:  # NaN is not valid JSON
+        return None
+    return obj

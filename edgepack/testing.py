@@ -1,0 +1,66 @@
+"""Tiny random models and sample texts for tests and examples (torch imported lazily).
+
+``make_tiny_model`` writes a complete Hugging Face folder (config, safetensors weights, WordPiece
+tokenizer with tokenizer.json) for a small BERT in milliseconds, with no download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLE_TEXTS = [
+    "a gripping, beautifully acted film",
+    "the plot is thin and the jokes fall flat",
+    "an instant classic",
+    "i walked out after twenty minutes",
+    "warm funny and surprisingly moving with a great cast and a script that never stops surprising you",
+    "dull",
+    "the best thing about it is the soundtrack , everything else is forgettable",
+]
+
+_WORDS = (
+    "the a an and of to is it in that film movie plot cast script great good bad dull best worst funny "
+    "moving boring acted beautifully thin jokes fall flat instant classic walked out after twenty minutes "
+    "warm surprisingly with never stops surprising you thing about soundtrack everything else forgettable "
+    "gripping i love hate story actor actors scene scenes time really very not no"
+).split()
+
+
+def write_vocab(path: Path) -> Path:
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + _WORDS
+    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return path
+
+
+def make_tiny_model(
+    out_dir: str | Path,
+    task: str = "text-classification",
+    num_labels: int = 2,
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    intermediate: int = 64,
+    seed: int = 0,
+    labels: list[str] | None = None,
+) -> Path:
+    """Save a random BERT (``BertForSequenceClassification`` or ``BertModel``) with a WordPiece tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = BertTokenizerFast(vocab_file=str(write_vocab(out / "vocab.txt")), do_lower_case=True,
+                            model_max_length=128)
+    labels = labels or [f"label_{i}" for i in range(num_labels)]
+    cfg = BertConfig(
+        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=intermediate, max_position_embeddings=128, type_vocab_size=2,
+        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(cfg) if task == "text-classification" else BertModel(cfg)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
