@@ -22,7 +22,8 @@ COMMAND_MODULES = (
     "edgepack.prune.cli",       # prune
     "edgepack.quantize.cli",    # quantize
     "edgepack.export.cli",      # export onnx|optimize|tensorrt|triton
-    "edgepack.runtime.cli",     # predict, inspect, serve
+    "edgepack.runtime.cli",     # predict, inspect
+    "edgepack.runtime.serve_cli",  # serve
     "edgepack.benchmarks.cli",  # bench
     "edgepack.recipe_cli",      # run
 )
