@@ -4,3 +4,7 @@
 >>> p = Predictor.open("out/onnx")
 >>> p.predict(["a gripping film"])
 """
+
+from edgepack.runtime.predictor import Predictor
+
+__all__ = ["Predictor"]

@@ -1,0 +1,86 @@
+"""ONNX Runtime: guarded import (one build per environment) and a runner over dicts of numpy arrays."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import EdgepackError, MissingDependencyError
+
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+
+
+def installed_ort_builds() -> list[str]:
+    """Names of the ONNX Runtime distributions installed in this environment."""
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            md.version(name)
+            found.append(name)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def check_single_ort_build(builds: list[str] | None = None) -> None:
+    """Fail clearly when several ONNX Runtime builds share the environment (they overwrite each other)."""
+    builds = installed_ort_builds() if builds is None else builds
+    if len(builds) > 1:
+        raise EdgepackError(
+            f"several ONNX Runtime builds are installed together ({', '.join(builds)}); they share the "
+            "'onnxruntime' package folder and break each other. Keep exactly one: "
+            f"pip uninstall -y {' '.join(builds)} && pip install \"edgepack[cpu]\" (or \"edgepack[gpu]\")"
+        )
+
+
+def import_onnxruntime():
+    """Import onnxruntime after checking that exactly one build is installed."""
+    check_single_ort_build()
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "cpu", "running an ONNX model") from None
+    return onnxruntime
+
+
+class OrtRunner:
+    """An ONNX Runtime session: ``infer(feeds) -> {output name: array}``."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        providers: list | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = 1,
+        provider_options: list[dict] | None = None,
+    ):
+        ort = import_onnxruntime()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads:
+            opts.intra_op_num_threads = int(intra_op_threads)
+        if inter_op_threads:
+            opts.inter_op_num_threads = int(inter_op_threads)
+        providers = providers or ["CPUExecutionProvider"]
+        missing = [p for p in providers if (p if isinstance(p, str) else p[0]) not in ort.get_available_providers()]
+        if missing:
+            raise EdgepackError(
+                f"ONNX Runtime provider(s) {missing} are not available in this build "
+                f"(available: {ort.get_available_providers()})"
+            )
+        try:
+            self.session = ort.InferenceSession(
+                str(model_path), sess_options=opts, providers=providers, provider_options=provider_options
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise EdgepackError(f"ONNX Runtime could not load {model_path}: {e}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = self.session.get_providers()
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: v for k, v in feeds.items() if k in self.input_names}
+        outs = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outs))

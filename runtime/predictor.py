@@ -1,0 +1,126 @@
+"""Predictor: texts in, labels/scores or embeddings out, on the lean runtime (no torch, no transformers)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgepack.artifact import Artifact, ArtifactError
+from edgepack.errors import EdgepackError
+from edgepack.runtime.backends import open_runner
+from edgepack.runtime.text import Text, TextEncoder, cls_pool, mean_pool, softmax
+
+RUNNABLE_FORMATS = ("onnx", "tensorrt")
+
+
+@dataclass
+class Predictor:
+    """A loaded model ready to predict. Open with ``Predictor.open(artifact_dir)``."""
+
+    artifact: Artifact
+    runner: Any
+    encoder: TextEncoder
+    batch_size: int = 32
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        backend: str = "auto",
+        intra_op_threads: int | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        **backend_opts: Any,
+    ) -> Predictor:
+        """Open an ``onnx`` (or ``tensorrt``) artifact: verify checksums, load tokenizer and session."""
+        art = Artifact.open(path)
+        if art.format not in RUNNABLE_FORMATS:
+            raise ArtifactError(
+                f"{art.path} is a '{art.format}' artifact; the runtime runs exported models "
+                f"({', '.join(RUNNABLE_FORMATS)}): run `edgepack export onnx {art.path} OUT` first"
+            )
+        if art.task not in ("text-classification", "feature-extraction"):
+            raise ArtifactError(f"unsupported task '{art.task}' in {art.path}")
+        if batch_size < 1:
+            raise EdgepackError("batch_size must be >= 1")
+        extra = art.extra
+        limit = int(extra.get("max_length", 512))
+        if max_length is not None and not 1 <= max_length <= limit:
+            raise EdgepackError(f"max_length must be between 1 and the model's limit {limit}")
+        encoder = TextEncoder(art.file("tokenizer"), max_length or limit, extra.get("pad_token_id"))
+        runner = open_runner(art, backend, intra_op_threads=intra_op_threads, **backend_opts)
+        return cls(art, runner, encoder, batch_size)
+
+    @property
+    def task(self) -> str:
+        return self.artifact.task
+
+    @property
+    def labels(self) -> list[str]:
+        return self.artifact.labels
+
+    def infer(self, texts: Sequence[Text]) -> np.ndarray:
+        """Probabilities (N, C) for classification or pooled embeddings (N, D), in input order.
+
+        Texts are encoded once; a request larger than ``batch_size`` is sorted by token length and cut
+        into batches, each padded only to its own longest text, so little work is spent on padding.
+        """
+        texts = _check_texts(texts)
+        encodings = self.encoder.encode(texts)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(lengths, kind="stable") if len(texts) > self.batch_size else np.arange(len(texts))
+        result = None
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            feeds = self.encoder.feeds([encodings[i] for i in idx])
+            out = self._postprocess(self.runner.infer(feeds), feeds["attention_mask"])
+            if result is None:
+                result = np.empty((len(texts), out.shape[-1]), dtype=np.float32)
+            result[idx] = out
+        return result
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        if self.task == "text-classification":
+            return softmax(outputs["logits"].astype(np.float32))
+        extra = self.artifact.extra
+        hidden = outputs.get("last_hidden_state")
+        if hidden is None:  # a model that already pools, e.g. "sentence_embedding"
+            return next(iter(outputs.values())).astype(np.float32)
+        hidden = hidden.astype(np.float32)
+        if extra.get("pooling", "mean") == "cls":
+            return cls_pool(hidden, extra.get("normalize", False))
+        return mean_pool(hidden, mask, extra.get("normalize", True))
+
+    def predict(self, texts: Sequence[Text]) -> list[dict]:
+        """JSON-ready results: ``{"label", "score", "scores"}`` per text, or ``{"embedding": [...]}``."""
+        out = self.infer(texts)
+        if self.task == "feature-extraction":
+            return [{"embedding": row.tolist()} for row in out]
+        labels = self.labels or [str(i) for i in range(out.shape[1])]
+        best = out.argmax(axis=1)
+        return [
+            {"label": labels[b], "score": float(row[b]), "scores": dict(zip(labels, map(float, row)))}
+            for b, row in zip(best, out)
+        ]
+
+    def warmup(self) -> None:
+        """Run one short batch so the first real request does not pay for lazy initialisation."""
+        self.infer(["warm up"])
+
+
+def _check_texts(texts: Sequence[Text]) -> list[Text]:
+    if isinstance(texts, (str, bytes)):
+        raise EdgepackError("texts must be a list of strings, not a single string")
+    texts = list(texts)
+    if not texts:
+        raise EdgepackError("no texts given")
+    for i, t in enumerate(texts):
+        ok = isinstance(t, str) or (isinstance(t, tuple) and len(t) == 2 and all(isinstance(s, str) for s in t))
+        if not ok:
+            raise EdgepackError(f"text {i} is a {type(t).__name__}; expected a string (or a pair of strings)")
+    return texts
+
