@@ -79,8 +79,8 @@ def check_supported(config: Any) -> None:
 
 
 def label_names(config: Any) -> list[str]:
-    id2label = getattr(config, "id2label", None) or {}
-    return [str(id2label[i]) for i in sorted(int(k) for k in id2label)] if id2label else []
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    return [id2label[i] for i in sorted(id2label)]
 
 
 def model_max_length(config: Any, tokenizer: Any, cap: int = 512) -> int:
@@ -171,9 +171,10 @@ def _load_adapter(src: Path, task: str | None, base_override: str | None):
         # The adapter folder may carry its own label count (saved next to the adapter).
         cfg_path = src / "config.json"
         if cfg_path.is_file():
-            own = json.loads(cfg_path.read_text())
-            kwargs.update(num_labels=len(own.get("id2label", {})) or config.num_labels,
-                          id2label=own.get("id2label"), label2id=own.get("label2id"))
+            id2label = {int(k): v for k, v in json.loads(cfg_path.read_text()).get("id2label", {}).items()}
+            if id2label:
+                kwargs.update(num_labels=len(id2label), id2label=id2label,
+                              label2id={v: k for k, v in id2label.items()})
     base_model = _model_class(task).from_pretrained(base, **{k: v for k, v in kwargs.items() if v is not None})
     peft_model = PeftModel.from_pretrained(base_model, src)
     merged = peft_model.merge_and_unload()
