@@ -1,0 +1,317 @@
+"""The HTTP server: a Starlette app on uvicorn, serving one artifact through a DynamicBatcher.
+
+Endpoints: POST /v1/predict, GET /healthz, /readyz, /v1/model, /metrics, /openapi.json.
+The model loads in a background thread after the socket is open, so /healthz answers at once and
+/readyz turns 200 only when the model is loaded and warmed up. Bad requests get JSON 4xx errors
+(``{"error": {"code", "message"}}``); a full queue gets 503 with Retry-After; SIGTERM stops new
+connections, finishes in-flight requests and drains the queue (uvicorn's graceful shutdown, then
+the lifespan closes the batcher). Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edgepack.runtime.batcher import BatcherClosedError, BatcherConfig, DynamicBatcher, QueueFullError
+from edgepack.runtime.metrics_prom import CONTENT_TYPE, ServerMetrics
+from edgepack.runtime.openapi import openapi_spec
+
+ENV_CONFIG = "EDGEPACK_SERVE_CONFIG"  # JSON {"artifact": ..., "cfg": {...}} for multi-process workers
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 32  # texts per model call
+    max_wait_ms: float = 5.0  # wait for company before running a batch
+    max_queue: int = 512  # texts waiting; more -> 503
+    timeout_s: float = 30.0  # per request; -> 504
+    threads: int = 1  # batcher threads per process calling the model
+    workers: int = 1  # server processes (each loads the model; metrics are per process)
+    batching: bool = True
+    max_texts: int = 64  # texts per request
+    max_chars: int = 2000  # characters per text
+    max_body_bytes: int = 1 << 20
+    retry_after_s: int = 1
+    backend: str = "auto"
+    intra_op_threads: int | None = None
+    max_length: int | None = None  # truncation in tokens; None: the artifact's
+
+    def batcher_config(self) -> BatcherConfig:
+        return BatcherConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
+                             timeout_s=self.timeout_s, workers=self.threads, batching=self.batching)
+
+
+class RequestError(Exception):
+    """A client error, answered as ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
+    """Validate a /v1/predict body; return its texts or raise RequestError (400/422)."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError(400, "invalid_encoding", "the body is not valid UTF-8") from None
+    except (ValueError, RecursionError) as e:
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(doc, dict):
+        raise RequestError(422, "invalid_request", f'expected a JSON object {{"texts": [...]}}, got {_kind(doc)}')
+    unknown = sorted(set(doc) - {"texts"})
+    if unknown:
+        raise RequestError(422, "invalid_request", f"unknown field(s): {', '.join(map(repr, unknown))[:200]}; "
+                                                   "the only field is 'texts'")
+    if "texts" not in doc:
+        raise RequestError(422, "invalid_request", "missing field 'texts' (a list of strings)")
+    texts = doc["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(422, "invalid_request", f"'texts' must be a list of strings, got {_kind(texts)}")
+    if not texts:
+        raise RequestError(422, "empty_input", "'texts' is empty; send at least one text")
+    if len(texts) > cfg.max_texts:
+        raise RequestError(422, "too_many_texts", f"{len(texts)} texts in one request; the limit is {cfg.max_texts}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise RequestError(422, "invalid_request", f"texts[{i}] must be a string, got {_kind(t)}")
+        if not t.strip():
+            raise RequestError(422, "empty_input", f"texts[{i}] is empty or only whitespace")
+        if len(t) > cfg.max_chars:
+            raise RequestError(422, "text_too_long", f"texts[{i}] has {len(t)} characters; the limit is {cfg.max_chars}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(422, "invalid_text", f"texts[{i}] contains an unpaired surrogate escape") from None
+    return texts
+
+
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes whether or not Content-Length is sent."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, "invalid_header", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise RequestError(413, "body_too_large", f"the body has {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, "body_too_large", f"the body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class ModelState:
+    """Loads the model off the event loop; holds the predictor and batcher once ready."""
+
+    def __init__(self, load: Callable[[], Any], cfg: ServeConfig, metrics: ServerMetrics):
+        self.load, self.cfg, self.metrics = load, cfg, metrics
+        self.predictor: Any = None
+        self.batcher: DynamicBatcher | None = None
+        self.error: str | None = None
+        self.stopping = False
+        self.started = time.perf_counter()
+        self.ready_after_s: float | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._load, name="edgepack-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            pred = self.load()
+            pred.predict(["warm up"])  # first run initialises the session's kernels
+            self.batcher = DynamicBatcher(pred.predict, self.cfg.batcher_config(), on_batch=self.metrics.observe_batch)
+            self.metrics.queue_depth = lambda: self.batcher.queue_depth
+            self.predictor = pred
+            self.ready_after_s = time.perf_counter() - self.started
+        except Exception as e:  # noqa: BLE001 - reported on /readyz, the process keeps answering
+            self.error = f"{type(e).__name__}: {e}"
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None and not self.stopping
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.batcher is not None:
+            self.batcher.close(drain=True, timeout=self.cfg.timeout_s)
+
+
+def model_summary(pred: Any, cfg: ServeConfig) -> dict:
+    """GET /v1/model: what is served, from the artifact manifest, and the serving limits."""
+    art = pred.artifact
+    m = art.manifest
+    extra = {k: v for k, v in art.extra.items() if k != "torch_source"}
+    return {"name": art.path.name, "format": art.format, "stage": art.stage, "task": art.task,
+            "labels": art.labels, "inputs": art.inputs, "outputs": art.outputs, "extra": extra,
+            "metrics": art.metrics, "created": m.get("created"),
+            "files": {role: {"path": f["path"], "sha256": f["sha256"], "bytes": f.get("bytes")}
+                      for role, f in m["files"].items()},
+            "serving": {k: v for k, v in asdict(cfg).items() if k not in ("host", "port")}}
+
+
+KNOWN_PATHS = ("/v1/predict", "/healthz", "/readyz", "/v1/model", "/metrics", "/openapi.json")
+
+
+def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Starlette:
+    """The ASGI app. ``load()`` returns a Predictor-like object (``predict``, ``task``, ``labels``,
+    ``artifact``); it runs in a background thread at startup."""
+    metrics = ServerMetrics()
+    state = ModelState(load, cfg, metrics)
+
+    def not_ready() -> JSONResponse:
+        if state.stopping:
+            return error_response(503, "shutting_down", "the server is shutting down")
+        if state.error:
+            return error_response(503, "load_failed", f"the model failed to load: {state.error}")
+        return error_response(503, "not_ready", "the model is still loading",
+                              {"Retry-After": str(cfg.retry_after_s)})
+
+    async def predict(request: Request) -> Response:
+        if not state.ready:
+            return not_ready()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if ctype != "application/json":
+                raise RequestError(415, "unsupported_media_type",
+                                   f"send Content-Type: application/json (got {ctype or 'none'!r})")
+            texts = parse_predict_body(await read_body(request, cfg.max_body_bytes), cfg)
+            try:
+                fut = state.batcher.submit(texts)
+            except QueueFullError as e:
+                raise RequestError(503, "overloaded", str(e), {"Retry-After": str(cfg.retry_after_s)}) from None
+            except BatcherClosedError:
+                raise RequestError(503, "shutting_down", "the server is shutting down") from None
+            try:
+                results = await asyncio.wait_for(asyncio.wrap_future(fut), cfg.timeout_s)
+            except asyncio.TimeoutError:
+                raise RequestError(504, "timeout", f"no answer within {cfg.timeout_s:g} s") from None
+            except Exception as e:  # noqa: BLE001 - the model failed on this request's batch
+                return error_response(500, "inference_failed", f"{type(e).__name__}: {str(e)[:300]}")
+        except RequestError as e:
+            return error_response(e.status, e.code, e.message, e.headers)
+        return JSONResponse({"task": state.predictor.task, "results": results})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if not state.ready:
+            return not_ready()
+        return JSONResponse({"status": "ready", "ready_after_s": round(state.ready_after_s, 3)})
+
+    async def model(request: Request) -> Response:
+        if state.predictor is None:
+            return not_ready()
+        return JSONResponse(model_summary(state.predictor, cfg))
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(request: Request) -> Response:
+        pred = state.predictor
+        return JSONResponse(openapi_spec(max_texts=cfg.max_texts, max_chars=cfg.max_chars,
+                                         max_body_bytes=cfg.max_body_bytes, task=getattr(pred, "task", None),
+                                         labels=getattr(pred, "labels", None)))
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        state.start()
+        yield
+        await asyncio.to_thread(state.stop)
+
+    routes = [Route("/v1/predict", predict, methods=["POST"]), Route("/healthz", healthz),
+              Route("/readyz", readyz), Route("/v1/model", model), Route("/metrics", metrics_endpoint),
+              Route("/openapi.json", openapi)]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: internal_error})
+    app.state.model = state
+    app.state.metrics = metrics
+    return _MetricsMiddleware(app, metrics)
+
+
+class _MetricsMiddleware:
+    """Counts every HTTP response by endpoint (unknown paths pooled as "other") and status."""
+
+    def __init__(self, app: Starlette, metrics: ServerMetrics):
+        self.app, self.metrics = app, metrics
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope.get("path", "")
+            self.metrics.observe_request(path if path in KNOWN_PATHS else "other", status, time.perf_counter() - t0)
+
+
+def app_from_env() -> Any:
+    """App factory for ``uvicorn --factory`` worker processes: reads ``EDGEPACK_SERVE_CONFIG``."""
+    spec = json.loads(os.environ[ENV_CONFIG])
+    cfg = ServeConfig(**spec["cfg"])
+    return create_app(lambda: open_predictor(spec["artifact"], cfg), cfg)
+
+
+def open_predictor(artifact_dir: str, cfg: ServeConfig) -> Any:
+    """Open the lean-runtime Predictor for ``artifact_dir`` with the server's settings."""
+    from edgepack.runtime.predictor import Predictor
+
+    return Predictor.open(artifact_dir, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads,
+                          max_length=cfg.max_length, batch_size=cfg.max_batch)
+
+
+def serve(artifact_dir: str, cfg: ServeConfig = ServeConfig(), log_level: str = "info") -> None:
+    """Run the server until SIGINT/SIGTERM (blocking). Several processes when ``cfg.workers > 1``."""
+    import uvicorn
+
+    common = dict(host=cfg.host, port=cfg.port, log_level=log_level, access_log=False,
+                  timeout_graceful_shutdown=int(cfg.timeout_s) + 5)
+    if cfg.workers > 1:
+        os.environ[ENV_CONFIG] = json.dumps({"artifact": str(artifact_dir), "cfg": asdict(cfg)})
+        uvicorn.run("edgepack.runtime.server:app_from_env", factory=True, workers=cfg.workers, **common)
+    else:
+        uvicorn.run(create_app(lambda: open_predictor(str(artifact_dir), cfg), cfg), **common)
