@@ -1,0 +1,141 @@
+"""``distill(teacher, data, DistillConfig(...), out) -> Artifact``: knowledge distillation as one stage.
+
+>>> from edgepack.distill import distill, DistillConfig, StudentConfig, example_spec
+>>> art = distill("runs/teacher", example_spec(), DistillConfig(student=StudentConfig(num_layers=3)), "runs/s3")
+>>> art.metrics["accuracy"], art.metrics["teacher_accuracy"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.distill.configs import DistillConfig, config_to_dict
+from edgepack.distill.data import DataSpec, Dataset, load_data
+from edgepack.errors import EdgepackError
+
+
+def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
+    """Load ``data``; the teacher's label names fix the label order unless they are generic (LABEL_i)."""
+    if isinstance(data, Dataset):
+        return data
+    generic = all(l == f"LABEL_{i}" for i, l in enumerate(labels))
+    if data.labels is None and labels and not generic and data.label_column:
+        data = dataclasses.replace(data, labels=tuple(labels))
+    return load_data(data)
+
+
+def work_dir_for(out: Path) -> Path:
+    """Checkpoints live beside the output (``.NAME.work``) so a re-run with the same out resumes."""
+    return out.parent / f".{out.name}.work"
+
+
+def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
+            work_dir: str | os.PathLike | None = None, keep_work: bool = False) -> Artifact:
+    """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student.
+
+    Writes an ``hf`` artifact at ``out`` whose metrics hold the student's and the teacher's validation
+    accuracy / macro-F1, parameter counts and weight sizes. Re-running after an interrupt resumes
+    from the last checkpoint in ``work_dir`` (default ``.OUT.work`` beside ``out``).
+    """
+    import torch
+
+    from edgepack.distill.batching import classification_metrics, encode, pad_batch, predict_logits
+    from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
+    from edgepack.distill.objective import DistillObjective
+    from edgepack.distill.student import _layer_attr, make_student, student_layers
+    from edgepack.distill.teacher_cache import Needs, build_cache
+    from edgepack.distill.trainer import train
+    from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
+
+    out = Path(out).expanduser().resolve()
+    work = Path(work_dir) if work_dir else work_dir_for(out)
+    lm = load_model(teacher)
+    if lm.task != "text-classification":
+        raise EdgepackError(f"distill needs a text-classification teacher; {lm.source} is '{lm.task}' "
+                            "(fine-tune it first: edgepack finetune)")
+    ds = resolve_data(data, lm.labels)
+    if ds.num_labels != lm.model.config.num_labels:
+        raise EdgepackError(f"the data has {ds.num_labels} labels {ds.label_names} but the teacher predicts "
+                            f"{lm.model.config.num_labels}")
+    t_model, tcfg = lm.model, cfg.train
+    # Attention maps come from the eager attention path (transformers falls back to it when asked).
+    n_T = getattr(t_model.config, _layer_attr(t_model.config))
+    student = make_student(t_model, cfg.student, seed=tcfg.seed)
+    student.config.id2label = dict(enumerate(ds.label_names))
+    student.config.label2id = {n: i for i, n in enumerate(ds.label_names)}
+    n_S = getattr(student.config, _layer_attr(student.config))
+    matches = cfg.layer_map or default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight)
+    try:
+        validate_layer_map(matches, n_T, n_S)
+    except ValueError as e:
+        raise EdgepackError(str(e)) from None
+    projections = make_projections(matches, student.config.hidden_size, t_model.config.hidden_size)
+    if tcfg.freeze_embeddings:
+        student.get_input_embeddings().weight.requires_grad_(False)
+
+    tok = lm.tokenizer
+    enc_tr = encode(tok, ds.train_texts, ds.train_pairs, tcfg.max_length)
+    enc_va = encode(tok, ds.val_texts, ds.val_pairs, tcfg.max_length)
+    device = torch.device("cuda") if torch.cuda.is_available() else None
+    if device is not None:
+        t_model.to(device)
+    work.mkdir(parents=True, exist_ok=True)
+    cache = build_cache(t_model, enc_tr, Needs.from_matches(matches), tcfg.eval_batch_size, cfg.cache,
+                        work / "teacher_cache.safetensors", device, tcfg.progress)
+    t_val = predict_logits(t_model, enc_va, tcfg.eval_batch_size, device)
+    val_gold = ds.val_labels if ds.val_labels is not None else t_val.argmax(-1).tolist()
+    teacher_metrics = classification_metrics(t_val, val_gold, ds.num_labels)
+    t_model.cpu()
+
+    def collate(idx: list[int]) -> dict:
+        b = pad_batch(enc_tr, idx)
+        if ds.train_labels is not None:
+            b["labels"] = torch.tensor([ds.train_labels[i] for i in idx])
+        b.update(cache.targets(idx, b["input_ids"].shape[1]))
+        return b
+
+    def evaluate(obj: Any) -> dict:
+        dev = next(obj.parameters()).device
+        logits = predict_logits(obj.student, enc_va, tcfg.eval_batch_size, dev)
+        m = classification_metrics(logits, val_gold, ds.num_labels)
+        m["agreement"] = float((logits.argmax(-1) == t_val.argmax(-1)).float().mean())
+        return m
+
+    objective = DistillObjective(student, projections, matches, cfg.temperature, cfg.alpha_kd)
+    fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)), "teacher": str(lm.source),
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
+    result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, desc="distill")
+    student = objective.student.cpu().eval()
+
+    with ArtifactWriter(out) as w:
+        files = save_model(student, tok, w.dir)
+        t_bytes = _weights_bytes(lm)
+        metrics = {**{k: v for k, v in result.best.items() if k in ("accuracy", "macro_f1", "agreement")},
+                   "teacher_accuracy": teacher_metrics["accuracy"], "teacher_macro_f1": teacher_metrics["macro_f1"],
+                   "params": count_parameters(student), "teacher_params": count_parameters(t_model),
+                   "size_bytes": (w.dir / files["weights"]).stat().st_size, "teacher_size_bytes": t_bytes,
+                   "train_seconds": round(result.seconds, 1), "steps": result.steps,
+                   "best_epoch": result.best.get("epoch"), "history": result.history}
+        extra = {"teacher": str(lm.source), "student_layers_from_teacher":
+                 list(student_layers(cfg.student, n_T)) if cfg.student.init != "random" else [],
+                 "layer_map": [dataclasses.asdict(m) for m in matches], "data": ds.source,
+                 "train_examples": len(enc_tr), "val_examples": len(enc_va)}
+        art = w.commit(stage="distill", format="hf", task="text-classification", files=files,
+                       labels=ds.label_names, inputs=hf_inputs_spec(tok), parent=lm.artifact,
+                       config=config_to_dict(cfg), metrics=metrics, extra=extra)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return art
+
+
+def _weights_bytes(lm: Any) -> int | None:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        p = Path(lm.source) / name
+        if p.is_file():
+            return p.stat().st_size
+    return None

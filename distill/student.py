@@ -1,0 +1,122 @@
+"""Build a student from a teacher: k of its n layers (DistilBERT style) or a smaller config.
+
+init="teacher-layers": same width as the teacher; embeddings, pooler and classifier are copied and
+  student block i is a copy of teacher block ``layers[i]`` (default: the block it will imitate,
+  ``round((i+1)*n/k) - 1``).
+init="truncated": a narrower/shallower config; every weight is the leading slice of the teacher's
+  matching weight (block i from teacher block ``layers[i]``), a cheap warm start.
+init="random": the smaller config with fresh random weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgepack.distill.layer_map import default_teacher_layer
+from edgepack.errors import EdgepackError
+
+INITS = ("teacher-layers", "truncated", "random")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The student's shape and initialisation. None = keep the teacher's value."""
+
+    num_layers: int = 3
+    layers: tuple[int, ...] | None = None  # teacher blocks to copy, default round((i+1)*n/k)-1
+    hidden_size: int | None = None
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+    init: str = "teacher-layers"
+
+
+def _layer_attr(config: Any) -> str:
+    return "n_layers" if config.model_type == "distilbert" else "num_hidden_layers"
+
+
+def _encoder_layers(model: Any):
+    base = getattr(model, model.base_model_prefix, model)
+    if hasattr(base, "encoder"):
+        return base.encoder.layer
+    if hasattr(base, "transformer"):  # DistilBERT
+        return base.transformer.layer
+    raise EdgepackError(f"cannot find the transformer blocks of {type(model).__name__}")
+
+
+def student_layers(cfg: StudentConfig, n_T: int) -> tuple[int, ...]:
+    """The teacher blocks the student's blocks are taken from."""
+    k = cfg.num_layers
+    layers = cfg.layers or tuple(default_teacher_layer(i, n_T, k) for i in range(k))
+    if len(layers) != k or any(not 0 <= i < n_T for i in layers):
+        raise EdgepackError(f"student layers {layers} must be {k} indices in [0, {n_T})")
+    return tuple(layers)
+
+
+def student_config(teacher_config: Any, cfg: StudentConfig) -> Any:
+    """The student's transformers config: the teacher's, with the requested sizes."""
+    if cfg.init not in INITS:
+        raise EdgepackError(f"unknown student init {cfg.init!r}; use one of {', '.join(INITS)}")
+    c = teacher_config.__class__.from_dict(teacher_config.to_dict())
+    n_T = getattr(c, _layer_attr(c))
+    if not 1 <= cfg.num_layers <= n_T and cfg.init != "random":
+        raise EdgepackError(f"student needs 1..{n_T} layers to copy from the teacher, got {cfg.num_layers}")
+    setattr(c, _layer_attr(c), cfg.num_layers)
+    names = {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"}
+    wanted = {"hidden_size": cfg.hidden_size, "num_attention_heads": cfg.num_heads,
+              "intermediate_size": cfg.intermediate_size}
+    changed = False
+    for attr, value in wanted.items():
+        if value is None:
+            continue
+        attr = names[attr] if c.model_type == "distilbert" else attr
+        changed |= getattr(c, attr) != value
+        setattr(c, attr, value)
+    hidden = getattr(c, "dim", None) or c.hidden_size
+    heads = getattr(c, "n_heads", None) or c.num_attention_heads
+    if hidden % heads:
+        raise EdgepackError(f"hidden size {hidden} is not divisible by {heads} attention heads")
+    if changed and cfg.init == "teacher-layers":
+        raise EdgepackError("init='teacher-layers' keeps the teacher's width; use init='truncated' or 'random' "
+                            "for a narrower student")
+    return c
+
+
+def make_student(teacher: Any, cfg: StudentConfig, seed: int = 0) -> Any:
+    """A new student model (same class as ``teacher``) initialised as ``cfg.init`` says."""
+    import torch
+
+    n_T = getattr(teacher.config, _layer_attr(teacher.config))
+    c = student_config(teacher.config, cfg)
+    torch.manual_seed(seed)
+    student = teacher.__class__(c)
+    if cfg.init == "random":
+        return student.train()
+    layers = student_layers(cfg, n_T)
+    t_sd = teacher.state_dict()
+    prefix_T = _block_prefix(teacher, _encoder_layers(teacher))
+    new_sd = {}
+    for name, p in student.state_dict().items():
+        src = name
+        if name.startswith(prefix_T):  # same module path in student and teacher
+            i, rest = name[len(prefix_T):].split(".", 1)
+            src = f"{prefix_T}{layers[int(i)]}.{rest}"
+        if src not in t_sd:
+            new_sd[name] = p
+            continue
+        w = t_sd[src]
+        if w.shape != p.shape:  # truncated init: leading slice of the teacher weight
+            if len(w.shape) != len(p.shape) or any(s > t for s, t in zip(p.shape, w.shape)):
+                new_sd[name] = p
+                continue
+            w = w[tuple(slice(0, s) for s in p.shape)]
+        new_sd[name] = w.clone()
+    student.load_state_dict(new_sd)
+    return student.train()
+
+
+def _block_prefix(model: Any, blocks: Any) -> str:
+    for name, mod in model.named_modules():
+        if mod is blocks:
+            return name + "."
+    raise EdgepackError("cannot locate the encoder blocks by name")

@@ -1,0 +1,121 @@
+"""Teacher outputs computed once per distillation run, kept in memory or in a safetensors file.
+
+Logits (N, C) are always cached. Hidden states, the embedding output and attention maps are cached
+only for the layers the layer map uses, unpadded and in float16 (variable-length examples are stored
+as one flat tensor plus offsets), then re-padded to each student batch's length. ``mode="disk"`` writes
+``teacher_cache.safetensors`` and reads slices lazily, for runs whose features do not fit in RAM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgepack.distill.batching import Encoded, pad_batch, sorted_batches
+from edgepack.distill.layer_map import LayerMatch
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Which teacher features the layer map uses (block indices, 0-based)."""
+
+    hidden: tuple[int, ...] = ()
+    attention: tuple[int, ...] = ()
+    embedding: bool = False
+
+    @classmethod
+    def from_matches(cls, matches: tuple[LayerMatch, ...]) -> Needs:
+        return cls(tuple(sorted({m.layer_T for m in matches if m.feature == "hidden"})),
+                   tuple(sorted({m.layer_T for m in matches if m.feature == "attention"})),
+                   any(m.feature == "embedding" for m in matches))
+
+
+class TeacherCache:
+    """Per-example teacher targets; ``targets(idx, L)`` returns padded float32 tensors for a batch:
+    ``logits_T`` (B, C), ``hidden_T_{l}`` (B, L, H), ``emb_T`` (B, L, H), ``attn_T_{l}`` (B, A, L, L)."""
+
+    def __init__(self, tensors: dict[str, Any], needs: Needs, lengths: list[int], heads: int, reader: Any = None):
+        self._t, self.needs, self.lengths, self.heads, self._reader = tensors, needs, lengths, heads, reader
+
+    def _get(self, name: str, a: int, b: int) -> Any:
+        if self._reader is not None:
+            return self._reader.get_slice(name)[a:b]
+        return self._t[name][a:b]
+
+    @property
+    def logits(self) -> Any:
+        return self._reader.get_tensor("logits") if self._reader is not None else self._t["logits"]
+
+    def targets(self, idx: list[int], L: int) -> dict:
+        import torch
+
+        out = {"logits_T": torch.stack([self._get("logits", i, i + 1)[0] for i in idx]).float()}
+        names = [f"hidden_{l}" for l in self.needs.hidden] + (["emb"] if self.needs.embedding else [])
+        for name in names:
+            off = self._offsets(name)
+            rows = [self._get(name, int(off[i]), int(off[i + 1])) for i in idx]  # (l_i, H)
+            pad = torch.zeros((len(idx), L, rows[0].shape[-1]))
+            for r, x in enumerate(rows):
+                pad[r, : x.shape[0]] = x.float()
+            out[name.replace("hidden_", "hidden_T_") if name != "emb" else "emb_T"] = pad
+        for l in self.needs.attention:
+            off = self._offsets(f"attn_{l}")
+            pad = torch.zeros((len(idx), self.heads, L, L))
+            for r, i in enumerate(idx):
+                n = self.lengths[i]
+                pad[r, :, :n, :n] = self._get(f"attn_{l}", int(off[i]), int(off[i + 1])).float().view(self.heads, n, n)
+            out[f"attn_T_{l}"] = pad
+        return out
+
+    def _offsets(self, name: str) -> Any:
+        key = f"{name}_offsets"
+        if key not in self._t:
+            self._t[key] = self._reader.get_tensor(key)
+        return self._t[key]
+
+
+def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, mode: str = "memory",
+                path: Path | None = None, device: Any = None, progress: bool = True) -> TeacherCache:
+    """Run ``teacher`` once over ``enc`` (eval mode, no grad) and keep what ``needs`` asks for."""
+    import torch
+    from tqdm.auto import tqdm
+
+    teacher.eval()
+    n = len(enc)
+    logits = [None] * n
+    feats: dict[str, list] = {f"hidden_{l}": [None] * n for l in needs.hidden}
+    if needs.embedding:
+        feats["emb"] = [None] * n
+    for l in needs.attention:
+        feats[f"attn_{l}"] = [None] * n
+    want_h, want_a = bool(needs.hidden or needs.embedding), bool(needs.attention)
+    with torch.inference_mode():
+        for idx in tqdm(sorted_batches(enc.lengths, batch_size), desc="teacher cache", unit="batch",
+                        disable=not progress):
+            b = {k: v.to(device) if device is not None else v for k, v in pad_batch(enc, idx).items()}
+            out = teacher(**b, output_hidden_states=want_h, output_attentions=want_a)
+            for r, i in enumerate(idx):
+                k = enc.lengths[i]
+                logits[i] = out.logits[r].float().cpu()
+                for l in needs.hidden:
+                    feats[f"hidden_{l}"][i] = out.hidden_states[l + 1][r, :k].half().cpu()
+                if needs.embedding:
+                    feats["emb"][i] = out.hidden_states[0][r, :k].half().cpu()
+                for l in needs.attention:
+                    feats[f"attn_{l}"][i] = out.attentions[l][r, :, :k, :k].half().cpu().reshape(-1)
+    tensors = {"logits": torch.stack(logits)}
+    for name, rows in feats.items():
+        sizes = torch.tensor([0] + [x.shape[0] for x in rows])
+        tensors[name] = torch.cat(rows).contiguous()
+        tensors[f"{name}_offsets"] = torch.cumsum(sizes, 0)
+    heads = int(getattr(teacher.config, "num_attention_heads", 0) or getattr(teacher.config, "n_heads", 0))
+    if mode == "disk":
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        if path is None:
+            raise ValueError("mode='disk' needs a path")
+        save_file(tensors, str(path))
+        return TeacherCache({}, needs, enc.lengths, heads, safe_open(str(path), framework="pt"))
+    return TeacherCache(tensors, needs, enc.lengths, heads)
