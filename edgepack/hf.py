@@ -120,7 +120,7 @@ def load_model(path: str | os.PathLike, task: str | None = None, base_model: str
         extra = art.extra
         task = task or art.task
     if (src / "adapter_config.json").is_file():
-        model, tok, base_dir = _load_adapter(src, task, base_model or extra.get("base_model"))
+        model, tok, base_dir, task = _load_adapter(src, task, base_model or extra.get("base_model"))
         extra = {**extra, "adapter": str(src), "base_model": str(base_dir)}
     else:
         if not (src / "config.json").is_file():
@@ -179,7 +179,7 @@ def _load_adapter(src: Path, task: str | None, base_override: str | None):
     peft_model = PeftModel.from_pretrained(base_model, src)
     merged = peft_model.merge_and_unload()
     tok_dir = src if any((src / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else base
-    return merged, AutoTokenizer.from_pretrained(tok_dir), base
+    return merged, AutoTokenizer.from_pretrained(tok_dir), base, task
 
 
 def save_model(lm_or_model: Any, tokenizer: Any, out_dir: Path) -> dict[str, str]:
