@@ -74,6 +74,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             if text[pos:].strip() == "":
                 break
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
             line = text.count("\n", 0, pos) + 1
             raise EdgepackError(f"config.pbtxt line {line}: cannot read {text[pos:pos + 20]!r}")
         pos = m.end()
