@@ -1,0 +1,90 @@
+"""Run a recipe stage by stage, resuming what is already done.
+
+Each stage writes its artifact to ``OUTPUT/<stage>``. A stage is skipped when ``OUTPUT/pipeline-state.json``
+records the same key for it (a hash of its config and of its parent's manifest) and its artifact still
+opens with valid checksums and the recorded manifest hash. Deleting a stage's folder therefore recomputes
+that stage, and, because its new manifest differs, every stage after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgepack import __version__
+from edgepack.artifact import Artifact, ArtifactError, _atomic_write_text, _jsonable
+
+STATE_FILE = "pipeline-state.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    parent: str | None  # name of the stage whose artifact this one reads (None: the recipe's input)
+    config: Any  # JSON-able description of everything that changes the result (or a callable giving it)
+    run: Callable[[Artifact | None, Path], Artifact | Path]  # (parent artifact, out dir) -> artifact
+
+
+class Pipeline:
+    """Runs stages in order with resume; ``results[name]`` holds each stage's artifact (or path)."""
+
+    def __init__(self, output: Path, log: Callable[[str], None] = print):
+        self.output = Path(output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.output / STATE_FILE
+        self.state: dict = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.results: dict[str, Any] = {}
+        self.timings: dict[str, dict] = {}
+        self.log = log
+
+    def key(self, stage: Stage) -> str:
+        parent = self.results.get(stage.parent) if stage.parent else None
+        parent_id = parent.manifest_sha256() if isinstance(parent, Artifact) else str(parent)
+        config = stage.config() if callable(stage.config) else stage.config
+        blob = json.dumps({"stage": stage.name, "config": _jsonable(config), "parent": parent_id,
+                           "edgepack": __version__}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _done(self, stage: Stage, key: str) -> Artifact | Path | None:
+        rec = self.state.get(stage.name)
+        out = self.output / stage.name
+        if not rec or rec.get("key") != key or not out.exists():
+            return None
+        if rec.get("kind") == "path":
+            return out
+        try:
+            art = Artifact.open(out)
+        except ArtifactError:
+            return None
+        return art if art.manifest_sha256() == rec.get("manifest_sha256") else None
+
+    def run(self, stages: list[Stage]) -> dict[str, Any]:
+        total = len(stages)
+        for i, stage in enumerate(stages, 1):
+            key = self.key(stage)
+            done = self._done(stage, key)
+            if done is not None:
+                self.log(f"[{i}/{total}] {stage.name}: done before, skipped ({self.output / stage.name})")
+                self.results[stage.name] = done
+                self.timings[stage.name] = {"seconds": self.state[stage.name].get("seconds"), "skipped": True}
+                continue
+            self.log(f"[{i}/{total}] {stage.name}: running")
+            t0 = time.perf_counter()
+            parent = self.results.get(stage.parent) if stage.parent else None
+            result = stage.run(parent, self.output / stage.name)
+            seconds = round(time.perf_counter() - t0, 1)
+            self.results[stage.name] = result
+            self.timings[stage.name] = {"seconds": seconds, "skipped": False}
+            rec = {"key": key, "seconds": seconds}
+            if isinstance(result, Artifact):
+                rec.update(kind="artifact", manifest_sha256=result.manifest_sha256())
+            else:
+                rec.update(kind="path")
+            self.state[stage.name] = rec
+            _atomic_write_text(self.state_path, json.dumps(self.state, indent=2) + "\n")
+            self.log(f"[{i}/{total}] {stage.name}: finished in {seconds:.0f} s")
+        return self.results

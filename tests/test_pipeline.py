@@ -1,0 +1,77 @@
+"""Pipeline resume: finished stages are skipped; deleting one stage recomputes it and everything after it."""
+
+import shutil
+
+import pytest
+
+from edgepack.artifact import ArtifactWriter
+from edgepack.errors import EdgepackError
+from edgepack.pipeline import Pipeline, Stage
+
+
+def _stage(name, parent, calls, value, salt=None):
+    def run(p, out):
+        calls.append(name)
+        with ArtifactWriter(out) as w:
+            prev = p.file("model").read_text() if p is not None else ""
+            (w.dir / "m.txt").write_text(prev + value)
+            files = {"model": "m.txt"}
+            if salt is not None:  # a stage whose output differs run to run (like training)
+                (w.dir / "salt").write_text(str(len(calls)))
+                files["salt"] = "salt"
+            return w.commit(stage=name, format="hf", task="text-classification", files=files, parent=p)
+    return Stage(name, parent, {"value": value}, run)
+
+
+def stages(calls, b_value="b", salt=True):
+    return [_stage("a", None, calls, "a"), _stage("b", "a", calls, b_value, salt), _stage("c", "b", calls, "c")]
+
+
+def test_rerun_skips_and_delete_recomputes_downstream(tmp_path):
+    calls = []
+    res = Pipeline(tmp_path, log=lambda m: None).run(stages(calls))
+    assert calls == ["a", "b", "c"] and res["c"].file("model").read_text() == "abc"
+    calls.clear()
+    Pipeline(tmp_path, log=lambda m: None).run(stages(calls))
+    assert calls == []
+    shutil.rmtree(tmp_path / "b")
+    Pipeline(tmp_path, log=lambda m: None).run(stages(calls))
+    assert calls == ["b", "c"]
+
+
+def test_changed_config_recomputes_from_that_stage(tmp_path):
+    calls = []
+    Pipeline(tmp_path, log=lambda m: None).run(stages(calls))
+    calls.clear()
+    res = Pipeline(tmp_path, log=lambda m: None).run(stages(calls, b_value="B"))
+    assert calls == ["b", "c"] and res["c"].file("model").read_text() == "aBc"
+
+
+def test_tampered_artifact_is_recomputed(tmp_path):
+    calls = []
+    Pipeline(tmp_path, log=lambda m: None).run(stages(calls))
+    (tmp_path / "c" / "m.txt").write_text("abX")
+    calls.clear()
+    Pipeline(tmp_path, log=lambda m: None).run(stages(calls))
+    assert calls == ["c"]
+
+
+def test_recipe_errors(tmp_path):
+    pytest.importorskip("yaml")
+    from edgepack.recipe import load_recipe
+
+    with pytest.raises(EdgepackError, match="recipe not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teacher: {model: x}\nstudnet: {}\n")
+    with pytest.raises(EdgepackError, match=r"unknown section\(s\) \['studnet'\]"):
+        load_recipe(bad)
+    bad.write_text("data: {}\n")
+    with pytest.raises(EdgepackError, match="'teacher.model' is required"):
+        load_recipe(bad)
+    bad.write_text("teacher: {model: x}\ndistill: {temperature: -1}\n")
+    with pytest.raises(EdgepackError, match="temperature must be > 0"):
+        load_recipe(bad)
+    bad.write_text("teacher: {model: x}\nexport: {onnx: {opsett: 3}}\n")
+    with pytest.raises(EdgepackError, match="opsett"):
+        load_recipe(bad)
