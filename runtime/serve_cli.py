@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 EPILOG = """\
 endpoints:
@@ -82,5 +83,11 @@ def run(args: argparse.Namespace) -> int:
                       workers=args.workers, batching=args.batching, max_texts=args.max_texts,
                       max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, backend=args.backend,
                       intra_op_threads=args.intra_op_threads, max_length=args.max_length)
-    serve(str(art.path), cfg, log_level=args.log_level)
+    # uvicorn drains on SIGTERM, then re-raises it to the handler that was installed before it ran;
+    # a no-op handler here turns a completed graceful shutdown into exit code 0 instead of -15.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        serve(str(art.path), cfg, log_level=args.log_level)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
