@@ -82,12 +82,19 @@ def build_serialized(
     calib_batches: Sequence[dict[str, np.ndarray]],
     calib_cache: Path,
     timing_cache: bytes,
-) -> tuple[bytes, bytes]:
-    """Parse, configure and build; returns (serialized engine, updated timing cache)."""
+) -> tuple[bytes, bytes, dict[str, str]]:
+    """Parse, configure and build; returns (serialized engine, updated timing cache, IO dtype names).
+
+    The IO dtypes are the network's after parsing (TensorRT before 10 imports int64 inputs as int32),
+    which is what a Triton config or a client must send.
+    """
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network, parser = _parse_onnx(trt, builder, logger, onnx_path)
     net_inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    io = [network.get_input(i) for i in range(network.num_inputs)]
+    io += [network.get_output(i) for i in range(network.num_outputs)]
+    io_dtypes = {t.name: np.dtype(trt.nptype(t.dtype)).name for t in io}
     missing = set(net_inputs) - set(profiles[0])
     if missing:
         raise EdgepackError(f"the ONNX graph has inputs {sorted(missing)} that the manifest does not declare")
@@ -128,4 +135,4 @@ def build_serialized(
         raise EdgepackError("TensorRT failed to build the engine; its log above says why")
     timing = config.get_timing_cache().serialize()
     del parser, calibrator
-    return bytes(serialized), bytes(timing)
+    return bytes(serialized), bytes(timing), io_dtypes

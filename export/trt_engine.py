@@ -207,7 +207,7 @@ def build_engine(
             shutil.copyfile(cfg.calibration_cache, calib_out)
         from edgepack.export.trt_build import build_serialized
 
-        plan, timing = build_serialized(
+        plan, timing, io_dtypes = build_serialized(
             trt, art.file("model"), profiles, cfg, int8, calib, calib_out, timing_in,
         )
         (w.dir / ENGINE_FILE).write_bytes(plan)
@@ -219,8 +219,9 @@ def build_engine(
         if calib_out.is_file():
             files["calibration_cache"] = "calibration.cache"
         return w.commit(
-            stage="export", format="tensorrt", task=art.task, labels=art.labels, inputs=art.inputs,
-            outputs=art.outputs, files=files, parent=art,
+            stage="export", format="tensorrt", task=art.task, labels=art.labels,
+            inputs=with_dtypes(art.inputs, io_dtypes), outputs=with_dtypes(art.outputs, io_dtypes),
+            files=files, parent=art,
             config={**_cfg_dict(cfg), "int8_mode": int8, "device": device},
             metrics={"build_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(plan),
                      **{k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1")}},
@@ -258,6 +259,11 @@ def engine_profiles(art: Artifact) -> list[ShapeRange]:
         return [ShapeRange(**p) for p in art.extra["profiles"]]
     except (KeyError, TypeError) as e:
         raise ArtifactError(f"{art.path}: manifest has no valid 'profiles' entry ({e})") from None
+
+
+def with_dtypes(specs: list[dict], dtypes: dict[str, str]) -> list[dict]:
+    """Manifest IO specs with the engine's dtypes where it changed them (e.g. int64 -> int32)."""
+    return [{**s, "dtype": dtypes.get(s["name"], s["dtype"])} for s in specs]
 
 
 def _cfg_dict(cfg: TrtBuildConfig) -> dict:
