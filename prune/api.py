@@ -13,6 +13,7 @@ import copy
 import gzip
 import json
 import os
+import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +119,11 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
         report["dropped_layers"] = structured.drop_layers(model, cfg.drop_layers)
     if cfg.head_fraction or cfg.ffn_fraction:
         method = cfg.importance if cfg.importance != "auto" else ("taylor" if classifier else "activation")
-        n = cfg.importance_examples
-        labels = list(d.train_labels)[:n] if d.train_labels is not None and classifier else None
-        imp = importance.compute_importance(model, tok, list(d.train_texts)[:n], labels, method,
+        # a seeded random subset, so an ordered training file still gives a mix of classes
+        pick = random.Random(cfg.seed).sample(range(len(d.train_texts)), min(cfg.importance_examples,
+                                                                             len(d.train_texts)))
+        labels = [d.train_labels[i] for i in pick] if d.train_labels is not None and classifier else None
+        imp = importance.compute_importance(model, tok, [d.train_texts[i] for i in pick], labels, method,
                                             cfg.batch_size, cfg.max_length)
         report["importance"] = {"method": method, "examples": imp.examples}
         if cfg.head_fraction:
