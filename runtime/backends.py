@@ -69,3 +69,9 @@ def open_runner(artifact: Artifact, backend: str = "auto", **opts: Any):
     raise EdgepackError(
         f"no available backend can run a '{artifact.format}' artifact; install \"edgepack[cpu]\" or \"edgepack[gpu]\""
     )
+
+
+# GPU backends (tensorrt, ort-cuda, ort-tensorrt, torch-cuda): registered here, libraries loaded when used.
+from edgepack.runtime.gpu_runners import register_gpu_backends  # noqa: E402
+
+register_gpu_backends()
