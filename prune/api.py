@@ -15,13 +15,15 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from edgepack.prune.config import PruneConfig
 
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.errors import EdgepackError
-from edgepack.prune.config import PruneConfig
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _gzip_size(path: Path) -> int:
     class _Count:
         n = 0
 
-        def write(self, b):  # noqa: D401 - file-like sink
+        def write(self, b):
             self.n += len(b)
 
         def flush(self):
@@ -94,10 +96,10 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
     the unpruned source). Raises EdgepackError for bad configs, data or models.
     """
     import torch
-
-    from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
     from edgepack.prune import arch, importance, recovery, structured, unstructured
     from edgepack.prune.evaluate import compare_latency
+
+    from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
 
     cfg.validate()
     torch.manual_seed(cfg.seed)

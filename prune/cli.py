@@ -75,8 +75,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):
     from pathlib import Path
 
-    from edgepack.errors import EdgepackError
     from edgepack.prune.config import PruneConfig
+
+    from edgepack.errors import EdgepackError
 
     base = {}
     if args.config:

@@ -21,7 +21,7 @@ def demo_variants(recovery_steps: int = 150) -> dict[str, PruneConfig]:
     """The variants reported: FFN 50% + recovery (the headline), heads 25% / 50% + recovery,
     FFN 50% without recovery (what recovery buys), 50% magnitude sparsity, 2:4."""
     rec = RecoveryConfig(steps=recovery_steps, batch_size=32, lr=1e-4, max_length=64)
-    off = dict(latency_runs=0)  # latency is measured once for all variants at the end
+    off = {"latency_runs": 0}  # latency is measured once for all variants at the end
     return {
         "ffn50": PruneConfig(ffn_fraction=0.5, **off),
         "ffn50_recovered": PruneConfig(ffn_fraction=0.5, recovery=rec, **off),
@@ -40,9 +40,10 @@ def run_demo(source: str | os.PathLike, out_dir: str | os.PathLike, data: Any = 
     ``data``: as for ``edgepack.prune.api.prune`` (default: the embedded Rotten Tomatoes example).
     Returns the table written to ``out_dir/demo.json``.
     """
-    from edgepack.hf import load_model
     from edgepack.prune.api import prune, resolve_data
     from edgepack.prune.evaluate import compare_latency
+
+    from edgepack.hf import load_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,10 +70,10 @@ def run_demo(source: str | os.PathLike, out_dir: str | os.PathLike, data: Any = 
     models = {"unpruned": base.model, **{k: load_model(a.path).model for k, a in arts.items()}}
     lat = compare_latency(models, base.tokenizer, list(d.val_texts), batch_size=8, runs=latency_runs) \
         if latency_runs else {}
-    for name in rows:
+    for name, row in rows.items():
         if lat:
-            rows[name]["speedup_b8"] = lat[name]["speedup_vs_unpruned"]
-            rows[name]["p50_ms_b8"] = lat[name]["p50_ms"]
+            row["speedup_b8"] = lat[name]["speedup_vs_unpruned"]
+            row["p50_ms_b8"] = lat[name]["p50_ms"]
     result = {"source": str(source), "teacher": str(teacher) if teacher else "unpruned source",
               "val_examples": len(d.val_texts), "latency": {"batch": 8, "runs": latency_runs,
                                                             "unpruned_p50_ms": lat.get("unpruned", {}).get("p50_ms")},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edgepack.prune.importance import batches
 
@@ -67,7 +68,6 @@ def compare_latency(models: dict[str, Any], tokenizer: Any, texts: Sequence[str]
 def embedding_agreement(model: Any, reference: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128) -> dict:
     """Cosine similarity of mean-pooled embeddings of ``model`` vs ``reference`` (mean and min over texts)."""
     import torch
-
     from edgepack.prune.recovery import _mean_pool
 
     cos = []

@@ -14,11 +14,13 @@ Removing a unit is setting its gate to 0, so:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+
+from edgepack.prune import arch
 
 from edgepack.errors import EdgepackError
-from edgepack.prune import arch
 
 
 @dataclass

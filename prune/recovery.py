@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edgepack.prune.config import RecoveryConfig
 from edgepack.prune.importance import batches

@@ -10,10 +10,12 @@ and renumbers ``config.pruned_heads``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+from edgepack.prune import arch
 
 from edgepack.errors import EdgepackError
-from edgepack.prune import arch
 
 
 def prune_heads(model: Any, heads: dict[int, Sequence[int]]) -> dict[int, list[int]]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgepack.errors import EdgepackError
 from edgepack.prune import arch
+
+from edgepack.errors import EdgepackError
 
 
 def target_weights(model: Any, include_embeddings: bool = False) -> list[tuple[Any, str]]:

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.errors import EdgepackError  # noqa: E402
-from edgepack.testing import SAMPLE_TEXTS  # noqa: E402
+from edgepack.errors import EdgepackError
+from edgepack.testing import SAMPLE_TEXTS
 
 LABELS = [1, 0, 1, 0, 1, 0, 0]
 
@@ -90,12 +90,12 @@ def test_drop_layers_renumbers_pruned_heads(lm):
 
 
 def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
+    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.config import PruneConfig, RecoveryConfig
     from transformers import AutoModelForSequenceClassification
 
     from edgepack.artifact import Artifact
     from edgepack.hf import load_model
-    from edgepack.prune.api import TextData, prune
-    from edgepack.prune.config import PruneConfig, RecoveryConfig
 
     texts = SAMPLE_TEXTS * 4
     labels = LABELS * 4
@@ -121,10 +121,10 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
 
 
 def test_saved_pruned_model_matches_in_memory_model(lm, tmp_path):
+    from edgepack.prune import structured
     from transformers import AutoModelForSequenceClassification
 
     from edgepack.hf import save_model
-    from edgepack.prune import structured
 
     structured.prune_heads(lm.model, {0: [0, 2], 1: [3]})
     structured.prune_ffn(lm.model, {0: list(range(48)), 1: list(range(16, 64))})

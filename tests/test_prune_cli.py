@@ -15,8 +15,9 @@ def test_cli_module_imports_without_torch():
 
 
 def test_flags_override_config_file(tmp_path):
-    from edgepack.cli import build_parser
     from edgepack.prune.cli import _config
+
+    from edgepack.cli import build_parser
 
     cfg_file = tmp_path / "p.json"
     cfg_file.write_text(json.dumps({"ffn_fraction": 0.25, "recovery": {"steps": 5, "lr": 2e-5}}))
