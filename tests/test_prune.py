@@ -281,3 +281,36 @@ def test_feature_extraction_model_prunes_with_activation_importance(tiny_encoder
     assert art.task == "feature-extraction" and art.extra["importance"]["method"] == "activation"
     assert art.extra["ffn_size"] == 48
     assert 0.0 < art.metrics["cosine_mean"] <= 1.0 + 1e-6
+
+
+@pytest.mark.slow
+def test_real_minilm_surgery_is_exact_and_reloads(minilm_path, tmp_path):
+    """all-MiniLM-L6-v2: half the FFN neurons and a quarter of the heads removed by importance."""
+    from transformers import AutoModel
+
+    from edgepack.hf import load_model, save_model
+    from edgepack.prune import importance, structured
+
+    lm = load_model(minilm_path)
+    imp = importance.compute_importance(lm.model, lm.tokenizer, SAMPLE_TEXTS, method="activation")
+    heads = structured.select_heads(lm.model, imp.heads, 0.25)
+    neurons = structured.select_ffn(imp.ffn, 0.5, multiple_of=8)
+    ref = copy.deepcopy(lm.model)
+    dh = 384 // 12
+    with torch.no_grad():
+        for layer, hs in heads.items():
+            for h in hs:
+                ref.encoder.layer[layer].attention.output.dense.weight[:, h * dh:(h + 1) * dh] = 0
+        for layer, ns in neurons.items():
+            ref.encoder.layer[layer].intermediate.dense.weight[ns] = 0
+            ref.encoder.layer[layer].intermediate.dense.bias[ns] = 0
+    structured.prune_heads(lm.model, heads)
+    structured.prune_ffn(lm.model, neurons)
+    assert lm.model.config.intermediate_size == 768 and sum(map(len, heads.values())) == 18
+    enc = lm.tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        got = lm.model(**enc).last_hidden_state
+        torch.testing.assert_close(got, ref(**enc).last_hidden_state, atol=1e-5, rtol=1e-4)
+        save_model(lm.model, lm.tokenizer, tmp_path)
+        again = AutoModel.from_pretrained(tmp_path).eval()
+        torch.testing.assert_close(again(**enc).last_hidden_state, got, atol=1e-6, rtol=0)
