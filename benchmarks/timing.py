@@ -50,3 +50,14 @@ def time_over_texts(run_batch: Callable[[list], object], texts: list, batch_size
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()),
             "texts_per_s": float(len(batches) * repeats and sum(len(b) for b in batches) * repeats / total_s),
             "n": int(a.size)}
+
+
+def summarize_ms(samples_ms: list[float], texts: int) -> dict:
+    """p50/p90/p99/mean of per-call latencies (ms) and throughput when the calls processed ``texts`` texts."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no timing samples")
+    total_s = a.sum() / 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()),
+            "texts_per_s": float(texts / total_s) if total_s > 0 else float("inf"), "n": int(a.size)}

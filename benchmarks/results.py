@@ -1,0 +1,119 @@
+"""Benchmark results as JSON (with the machine and library versions) and as Markdown tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgepack.artifact import _jsonable
+
+
+def environment(threads: int | None = None) -> dict:
+    """The machine and library versions a timing depends on."""
+    import importlib.metadata as md
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("torch", "transformers", "onnxruntime", "onnxruntime-gpu", "optimum", "optimum-onnx", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "load_average": load, "threads": threads, "versions": versions}
+
+
+def bench_report(results: Sequence[dict], cfg: Any = None) -> dict:
+    """A JSON-ready dict: ``{"config", "environment", "results"}`` (texts are counted, not copied)."""
+    conf = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg or {})
+    if conf.get("texts") is not None:
+        conf["texts"] = f"{len(conf['texts'])} texts"
+    return {"config": _jsonable(conf), "environment": environment(conf.get("threads")),
+            "results": _jsonable(list(results))}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(results: Sequence[dict], cfg: Any = None, json_path: str | os.PathLike | None = None,
+                  markdown_path: str | os.PathLike | None = None) -> None:
+    """Write the JSON report and/or the Markdown tables (each atomically)."""
+    if json_path:
+        _atomic_write(Path(json_path), json.dumps(bench_report(results, cfg), indent=2) + "\n")
+    if markdown_path:
+        _atomic_write(Path(markdown_path), to_markdown(results) + "\n")
+
+
+def _fmt(v: Any, spec: str = ".1f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _quality_cell(r: dict) -> str:
+    if r.get("accuracy") is not None:
+        lo, hi = r.get("accuracy_ci95") or (None, None)
+        ci = f" [{lo * 100:.1f}, {hi * 100:.1f}]" if lo is not None else ""
+        return f"{r['accuracy'] * 100:.2f}%{ci}"
+    return "–"
+
+
+def _fidelity_cell(r: dict) -> str:
+    if r["target"] == r.get("baseline"):
+        return "(baseline)"
+    if r.get("agreement_vs_baseline") is not None:
+        return f"{r['agreement_vs_baseline'] * 100:.1f}% same label"
+    if r.get("min_cosine_vs_baseline") is not None:
+        return f"cos min {r['min_cosine_vs_baseline']:.4f}"
+    return "–"
+
+
+def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
+    """One table per workload (batch size, and sequence length or real texts), ratios vs the baseline."""
+    if not results:
+        return "(no benchmark results)"
+    baseline = results[0].get("baseline", "")
+    has_acc = any(r.get("accuracy") is not None for r in results)
+    lines = [f"## {title}", ""] if title else []
+    workloads = list(dict.fromkeys((r["batch_size"], r["seq_len"]) for r in results))
+    for bs, seq in workloads:
+        rows = [r for r in results if (r["batch_size"], r["seq_len"]) == (bs, seq)]
+        what = f"sequence length {seq}" if seq else f"{rows[0]['texts_per_round']} real texts"
+        threads = rows[0].get("threads")
+        lines += [f"### batch {bs}, {what}" + (f", {threads} threads" if threads else ""), ""]
+        head = ["target", "backend", "precision", "p50 ms", "p90 ms", "p99 ms", "texts/s", "size MB",
+                "load RSS MB", f"speed-up vs {baseline}"] + (["accuracy [95% CI]"] if has_acc else []) + \
+               [f"agreement with {baseline}"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["target"], str(r.get("backend", "")), str(r.get("precision", "")), _fmt(r["p50_ms"], ".2f"),
+                     _fmt(r["p90_ms"], ".2f"), _fmt(r["p99_ms"], ".2f"), _fmt(r["texts_per_s"]),
+                     _fmt(r["size_bytes"] / 1e6), _fmt(r.get("load_rss_mb")),
+                     f"{r['ratio_vs_baseline']:.2f}x" if r.get("ratio_vs_baseline") else "–"]
+            cells += ([_quality_cell(r)] if has_acc else []) + [_fidelity_cell(r)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(f"Speed-up = {baseline} p50 / target p50 at the same batch size, measured in one process with "
+                 "targets interleaved; latency is end to end (tokenize + run + post-process).")
+    return "\n".join(lines)

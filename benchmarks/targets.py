@@ -1,0 +1,334 @@
+"""Models under test: one uniform ``texts -> outputs`` callable per backend, for fair latency comparisons.
+
+A :class:`Target` names a model and how to run it; ``target.open(threads)`` loads it and returns an
+:class:`OpenTarget` whose ``run(texts)`` tokenizes, runs and post-processes one batch end to end and returns
+probabilities ``(B, C)`` (classification) or pooled embeddings ``(B, D)`` (feature extraction), so every
+backend is timed on the same texts doing the same work:
+
+* ``Target.torch``: torch eager fp32 from an ``hf`` artifact, HF folder or LoRA adapter
+  (``edgepack.hf.load_model``), HF tokenizer padded to the batch's longest text.
+* ``Target.onnx``: any ``onnx`` (fp32 / int8 / fused) or ``tensorrt`` artifact through the lean runtime
+  ``edgepack.runtime.Predictor`` on a registered backend (``ort-cpu``; ``ort-cuda``, ``tensorrt`` ... where
+  the GPU backends are present).
+* ``Target.peer_optimum``: the path a user would otherwise take with optimum-onnx:
+  ``ORTModelForSequenceClassification.from_pretrained(dir, export=True)`` (or ``ORTModelForFeatureExtraction``),
+  optionally ``ORTQuantizer`` dynamic int8 with ``AutoQuantizationConfig.avx512_vnni`` (per-tensor or
+  per-channel), run with the HF tokenizer at ``padding=True``.
+
+Threads are fixed per target: ``torch.set_num_threads`` and ONNX Runtime ``intra_op_num_threads``
+(inter-op 1, as in ``edgepack.runtime.ort.OrtRunner``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgepack.artifact import Artifact, is_artifact
+from edgepack.errors import EdgepackError, MissingDependencyError
+
+KINDS = ("torch", "onnx", "peer-optimum")
+PEER_QUANTIZE = ("fp32", "dynamic", "dynamic-per-channel")
+
+
+@dataclass
+class OpenTarget:
+    """A loaded target. ``run(texts)`` -> probabilities (B, C) or embeddings (B, D), in input order."""
+
+    name: str
+    run: Callable[[Sequence[str]], np.ndarray]
+    task: str
+    labels: list[str]
+    size_bytes: int
+    info: dict  # kind, backend, precision, path, threads: written into every result row
+    sync: Callable[[], None] | None = None  # device sync after each call (GPU runners)
+    cleanup: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.cleanup is not None:
+            self.cleanup()
+            self.cleanup = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A model to benchmark: ``name`` (unique in a comparison), ``kind`` (see KINDS) and its ``path``."""
+
+    name: str
+    kind: str
+    path: str
+    backend: str = "auto"  # onnx targets: a runtime backend name (edgepack/runtime/backends.py)
+    quantize: str = "fp32"  # peer targets: one of PEER_QUANTIZE
+    work_dir: str | None = None  # peer targets: where the optimum export goes (reused when up to date)
+    max_length: int | None = None  # truncation; None: the model's limit
+    options: dict = field(default_factory=dict, compare=False, hash=False)  # extra Predictor.open options
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise EdgepackError(f"unknown target kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        if self.quantize not in PEER_QUANTIZE:
+            raise EdgepackError(f"unknown peer quantization {self.quantize!r}; use one of {', '.join(PEER_QUANTIZE)}")
+        if not Path(self.path).expanduser().exists():
+            raise EdgepackError(f"target '{self.name}': model path not found: {self.path}")
+
+    # --- constructors ---------------------------------------------------------------------
+    @classmethod
+    def torch(cls, name: str, path: str | os.PathLike, max_length: int | None = None) -> Target:
+        """Torch eager fp32 (CPU) from an ``hf`` artifact, a Hugging Face folder or a LoRA adapter."""
+        return cls(name, "torch", str(path), max_length=max_length)
+
+    @classmethod
+    def onnx(cls, name: str, path: str | os.PathLike, backend: str = "auto", max_length: int | None = None,
+             **predictor_options: Any) -> Target:
+        """An ``onnx`` or ``tensorrt`` artifact through ``edgepack.runtime.Predictor`` on ``backend``."""
+        return cls(name, "onnx", str(path), backend=backend, max_length=max_length, options=predictor_options)
+
+    @classmethod
+    def peer_optimum(cls, name: str, path: str | os.PathLike, quantize: str = "fp32",
+                     work_dir: str | os.PathLike | None = None, max_length: int | None = None) -> Target:
+        """optimum-onnx export (+ ``ORTQuantizer`` dynamic int8 when ``quantize`` says so) of a torch model."""
+        return cls(name, "peer-optimum", str(path), quantize=quantize,
+                   work_dir=None if work_dir is None else str(work_dir), max_length=max_length)
+
+    @classmethod
+    def auto(cls, name: str, path: str | os.PathLike, backend: str = "auto") -> Target:
+        """``torch`` for an ``hf`` artifact / HF folder / adapter, ``onnx`` for an onnx/tensorrt artifact."""
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise EdgepackError(f"artifact or model folder not found: {p}")
+        if is_artifact(p):
+            fmt = Artifact.open(p, verify=False).format
+            if fmt == "hf":
+                return cls.torch(name, p)
+            if fmt in ("onnx", "tensorrt"):
+                return cls.onnx(name, p, backend=backend)
+            raise EdgepackError(f"{p} is a '{fmt}' artifact; bench runs 'hf', 'onnx' and 'tensorrt' artifacts")
+        if p.is_dir() and ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
+            return cls.torch(name, p)
+        raise EdgepackError(f"{p} is neither an edgepack artifact nor a Hugging Face model folder")
+
+    def open(self, threads: int | None = None, batch_size: int = 32) -> OpenTarget:
+        """Load the model with ``threads`` intra-op threads; ``batch_size`` is the runtime's largest batch."""
+        opener = {"torch": _open_torch, "onnx": _open_onnx, "peer-optimum": _open_peer}[self.kind]
+        return opener(self, threads, batch_size)
+
+
+# --- shared post-processing ---------------------------------------------------------------
+def postprocess(task: str, extra: dict, logits_or_hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Logits (B, C) -> softmax probabilities; last_hidden_state (B, T, H) -> pooled (B, H), as the runtime does."""
+    from edgepack.runtime.text import cls_pool, mean_pool, softmax
+
+    x = np.asarray(logits_or_hidden, dtype=np.float32)
+    if task == "text-classification":
+        return softmax(x)
+    if x.ndim == 2:  # already pooled
+        return x
+    if extra.get("pooling", "mean") == "cls":
+        return cls_pool(x, extra.get("normalize", False))
+    return mean_pool(x, np.asarray(mask), extra.get("normalize", True))
+
+
+def weights_size(folder: Path) -> int:
+    """Bytes of the weight files in a model folder (safetensors / bin / onnx, with external data)."""
+    exts = (".safetensors", ".bin", ".onnx", ".data", ".onnx_data")
+    return int(sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file() and p.suffix in exts))
+
+
+def _set_torch_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+# --- torch eager --------------------------------------------------------------------------
+def _open_torch(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
+    import torch
+
+    from edgepack.hf import load_model
+
+    _set_torch_threads(threads)
+    lm = load_model(t.path)
+    max_len = t.max_length or lm.max_length
+    tok, model = lm.tokenizer, lm.model
+
+    def run(texts: Sequence[str]) -> np.ndarray:
+        enc = tok(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        with torch.inference_mode():
+            out = model(**enc)
+        x = out.logits if lm.task == "text-classification" else out.last_hidden_state
+        return postprocess(lm.task, lm.extra, x.numpy(), enc["attention_mask"].numpy())
+
+    src = Path(lm.source)
+    size = int(lm.artifact.manifest["files"]["weights"]["bytes"]) if lm.artifact and lm.artifact.has("weights") \
+        else weights_size(src)
+    info = {"kind": "torch", "backend": "torch-cpu", "precision": "fp32", "path": str(src), "threads": threads}
+    return OpenTarget(t.name, run, lm.task, lm.labels, size, info)
+
+
+# --- edgepack runtime ---------------------------------------------------------------------
+def _open_onnx(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
+    from edgepack.runtime.backends import BACKENDS
+    from edgepack.runtime.predictor import Predictor
+
+    if t.backend not in ("auto", "ort-cpu") and t.backend not in BACKENDS:
+        try:  # GPU backends register themselves on request (runtime/gpu_runners.py)
+            from edgepack.runtime.gpu_runners import register_gpu_backends
+
+            register_gpu_backends()
+        except ImportError:
+            pass
+    pred = Predictor.open(t.path, backend=t.backend, intra_op_threads=threads, max_length=t.max_length,
+                          batch_size=max(batch_size, 1), **t.options)
+    art = pred.artifact
+    model = art.file("model")
+    size = model.stat().st_size + sum(p.stat().st_size for p in model.parent.glob(model.name + ".data"))
+    sync = getattr(pred.runner, "synchronize", None)
+    ex = art.extra
+    precision = ex.get("precision", "fp32") + ("-fused" if ex.get("fused") else "")
+    providers = getattr(pred.runner, "providers", None)
+    info = {"kind": "onnx", "backend": t.backend if t.backend != "auto" else type(pred.runner).__name__,
+            "precision": precision, "path": str(art.path), "threads": threads}
+    if providers:
+        info["providers"] = list(providers)
+    return OpenTarget(t.name, pred.infer, pred.task, pred.labels, int(size), info, sync=sync)
+
+
+# --- peer path: optimum-onnx --------------------------------------------------------------
+def _peer_source(path: Path, scratch: Path) -> tuple[Path, str, dict, list[str]]:
+    """A plain HF folder optimum can export (an adapter is merged first), its task, pooling extra, labels."""
+    from edgepack.hf import load_model
+
+    extra: dict = {}
+    if is_artifact(path):
+        art = Artifact.open(path).require(format="hf")
+        extra = art.extra
+    if (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        from transformers import AutoConfig
+
+        from edgepack.hf import detect_task, label_names
+
+        cfg = AutoConfig.from_pretrained(path)
+        task = detect_task(cfg)
+        labels = label_names(cfg) if task == "text-classification" else []
+        if task == "feature-extraction":
+            extra = {"pooling": "mean", "normalize": True, **extra}
+        return path, task, extra, labels
+    lm = load_model(path)  # a LoRA adapter: merge into its base, as a user would before exporting
+    merged = scratch / "merged"
+    lm.model.save_pretrained(merged, safe_serialization=True)
+    lm.tokenizer.save_pretrained(merged)
+    return merged, lm.task, lm.extra, lm.labels
+
+
+def _fingerprint(src: Path, quantize: str) -> str:
+    """Identifies the exported peer model: source weights/config (size, mtime), variant, optimum version."""
+    import importlib.metadata as md
+
+    parts = [str(src.resolve()), quantize, md.version("optimum-onnx")]
+    for p in sorted(src.iterdir()):
+        if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"):
+            st = p.stat()
+            parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def peer_export(path: str | os.PathLike, work_dir: str | os.PathLike, quantize: str = "fp32") -> tuple[Path, dict]:
+    """Export (and quantize) ``path`` the optimum-onnx way into ``work_dir/<quantize>``; returns (dir, meta).
+
+    A previous export in the same place is reused when the source and the variant are unchanged.
+    """
+    try:
+        from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification, ORTQuantizer
+        from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    except ImportError:
+        raise MissingDependencyError("optimum-onnx", "tools", "the optimum peer benchmark") from None
+    src_in, work = Path(path).expanduser().resolve(), Path(work_dir).expanduser().resolve()
+    out = work / quantize
+    work.mkdir(parents=True, exist_ok=True)
+    src, task, extra, labels = _peer_source(src_in, work)
+    fp = _fingerprint(src, quantize)
+    meta_path = out / "edgepack-peer.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") == fp and (out / meta["file_name"]).is_file():
+            return out, meta
+    cls = ORTModelForSequenceClassification if task == "text-classification" else ORTModelForFeatureExtraction
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=f".{quantize}.tmp-"))
+    try:
+        model = cls.from_pretrained(src, export=True)
+        file_name = "model.onnx"
+        if quantize == "fp32":
+            model.save_pretrained(tmp)
+        else:
+            qcfg = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=quantize == "dynamic-per-channel")
+            ORTQuantizer.from_pretrained(model).quantize(save_dir=tmp, quantization_config=qcfg)
+            file_name = "model_quantized.onnx"
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
+        meta = {"fingerprint": fp, "file_name": file_name, "task": task, "extra": extra, "labels": labels,
+                "source": str(src_in), "quantize": quantize}
+        (tmp / "edgepack-peer.json").write_text(json.dumps(meta, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out, meta
+
+
+def _open_peer(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    from edgepack.hf import require_torch
+
+    require_torch("the optimum peer benchmark")
+    scratch = None
+    work = t.work_dir
+    if work is None:
+        scratch = tempfile.mkdtemp(prefix="edgepack-peer-")
+        work = scratch
+    try:
+        out, meta = peer_export(t.path, work, t.quantize)
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        task = meta["task"]
+        cls = ORTModelForSequenceClassification if task == "text-classification" else ORTModelForFeatureExtraction
+        model = cls.from_pretrained(out, file_name=meta["file_name"], session_options=so,
+                                    provider="CPUExecutionProvider")
+        tok = AutoTokenizer.from_pretrained(out)
+    except BaseException:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    from edgepack.hf import model_max_length
+
+    max_len = t.max_length or model_max_length(model.config, tok)  # the limit edgepack's export records
+    extra = meta["extra"]
+
+    def run(texts: Sequence[str]) -> np.ndarray:
+        enc = tok(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="np")
+        res = model(**enc)
+        x = res.logits if task == "text-classification" else res.last_hidden_state
+        return postprocess(task, extra, x, enc["attention_mask"])
+
+    info = {"kind": "peer-optimum", "backend": "optimum-ort-cpu",
+            "precision": {"fp32": "fp32", "dynamic": "int8-dynamic",
+                          "dynamic-per-channel": "int8-dynamic-per-channel"}[t.quantize],
+            "path": str(out / meta["file_name"]), "threads": threads}
+    cleanup = (lambda: shutil.rmtree(scratch, ignore_errors=True)) if scratch else None
+    return OpenTarget(t.name, run, task, list(meta["labels"]), (out / meta["file_name"]).stat().st_size, info,
+                      cleanup=cleanup)
