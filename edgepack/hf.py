@@ -99,15 +99,15 @@ def _model_class(task: str):
 
 def load_model(path: str | os.PathLike, task: str | None = None, base_model: str | None = None) -> LoadedModel:
     """Load a model folder, PEFT adapter folder or ``hf`` artifact; returns it in eval mode on CPU, fp32."""
-    require_torch("loading a torch model")
-    _offline()
-    from transformers import AutoConfig, AutoTokenizer
-
     src = Path(path).expanduser().resolve()
     if not src.exists():
         raise EdgepackError(f"model directory not found: {src}")
     if not src.is_dir():
         raise EdgepackError(f"expected a model directory, got a file: {src}")
+    require_torch("loading a torch model")
+    _offline()
+    from transformers import AutoConfig, AutoTokenizer
+
     art = None
     extra: dict = {}
     if is_artifact(src):
