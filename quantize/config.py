@@ -1,0 +1,158 @@
+"""Frozen configs for every quantization method, the method registry, and dict/JSON round-trips.
+
+A method name (``--methods dynamic-int8,static-int8-entropy``) maps to one config instance; a config
+fully describes how a candidate is built, so it is recorded in the candidate's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgepack.errors import EdgepackError
+
+# Node patterns (fnmatch on node names and on the initializer names a node reads; a pattern without
+# wildcards matches as a substring). Presets name the usual suspects of a BERT-style encoder.
+EXCLUDE_PRESETS = {
+    "classifier": ("classifier", "pooler"),
+    "embeddings": ("embeddings", "EmbedLayerNormalization"),
+}
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What stays float: node/initializer name patterns and whole op types."""
+
+    nodes: tuple[str, ...] = ()  # e.g. ("classifier", "*layer.5*")  or presets "classifier", "embeddings"
+    op_types: tuple[str, ...] = ()  # e.g. ("Gather", "EmbedLayerNormalization")
+
+
+@dataclass(frozen=True)
+class DynamicInt8Config:
+    """ONNX Runtime dynamic INT8: int8 weights, activations quantized on the fly per batch."""
+
+    per_channel: bool = True  # per output channel weight scales: much better accuracy than per-tensor
+    # ORT's CPU QAttention is ~2x slower with per-channel weights than per-tensor (measured on MiniLM),
+    # so fused Attention nodes get per-tensor weights while the other MatMuls stay per-channel.
+    attention_per_tensor: bool = True
+    reduce_range: bool = False  # 7-bit weights, only for CPUs without VNNI that saturate
+    weight_type: str = "qint8"  # qint8 | quint8
+    op_types: tuple[str, ...] = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization")
+    exclude: Exclusions = Exclusions()
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Real samples for static quantization, tokenized as the runtime does and padded per batch."""
+
+    num_samples: int = 128
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StaticInt8Config:
+    """ONNX Runtime static INT8 in QDQ format (what TensorRT's INT8 path consumes)."""
+
+    method: str = "minmax"  # minmax | entropy | percentile
+    per_channel: bool = True
+    activation_type: str = "quint8"  # u8 activations x s8 weights: the fast path on x86 CPUs
+    weight_type: str = "qint8"
+    percentile: float = 99.999  # for method="percentile"
+    op_types: tuple[str, ...] = ("MatMul", "Gather")
+    matmul_const_weight_only: bool = True  # False also quantizes the attention score/context MatMuls
+    calibration: CalibrationConfig = CalibrationConfig()
+    exclude: Exclusions = Exclusions()
+
+
+@dataclass(frozen=True)
+class Fp16Config:
+    """FP16 weights and compute for GPU execution; numerically sensitive ops stay FP32."""
+
+    keep_io_types: bool = True  # inputs/outputs stay int64/float32, so the runtime is unchanged
+    op_block_list: tuple[str, ...] = ("Pow", "ReduceMean", "Sqrt", "Softmax", "LayerNormalization", "Erf")
+    exclude: Exclusions = Exclusions()
+
+
+METHODS: dict[str, Any] = {
+    "dynamic-int8": DynamicInt8Config(),
+    "dynamic-int8-per-tensor": DynamicInt8Config(per_channel=False),
+    "static-int8-minmax": StaticInt8Config(method="minmax"),
+    "static-int8-entropy": StaticInt8Config(method="entropy"),
+    "static-int8-percentile": StaticInt8Config(method="percentile"),
+    "fp16": Fp16Config(),
+}
+DEFAULT_METHODS = ("dynamic-int8", "dynamic-int8-per-tensor", "static-int8-minmax")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """The quantize stage: build each method's candidate, keep the fastest one within the accuracy budget."""
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    max_accuracy_drop: float = 1.0  # points (accuracy in %), vs the parent on the same validation texts
+    exclude: Exclusions = Exclusions()  # added to every method's own exclusions
+    max_eval_samples: int | None = 1000  # validation texts used for accuracy (None: all)
+    latency_batch_size: int = 8  # texts per timed call, padded to each batch's longest (as the runtime does)
+    latency_batches: int = 24  # timed calls per round
+    latency_rounds: int = 5  # rounds interleave all models; the median round counts
+    intra_op_threads: int | None = None
+    backend: str = "auto"  # runtime backend the latency is measured on (the target)
+    overrides: dict = field(default_factory=dict)  # method name -> config dict replacing its defaults
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise EdgepackError(f"unknown quantization method(s) {', '.join(map(repr, unknown))}; "
+                                f"known: {', '.join(METHODS)}")
+        if not self.methods:
+            raise EdgepackError("give at least one quantization method")
+        if self.max_accuracy_drop < 0:
+            raise EdgepackError(f"max_accuracy_drop must be >= 0 points, got {self.max_accuracy_drop}")
+        if self.latency_batch_size < 1 or self.latency_batches < 1 or self.latency_rounds < 1:
+            raise EdgepackError("latency_batch_size, latency_batches and latency_rounds must be >= 1")
+
+    def method_config(self, name: str) -> Any:
+        """The config for ``name`` with overrides and the stage-wide exclusions applied."""
+        base = METHODS[name]
+        if name in self.overrides:
+            base = from_dict(type(base), {**to_dict(base), **self.overrides[name]})
+        merged = Exclusions(nodes=base.exclude.nodes + self.exclude.nodes,
+                            op_types=base.exclude.op_types + self.exclude.op_types)
+        return dataclasses.replace(base, exclude=merged)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass; tuples become lists."""
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(cfg)
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Rebuild config ``cls`` from ``to_dict`` output (lists -> tuples, nested dicts -> configs)."""
+    if not isinstance(data, dict):
+        raise EdgepackError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise EdgepackError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)

@@ -1,0 +1,62 @@
+"""ONNX dynamic INT8 with ``onnxruntime.quantization.quantize_dynamic``, on plain or fused graphs.
+
+Weights become int8 (per output channel by default), activations are quantized per batch at run time,
+so no calibration data is needed. Fused graphs (com.microsoft Attention / EmbedLayerNormalization)
+work because ``DefaultTensorType`` tells the quantizer to assume float where shape inference cannot
+type the contrib ops (optimum's ORTQuantizer fails on such graphs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgepack.artifact import Artifact
+from edgepack.errors import EdgepackError
+from edgepack.quantize.config import DynamicInt8Config
+from edgepack.quantize.graph import excluded_nodes, open_onnx_parent, quiet_quantization_logs, write_onnx_candidate
+
+_WEIGHT_TYPES = ("qint8", "quint8")
+
+
+def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: DynamicInt8Config) -> dict:
+    """Quantize the ONNX file ``src`` into ``dst``; returns {"excluded_nodes": n}."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if cfg.weight_type not in _WEIGHT_TYPES:
+        raise EdgepackError(f"weight_type must be one of {_WEIGHT_TYPES}, got {cfg.weight_type!r}")
+    quiet_quantization_logs()
+    model = onnx.load(str(src))
+    skip = excluded_nodes(model, cfg.exclude)
+    ops = [o for o in cfg.op_types if o not in cfg.exclude.op_types]
+    weight_type = QuantType.QInt8 if cfg.weight_type == "qint8" else QuantType.QUInt8
+    common = dict(reduce_range=cfg.reduce_range, weight_type=weight_type,
+                  extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    attention = [n.name for n in model.graph.node if n.op_type == "Attention" and n.name not in skip]
+    if cfg.per_channel and cfg.attention_per_tensor and attention and "Attention" in ops:
+        # pass 1: fused Attention nodes only, per-tensor (ORT's fast QAttention path)
+        tmp = Path(dst).with_suffix(".attn.onnx")
+        try:
+            quantize_dynamic(model, tmp, op_types_to_quantize=["Attention"], nodes_to_quantize=attention,
+                             per_channel=False, **common)
+            model = onnx.load(str(tmp))
+        finally:
+            tmp.unlink(missing_ok=True)
+        ops = [o for o in ops if o != "Attention"]
+    if ops:
+        quantize_dynamic(model, dst, op_types_to_quantize=ops, per_channel=cfg.per_channel,
+                         nodes_to_exclude=skip, **common)
+    else:
+        onnx.save(model, str(dst))
+    return {"excluded_nodes": len(skip)}
+
+
+def quantize_dynamic_onnx(
+    source: str | os.PathLike | Artifact, out: str | os.PathLike, cfg: DynamicInt8Config = DynamicInt8Config(),
+    method: str = "dynamic-int8",
+) -> Artifact:
+    """Dynamic-INT8 quantize an fp32 ``onnx`` artifact into ``out`` (precision ``int8-dynamic``)."""
+    parent = open_onnx_parent(source)
+    return write_onnx_candidate(parent, out, lambda s, d: quantize_dynamic_model(s, d, cfg),
+                                precision="int8-dynamic", method=method, cfg=cfg)
