@@ -158,7 +158,8 @@ def tokenizer_configs(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
     token_inputs = [i["name"] for i in inputs]
     extra = art.extra
     text_in = [{"name": "TEXT", "data_type": Ident("TYPE_STRING"), "dims": [1]}]
-    tok_outs = [{"name": n, "data_type": Ident("TYPE_INT64"), "dims": [-1]} for n in token_inputs]
+    # the step emits what the model takes: int64 for ONNX, possibly int32 for a TensorRT engine
+    tok_outs = [{"name": i["name"], "data_type": Ident(triton_dtype(i["dtype"])), "dims": [-1]} for i in inputs]
     params = {"max_length": extra.get("max_length", 512), "pad_token_id": extra.get("pad_token_id", 0),
               "pad_to_multiple_of": cfg.pad_to_multiple_of, "tokenizer_file": "tokenizer.json"}
     tok = {

@@ -1,7 +1,7 @@
 """Triton Python-backend model: text in, token ids out (copied into a repository as ``1/model.py``).
 
 Input ``TEXT`` (TYPE_STRING, shape [B, 1]); outputs the model's token inputs (``input_ids``,
-``attention_mask``, ``token_type_ids``: TYPE_INT64, shape [B, T]). T is the longest text in the
+``attention_mask``, ``token_type_ids``: TYPE_INT64, or TYPE_INT32 for engines that take int32; [B, T]). T is the longest text in the
 request rounded up to ``pad_to_multiple_of`` (so the model's dynamic batcher can merge requests of
 similar length) and capped at ``max_length``. Parameters come from this model's config.pbtxt.
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 TOKEN_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TRITON_INT_TYPES = {"TYPE_INT64": np.int64, "TYPE_INT32": np.int32}
 
 
 def load_tokenizer(path, max_length):
@@ -63,6 +64,7 @@ class TritonPythonModel:
         self.pad_to_multiple_of = int(params.get("pad_to_multiple_of", 1))
         self.tokenizer = load_tokenizer(here / params.get("tokenizer_file", "tokenizer.json"), self.max_length)
         self.output_names = [o["name"] for o in config["output"]]
+        self.output_dtypes = {o["name"]: TRITON_INT_TYPES[o.get("data_type", "TYPE_INT64")] for o in config["output"]}
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
@@ -73,7 +75,7 @@ class TritonPythonModel:
                 texts = decode_text_tensor(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy())
                 feeds = encode_texts(self.tokenizer, texts, self.pad_token_id, self.pad_to_multiple_of,
                                      self.max_length, self.output_names)
-                tensors = [pb_utils.Tensor(n, feeds[n]) for n in self.output_names]
+                tensors = [pb_utils.Tensor(n, feeds[n].astype(self.output_dtypes[n])) for n in self.output_names]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except Exception as e:  # one bad request must not fail the others in the batch
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))

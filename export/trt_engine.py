@@ -147,6 +147,11 @@ def plan_int8(report: OnnxTrtReport, cfg: TrtBuildConfig, have_texts: bool) -> s
             f"this ONNX graph is dynamically quantized ({', '.join(report.dynamic_quant_ops)}), which "
             "TensorRT cannot import; build from the fp32 export (and --precision int8) or a Q/DQ static-INT8 export"
         )
+    if report.qoperator_ops:
+        raise EdgepackError(
+            f"this ONNX graph is quantized in ONNX Runtime's QOperator format ({', '.join(report.qoperator_ops)}); "
+            "TensorRT imports Q/DQ graphs only: quantize with the QDQ format (edgepack quantize static INT8)"
+        )
     if report.contrib_ops:
         raise EdgepackError(
             f"this ONNX graph uses ONNX Runtime contrib ops ({', '.join(report.contrib_ops)}) from "

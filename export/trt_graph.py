@@ -15,6 +15,7 @@ import numpy as np
 
 DYNAMIC_QUANT_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+QOPERATOR_OPS = ("QLinearMatMul", "QLinearConv", "QLinearAdd", "QLinearMul", "QGemm")  # ORT's QOperator format
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class OnnxTrtReport:
     op_types: tuple[str, ...]
     has_qdq: bool
     dynamic_quant_ops: tuple[str, ...]
+    qoperator_ops: tuple[str, ...]
     contrib_ops: tuple[str, ...]      # ops outside the default ONNX domain
     weight_matrices: int              # 2-D float initializers feeding MatMul/Gemm
     sparse_2to4_weights: int          # of those, how many hold a 2:4 pattern
@@ -84,6 +86,7 @@ def inspect_onnx_for_trt(path: str | Path) -> OnnxTrtReport:
         op_types=ops,
         has_qdq=any(o in ops for o in QDQ_OPS),
         dynamic_quant_ops=tuple(o for o in DYNAMIC_QUANT_OPS if o in ops),
+        qoperator_ops=tuple(o for o in QOPERATOR_OPS if o in ops),
         contrib_ops=contrib,
         weight_matrices=total,
         sparse_2to4_weights=sparse,

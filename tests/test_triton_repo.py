@@ -1,6 +1,7 @@
 """Triton repository export: config.pbtxt generation and parsing, structural checks, tokenizer step."""
 
 import importlib.util
+import json
 import shutil
 
 import numpy as np
@@ -146,12 +147,13 @@ def test_tokenizer_step_matches_runtime_and_feeds_the_model(repo, onnx_cls):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     model = mod.TritonPythonModel()
-    cfg_json = __import__("json").dumps({
-        "parameters": {p["key"]: p["value"] for p in parse_pbtxt(
-            (repo.path / "student_tokenizer/config.pbtxt").read_text())["parameters"]},
-        "output": [{"name": n} for n in ("input_ids", "attention_mask", "token_type_ids")]})
+    tok_cfg = parse_pbtxt((repo.path / "student_tokenizer/config.pbtxt").read_text())
+    cfg_json = json.dumps({"parameters": {p["key"]: p["value"] for p in tok_cfg["parameters"]},
+                           "output": tok_cfg["output"]})  # Triton hands the config to Python as JSON
     model.initialize({"model_config": cfg_json, "model_repository": str(repo.path / "student_tokenizer"),
                       "model_version": "1"})
+    assert model.output_names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert set(model.output_dtypes.values()) == {np.int64}
     texts = mod.decode_text_tensor(np.array([[t.encode()] for t in SAMPLE_TEXTS], dtype=object))
     assert texts == SAMPLE_TEXTS
     feeds = mod.encode_texts(model.tokenizer, texts, model.pad_token_id, model.pad_to_multiple_of, model.max_length)
@@ -184,3 +186,36 @@ def test_demo_minilm_repository_passes_check(minilm_path, tmp_path):
     assert cfg["output"][0]["dims"] == [-1, 384]
     ens = parse_pbtxt((repo.path / "minilm_text/config.pbtxt").read_text())
     assert [o["name"] for o in ens["output"]] == ["last_hidden_state", "attention_mask"]
+
+
+def _trt_artifact(onnx_art, tmp_path, max_batch=16):
+    """A tensorrt-format artifact as build_engine writes it (engine IO int32, one profile). The plan bytes
+    are a placeholder: only config generation is exercised, no engine is loaded."""
+    from edgepack.artifact import ArtifactWriter
+    from edgepack.export.trt_profiles import ShapeRange
+
+    with ArtifactWriter(tmp_path / "trt") as w:
+        (w.dir / "model.plan").write_bytes(b"placeholder")
+        shutil.copyfile(onnx_art.file("tokenizer"), w.dir / "tokenizer.json")
+        return w.commit(
+            stage="export", format="tensorrt", task=onnx_art.task, labels=onnx_art.labels,
+            inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs], outputs=onnx_art.outputs,
+            files={"engine": "model.plan", "tokenizer": "tokenizer.json"},
+            extra={**onnx_art.extra, "profiles": [ShapeRange(1, 8, max_batch, 1, 64, 128).to_dict()]})
+
+
+def test_tensorrt_plan_repository(onnx_cls, tmp_path):
+    trt = _trt_artifact(onnx_cls, tmp_path)
+    repo = export_triton(trt, tmp_path / "repo", TritonConfig(model_name="eng", max_batch_size=16,
+                                                              preferred_batch_sizes=(4, 16)))
+    assert check_repository(repo.path) == []
+    cfg = parse_pbtxt((repo.path / "eng/config.pbtxt").read_text())
+    assert cfg["platform"] == "tensorrt_plan" and (repo.path / "eng/1/model.plan").is_file()
+    assert {i["data_type"] for i in cfg["input"]} == {"TYPE_INT32"}
+    # the tokenizer step emits the engine's int32 (the ensemble check compares the types)
+    tok = parse_pbtxt((repo.path / "eng_tokenizer/config.pbtxt").read_text())
+    assert {o["data_type"] for o in tok["output"]} == {"TYPE_INT32"}
+    with pytest.raises(EdgepackError, match="exceeds the engine's largest profile batch 16"):
+        export_triton(trt, tmp_path / "r2", TritonConfig(max_batch_size=32))
+    with pytest.raises(EdgepackError, match="TensorRT plan runs on GPU only"):
+        export_triton(trt, tmp_path / "r3", TritonConfig(max_batch_size=16, preferred_batch_sizes=(), instance_kind="cpu"))

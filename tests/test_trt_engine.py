@@ -139,6 +139,12 @@ def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
     with pytest.raises(EdgepackError, match="Q/DQ .* --precision int8"):
         plan_int8(report, TrtBuildConfig(precision="fp16"), False)
 
+    qop = tmp_path / "qop.onnx"
+    quantize_static(str(onnx_art.file("model")), str(qop), Reader(), quant_format=QuantFormat.QOperator,
+                    op_types_to_quantize=["MatMul"])
+    with pytest.raises(EdgepackError, match="QOperator format .*QLinearMatMul.*Q/DQ graphs only"):
+        plan_int8(inspect_onnx_for_trt(qop), TrtBuildConfig(precision="int8"), False)
+
     fused = tmp_path / "fused.onnx"
     optimize_model(str(onnx_art.file("model")), model_type="bert", num_heads=4, hidden_size=32).save_model_to_file(str(fused))
     with pytest.raises(EdgepackError, match="contrib ops .*com.microsoft.*build from the unfused export"):
