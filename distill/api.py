@@ -35,7 +35,8 @@ def work_dir_for(out: Path) -> Path:
 
 
 def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
-            work_dir: str | os.PathLike | None = None, keep_work: bool = False) -> Artifact:
+            work_dir: str | os.PathLike | None = None, keep_work: bool = False,
+            on_step: Any = None) -> Artifact:
     """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student.
 
     Writes an ``hf`` artifact at ``out`` whose metrics hold the student's and the teacher's validation
@@ -65,11 +66,15 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     t_model, tcfg = lm.model, cfg.train
     # Attention maps come from the eager attention path (transformers falls back to it when asked).
     n_T = getattr(t_model.config, _layer_attr(t_model.config))
-    student = make_student(t_model, cfg.student, seed=tcfg.seed)
+    matches_given = cfg.layer_map or default_layer_map(n_T, cfg.student.num_layers, cfg.features, cfg.feature_weight)
+    # HF returns attention probabilities after dropout, which are not distributions: no dropout there.
+    no_attn_dropout = {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0}
+    student = make_student(t_model, cfg.student, seed=tcfg.seed,
+                           overrides=no_attn_dropout if any(m.feature == "attention" for m in matches_given) else None)
     student.config.id2label = dict(enumerate(ds.label_names))
     student.config.label2id = {n: i for i, n in enumerate(ds.label_names)}
     n_S = getattr(student.config, _layer_attr(student.config))
-    matches = cfg.layer_map or default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight)
+    matches = matches_given
     try:
         validate_layer_map(matches, n_T, n_S)
     except ValueError as e:
@@ -109,7 +114,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     objective = DistillObjective(student, projections, matches, cfg.temperature, cfg.alpha_kd)
     fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)), "teacher": str(lm.source),
                    "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
-    result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, desc="distill")
+    result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="distill")
     student = objective.student.cpu().eval()
 
     with ArtifactWriter(out) as w:

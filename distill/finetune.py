@@ -75,7 +75,8 @@ def _wrap_lora(model: Any, lora: LoraSettings) -> Any:
 
 
 def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneConfig, out: str | os.PathLike,
-             work_dir: str | os.PathLike | None = None, keep_work: bool = False) -> Artifact:
+             work_dir: str | os.PathLike | None = None, keep_work: bool = False,
+             on_step: Any = None) -> Artifact:
     """Fine-tune ``base`` for text classification on ``data``; write an ``hf`` artifact at ``out``.
 
     metrics: accuracy, macro_f1 (validation, best epoch), params, size_bytes, train_seconds, history;
@@ -119,7 +120,7 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
     objective = ClassifierObjective(model)
     fingerprint = {"lora": config_to_dict(lora) if lora else None, "base": str(src),
                    "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
-    result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, desc="finetune")
+    result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="finetune")
     model = objective.model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 

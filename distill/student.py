@@ -82,12 +82,18 @@ def student_config(teacher_config: Any, cfg: StudentConfig) -> Any:
     return c
 
 
-def make_student(teacher: Any, cfg: StudentConfig, seed: int = 0) -> Any:
-    """A new student model (same class as ``teacher``) initialised as ``cfg.init`` says."""
+def make_student(teacher: Any, cfg: StudentConfig, seed: int = 0, overrides: dict | None = None) -> Any:
+    """A new student model (same class as ``teacher``) initialised as ``cfg.init`` says.
+
+    overrides: config attributes to set on the student (e.g. ``attention_probs_dropout_prob=0`` when
+    attention maps are distilled: HF returns the probabilities after dropout).
+    """
     import torch
 
     n_T = getattr(teacher.config, _layer_attr(teacher.config))
     c = student_config(teacher.config, cfg)
+    for k, v in (overrides or {}).items():
+        setattr(c, k, v)
     torch.manual_seed(seed)
     student = teacher.__class__(c)
     if cfg.init == "random":

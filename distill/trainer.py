@@ -150,7 +150,11 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
     while not done and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         plan = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch)
-        dl = acc.prepare_data_loader(DataLoader(range(len(lengths)), batch_sampler=plan, collate_fn=collate))
+        # An own generator: creating a DataLoader iterator draws a seed from it, which would otherwise
+        # advance the global RNG (dropout) differently in a resumed run.
+        loader = DataLoader(range(len(lengths)), batch_sampler=plan, collate_fn=collate,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        dl = acc.prepare_data_loader(loader)
         if state["batch"]:
             dl = acc.skip_first_batches(dl, state["batch"])
         if state["step"] >= total:  # interrupted after the last step, before this epoch's evaluation
