@@ -17,17 +17,20 @@ import subprocess
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
 from edgepack.benchmarks.timing import time_calls
 
 
-def synthetic_feeds(input_names: Sequence[str], batch: int, seq: int, vocab: int = 100,
-                    seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_feeds(
+    input_names: Sequence[str], batch: int, seq: int, vocab: int = 100, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Full-length (batch, seq) int64 token feeds, ids in [5, vocab) (valid for any vocabulary of 100+;
     latency does not depend on the id values): latency at a declared shape."""
     rng = np.random.default_rng(seed)
-    cols = {"input_ids": rng.integers(5, vocab, (batch, seq), dtype=np.int64),
-            "attention_mask": np.ones((batch, seq), np.int64), "token_type_ids": np.zeros((batch, seq), np.int64)}
+    cols = {
+        "input_ids": rng.integers(5, vocab, (batch, seq), dtype=np.int64),
+        "attention_mask": np.ones((batch, seq), np.int64),
+        "token_type_ids": np.zeros((batch, seq), np.int64),
+    }
     return {n: cols[n] for n in input_names}
 
 
@@ -53,9 +56,13 @@ def gpu_memory() -> dict[str, float]:
         pass
     if "used_mb" not in out:
         try:
-            text = subprocess.run(["nvidia-smi", "--query-gpu=memory.used,memory.total",
-                                   "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                                  timeout=30, check=True).stdout
+            text = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.used,memory.total", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
             out.update(parse_smi_memory(text))
         except (OSError, subprocess.SubprocessError, ValueError):
             pass
@@ -77,10 +84,18 @@ def measure_grid(
     for b in batches:
         for t in seqs:
             feeds = synthetic_feeds(runner.input_names, b, t)
-            stats = time_calls(lambda: runner.infer(feeds), warmup=warmup, iters=iters, sync=sync)
+            stats = time_calls(lambda f=feeds: runner.infer(f), warmup=warmup, iters=iters, sync=sync)
             mean_s = stats["mean_ms"] / 1e3
-            rows.append({"batch": b, "seq": t, **stats, "sequences_per_s": b / mean_s,
-                         "tokens_per_s": b * t / mean_s, **memory()})
+            rows.append(
+                {
+                    "batch": b,
+                    "seq": t,
+                    **stats,
+                    "sequences_per_s": b / mean_s,
+                    "tokens_per_s": b * t / mean_s,
+                    **memory(),
+                }
+            )
     return rows
 
 
@@ -130,9 +145,14 @@ def torch_variant(source: str, variant: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgepack.benchmarks.gpu_latency", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="an onnx/tensorrt artifact (with --backend) or an hf model folder (with --torch)")
+    p = argparse.ArgumentParser(
+        prog="python -m edgepack.benchmarks.gpu_latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "source", help="an onnx/tensorrt artifact (with --backend) or an hf model folder (with --torch)"
+    )
     p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu")
     p.add_argument("--torch", help="comma-separated torch variants: fp32,fp16,bf16,fp16-graph,int8,nf4")
     p.add_argument("--batches", default="1,8,32", help="batch sizes (default: 1,8,32)")
@@ -146,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch:
         runs += [(f"torch-{v}", torch_variant(args.source, v)) for v in args.torch.split(",")]
     if args.backend:
-        from edgepack.artifact import Artifact
         from edgepack.runtime.backends import open_runner
+
+        from edgepack.artifact import Artifact
 
         runs.append((args.backend, open_runner(Artifact.open(args.source), args.backend)))
     if not runs:
@@ -156,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, runner in runs:
         for row in measure_grid(runner, batches, seqs, iters=args.iters):
             records.append({"variant": name, **row})
-            print(f"{name:18s} b{row['batch']:<3d} s{row['seq']:<4d} p50 {row['p50_ms']:8.3f} ms  "
-                  f"p99 {row['p99_ms']:8.3f} ms  {row['sequences_per_s']:9.1f} seq/s  "
-                  f"mem {row.get('used_mb', float('nan')):.0f} MB")
+            print(
+                f"{name:18s} b{row['batch']:<3d} s{row['seq']:<4d} p50 {row['p50_ms']:8.3f} ms  "
+                f"p99 {row['p99_ms']:8.3f} ms  {row['sequences_per_s']:9.1f} seq/s  "
+                f"mem {row.get('used_mb', float('nan')):.0f} MB"
+            )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(records, f, indent=1)

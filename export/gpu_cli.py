@@ -26,20 +26,36 @@ then:  tritonserver --model-repository=out/triton     (see out/triton/README.md 
 def add_tensorrt_parser(targets) -> None:
     """Add ``export tensorrt`` to the ``export`` sub-parsers."""
     t = targets.add_parser(
-        "tensorrt", help="ONNX artifact -> TensorRT engine (FP16/INT8, profiles, timing cache)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRT_EXAMPLES,
+        "tensorrt",
+        help="ONNX artifact -> TensorRT engine (FP16/INT8, profiles, timing cache)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TRT_EXAMPLES,
         description="Build a serialized TensorRT engine from an 'onnx' artifact with the TensorRT Python API.",
     )
-    t.add_argument("source", help="an 'onnx' artifact (fp32, or Q/DQ static INT8; not fused, not dynamic INT8)")
+    t.add_argument(
+        "source", help="an 'onnx' artifact (fp32, or Q/DQ static INT8; not fused, not dynamic INT8)"
+    )
     t.add_argument("out", help="output artifact directory")
     t.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="default: fp16")
-    t.add_argument("--batch", default="1,8,32", help="MIN,OPT,MAX batch sizes of the profile (default: 1,8,32)")
+    t.add_argument(
+        "--batch", default="1,8,32", help="MIN,OPT,MAX batch sizes of the profile (default: 1,8,32)"
+    )
     t.add_argument("--seq", help="MIN,OPT,MAX sequence lengths (default: 1,min(128,max_length),max_length)")
-    t.add_argument("--seq-buckets", default="", help="split the sequence range into extra profiles at these "
-                   "lengths, e.g. 32,64 (short inputs then run on kernels tuned for them)")
-    t.add_argument("--sparse-weights", action="store_true", help="enable 2:4 sparse kernels (2:4-pruned models)")
-    t.add_argument("--workspace-mb", type=int, default=2048, help="builder workspace limit in MiB (default: 2048)")
-    t.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimization level (default: 3)")
+    t.add_argument(
+        "--seq-buckets",
+        default="",
+        help="split the sequence range into extra profiles at these "
+        "lengths, e.g. 32,64 (short inputs then run on kernels tuned for them)",
+    )
+    t.add_argument(
+        "--sparse-weights", action="store_true", help="enable 2:4 sparse kernels (2:4-pruned models)"
+    )
+    t.add_argument(
+        "--workspace-mb", type=int, default=2048, help="builder workspace limit in MiB (default: 2048)"
+    )
+    t.add_argument(
+        "--opt-level", type=int, default=3, choices=range(6), help="builder optimization level (default: 3)"
+    )
     t.add_argument("--timing-cache", help="timing-cache file shared across builds (read, then updated)")
     t.add_argument("--calib-data", help="INT8 calibration texts: a file with one text per line")
     t.add_argument("--calibration-cache", help="reuse INT8 scales from this cache (skips calibration)")
@@ -52,26 +68,48 @@ def add_tensorrt_parser(targets) -> None:
 def add_triton_parser(targets) -> None:
     """Add ``export triton`` to the ``export`` sub-parsers."""
     r = targets.add_parser(
-        "triton", help="ONNX or TensorRT artifact -> Triton model repository (checked)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRITON_EXAMPLES,
+        "triton",
+        help="ONNX or TensorRT artifact -> Triton model repository (checked)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TRITON_EXAMPLES,
         description="Write a Triton model repository (config.pbtxt, versioned model file, tokenizer step) "
-                    "and check it structurally against the model graph.",
+        "and check it structurally against the model graph.",
     )
-    r.add_argument("source", help="an 'onnx' artifact (onnxruntime backend) or 'tensorrt' artifact (tensorrt backend)")
+    r.add_argument(
+        "source", help="an 'onnx' artifact (onnxruntime backend) or 'tensorrt' artifact (tensorrt backend)"
+    )
     r.add_argument("out", help="output repository directory (an edgepack 'triton' artifact)")
     r.add_argument("--name", default="edgepack_model", help="model name in Triton (default: edgepack_model)")
-    r.add_argument("--max-batch", type=int, default=32, help="max_batch_size (default: 32; 0 disables batching)")
-    r.add_argument("--preferred-batch", default="8,16,32", help="dynamic batching preferred sizes (default: 8,16,32)")
-    r.add_argument("--queue-delay-us", type=int, default=100, help="max queue delay in microseconds (default: 100)")
+    r.add_argument(
+        "--max-batch", type=int, default=32, help="max_batch_size (default: 32; 0 disables batching)"
+    )
+    r.add_argument(
+        "--preferred-batch", default="8,16,32", help="dynamic batching preferred sizes (default: 8,16,32)"
+    )
+    r.add_argument(
+        "--queue-delay-us", type=int, default=100, help="max queue delay in microseconds (default: 100)"
+    )
     r.add_argument("--instances", type=int, default=1, help="instances per device (default: 1)")
     r.add_argument("--instance-kind", choices=["gpu", "cpu", "auto"], default="gpu", help="default: gpu")
     r.add_argument("--gpus", default="", help="GPU ids for the instances, e.g. 0,1 (default: all)")
-    r.add_argument("--tokenizer", choices=["ensemble", "client"], default="ensemble",
-                   help="ensemble: Python-backend tokenizer + ensemble taking raw TEXT (default); "
-                        "client: callers send token ids (see the repository README)")
-    r.add_argument("--pad-multiple", type=int, default=16, help="tokenizer step pads lengths to a multiple of "
-                   "this so requests batch together (default: 16)")
-    r.add_argument("--ort-trt", choices=["FP32", "FP16"], help="onnxruntime backend: run through its TensorRT accelerator")
+    r.add_argument(
+        "--tokenizer",
+        choices=["ensemble", "client"],
+        default="ensemble",
+        help="ensemble: Python-backend tokenizer + ensemble taking raw TEXT (default); "
+        "client: callers send token ids (see the repository README)",
+    )
+    r.add_argument(
+        "--pad-multiple",
+        type=int,
+        default=16,
+        help="tokenizer step pads lengths to a multiple of this so requests batch together (default: 16)",
+    )
+    r.add_argument(
+        "--ort-trt",
+        choices=["FP32", "FP16"],
+        help="onnxruntime backend: run through its TensorRT accelerator",
+    )
     r.set_defaults(func=_triton)
 
 
@@ -85,10 +123,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _tensorrt(args) -> int:
-    from edgepack.artifact import Artifact
-    from edgepack.errors import EdgepackError
     from edgepack.export.trt_engine import TrtBuildConfig, build_engine
     from edgepack.export.trt_profiles import ShapeRange, parse_range
+
+    from edgepack.artifact import Artifact
+    from edgepack.errors import EdgepackError
 
     art = Artifact.open(args.source).require(format="onnx")
     limit = int(art.extra.get("max_length", 512))
@@ -101,16 +140,24 @@ def _tensorrt(args) -> int:
         except OSError as e:
             raise EdgepackError(f"cannot read calibration data {args.calib_data}: {e}") from None
     cfg = TrtBuildConfig(
-        precision=args.precision, shapes=shapes, seq_buckets=_ints(args.seq_buckets),
-        sparse_weights=args.sparse_weights, workspace_mb=args.workspace_mb, optimization_level=args.opt_level,
-        timing_cache=args.timing_cache, calibration_cache=args.calibration_cache,
-        calib_batch_size=args.calib_batch, calib_max_batches=args.calib_batches,
+        precision=args.precision,
+        shapes=shapes,
+        seq_buckets=_ints(args.seq_buckets),
+        sparse_weights=args.sparse_weights,
+        workspace_mb=args.workspace_mb,
+        optimization_level=args.opt_level,
+        timing_cache=args.timing_cache,
+        calibration_cache=args.calibration_cache,
+        calib_batch_size=args.calib_batch,
+        calib_max_batches=args.calib_batches,
     )
     out = build_engine(art, args.out, cfg, calibration_texts=texts, device=args.device)
     e = out.extra
-    print(f"wrote {out.path}  ({e['precision']}, int8: {e['int8_mode']}, {len(e['profiles'])} profile(s), "
-          f"TensorRT {e['tensorrt_version']} on {e['gpu_name']} sm{e['compute_capability']}, "
-          f"{out.metrics['size_bytes'] / 1e6:.1f} MB in {out.metrics['build_seconds']:.0f} s)")
+    print(
+        f"wrote {out.path}  ({e['precision']}, int8: {e['int8_mode']}, {len(e['profiles'])} profile(s), "
+        f"TensorRT {e['tensorrt_version']} on {e['gpu_name']} sm{e['compute_capability']}, "
+        f"{out.metrics['size_bytes'] / 1e6:.1f} MB in {out.metrics['build_seconds']:.0f} s)"
+    )
     return 0
 
 
@@ -118,9 +165,15 @@ def _triton(args) -> int:
     from edgepack.export.triton_repo import TritonConfig, export_triton
 
     cfg = TritonConfig(
-        model_name=args.name, max_batch_size=args.max_batch, preferred_batch_sizes=_ints(args.preferred_batch),
-        max_queue_delay_us=args.queue_delay_us, instance_count=args.instances, instance_kind=args.instance_kind,
-        gpus=_ints(args.gpus), tokenizer=args.tokenizer, pad_to_multiple_of=args.pad_multiple,
+        model_name=args.name,
+        max_batch_size=args.max_batch,
+        preferred_batch_sizes=_ints(args.preferred_batch),
+        max_queue_delay_us=args.queue_delay_us,
+        instance_count=args.instances,
+        instance_kind=args.instance_kind,
+        gpus=_ints(args.gpus),
+        tokenizer=args.tokenizer,
+        pad_to_multiple_of=args.pad_multiple,
         ort_trt_accelerator=args.ort_trt,
     )
     art = export_triton(args.source, args.out, cfg)

@@ -13,15 +13,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgepack.errors import EdgepackError
 from edgepack.export.triton_pbtxt import as_list, parse_pbtxt
 
-DEFAULT_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan", "python": "model.py",
-                 "ensemble": None}
+from edgepack.errors import EdgepackError
+
+DEFAULT_FILES = {
+    "onnxruntime_onnx": "model.onnx",
+    "tensorrt_plan": "model.plan",
+    "python": "model.py",
+    "ensemble": None,
+}
 BACKEND_PLATFORM = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "python": "python"}
 KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO", "KIND_MODEL")
-TYPES = ("TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32", "TYPE_UINT64", "TYPE_INT8", "TYPE_INT16",
-         "TYPE_INT32", "TYPE_INT64", "TYPE_FP16", "TYPE_FP32", "TYPE_FP64", "TYPE_STRING", "TYPE_BF16")
+TYPES = (
+    "TYPE_BOOL",
+    "TYPE_UINT8",
+    "TYPE_UINT16",
+    "TYPE_UINT32",
+    "TYPE_UINT64",
+    "TYPE_INT8",
+    "TYPE_INT16",
+    "TYPE_INT32",
+    "TYPE_INT64",
+    "TYPE_FP16",
+    "TYPE_FP32",
+    "TYPE_FP64",
+    "TYPE_STRING",
+    "TYPE_BF16",
+)
 
 
 def _kind(config: dict) -> str | None:
@@ -65,22 +84,30 @@ def _check_against(name: str, config: dict, ref: dict, errs: list[str]) -> None:
         for n in sorted(set(have) & set(want)):
             spec, entry = want[n], have[n]
             if NP_TO_TRITON.get(spec["dtype"]) != entry.get("data_type"):
-                errs.append(f"{name}: {field} '{n}' is {spec['dtype']} in the model but "
-                            f"{entry.get('data_type')} in config.pbtxt")
+                errs.append(
+                    f"{name}: {field} '{n}' is {spec['dtype']} in the model but "
+                    f"{entry.get('data_type')} in config.pbtxt"
+                )
             shape = list(spec["shape"])
             if batched:
                 if shape and isinstance(shape[0], int) and shape[0] > 0:
-                    errs.append(f"{name}: {field} '{n}' has a fixed batch axis {shape[0]} but max_batch_size > 0")
+                    errs.append(
+                        f"{name}: {field} '{n}' has a fixed batch axis {shape[0]} but max_batch_size > 0"
+                    )
                 shape = shape[1:]
             dims = as_list(entry.get("dims"))
             if len(dims) != len(shape):
-                errs.append(f"{name}: {field} '{n}' has rank {len(shape)} in the model (without the batch "
-                            f"axis: {batched}) but dims {dims} in config.pbtxt")
+                errs.append(
+                    f"{name}: {field} '{n}' has rank {len(shape)} in the model (without the batch "
+                    f"axis: {batched}) but dims {dims} in config.pbtxt"
+                )
                 continue
             for axis, (d, s) in enumerate(zip(dims, shape)):
                 fixed = isinstance(s, int) and s > 0
                 if (fixed and d not in (s, -1)) or (not fixed and d != -1):
-                    errs.append(f"{name}: {field} '{n}' axis {axis} is {s} in the model but {d} in config.pbtxt")
+                    errs.append(
+                        f"{name}: {field} '{n}' axis {axis} is {s} in the model but {d} in config.pbtxt"
+                    )
 
 
 def _check_model(folder: Path, config: dict, refs: dict, errs: list[str]) -> None:
@@ -106,7 +133,11 @@ def _check_model(folder: Path, config: dict, refs: dict, errs: list[str]) -> Non
     if db is not None:
         if mbs == 0:
             errs.append(f"{name}: dynamic_batching needs max_batch_size > 0")
-        bad = [b for b in as_list(db.get("preferred_batch_size")) if not isinstance(b, int) or not 1 <= b <= max(mbs, 1)]
+        bad = [
+            b
+            for b in as_list(db.get("preferred_batch_size"))
+            if not isinstance(b, int) or not 1 <= b <= max(mbs, 1)
+        ]
         if bad:
             errs.append(f"{name}: preferred_batch_size {bad} outside 1..max_batch_size ({mbs})")
         if int(db.get("max_queue_delay_microseconds", 0)) < 0:
@@ -155,8 +186,10 @@ def _check_ensemble(name: str, config: dict, models: dict[str, dict], errs: list
             elif m.get("value") not in available:
                 errs.append(f"{name}: step {i} reads '{m.get('value')}' before any step produces it")
             elif available[m["value"]] != t_in[m["key"]]:
-                errs.append(f"{name}: step {i} passes '{m['value']}' ({available[m['value']]}) to "
-                            f"{target}.{m['key']} ({t_in[m['key']]})")
+                errs.append(
+                    f"{name}: step {i} passes '{m['value']}' ({available[m['value']]}) to "
+                    f"{target}.{m['key']} ({t_in[m['key']]})"
+                )
         fed = {m.get("key") for m in as_list(step.get("input_map"))}
         if set(t_in) - fed:
             errs.append(f"{name}: step {i} leaves inputs {sorted(set(t_in) - fed)} of {target} unfed")

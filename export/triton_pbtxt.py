@@ -47,7 +47,11 @@ def _lines(msg: dict, indent: int) -> list[str]:
         elif isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
             out.append(f"{pad}{key} [")
             for i, item in enumerate(v):
-                out += [f"{pad}  {{", *_lines(item, indent + 2), f"{pad}  }}" + ("," if i < len(v) - 1 else "")]
+                out += [
+                    f"{pad}  {{",
+                    *_lines(item, indent + 2),
+                    f"{pad}  }}" + ("," if i < len(v) - 1 else ""),
+                ]
             out.append(f"{pad}]")
         elif isinstance(v, (list, tuple)):
             out.append(f"{pad}{key}: [ " + ", ".join(_scalar(x) for x in v) + " ]")
@@ -76,7 +80,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
                 break
             pos += len(text[pos:]) - len(text[pos:].lstrip())
             line = text.count("\n", 0, pos) + 1
-            raise EdgepackError(f"config.pbtxt line {line}: cannot read {text[pos:pos + 20]!r}")
+            raise EdgepackError(f"config.pbtxt line {line}: cannot read {text[pos : pos + 20]!r}")
         pos = m.end()
         for kind in ("str", "num", "id", "p"):
             if m.group(kind) is not None:
@@ -96,7 +100,9 @@ class _Parser:
     def take(self, value: str | None = None) -> tuple[str, str]:
         tok = self.peek()
         if tok is None or (value is not None and tok[1] != value):
-            raise EdgepackError(f"config.pbtxt: expected {value or 'a value'!r}, found {tok[1] if tok else 'end of file'!r}")
+            raise EdgepackError(
+                f"config.pbtxt: expected {value or 'a value'!r}, found {tok[1] if tok else 'end of file'!r}"
+            )
         self.i += 1
         return tok
 
@@ -122,7 +128,9 @@ class _Parser:
             value = self.value()
             if key in out:  # a repeated field written once per item
                 prev = out[key]
-                out[key] = (prev if isinstance(prev, list) else [prev]) + (value if isinstance(value, list) else [value])
+                out[key] = (prev if isinstance(prev, list) else [prev]) + (
+                    value if isinstance(value, list) else [value]
+                )
             else:
                 out[key] = value
 

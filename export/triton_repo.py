@@ -24,14 +24,24 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgepack.artifact import Artifact, ArtifactWriter
-from edgepack.errors import EdgepackError
 from edgepack.export.triton_pbtxt import Ident, format_pbtxt
 
+from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.errors import EdgepackError
+
 NP_TO_TRITON = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16",
-    "int32": "TYPE_INT32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64", "bfloat16": "TYPE_BF16", "object": "TYPE_STRING", "bytes": "TYPE_STRING",
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+    "bfloat16": "TYPE_BF16",
+    "object": "TYPE_STRING",
+    "bytes": "TYPE_STRING",
 }
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}
@@ -43,13 +53,13 @@ class TritonConfig:
     model_name: str = "edgepack_model"
     max_batch_size: int = 32
     preferred_batch_sizes: tuple[int, ...] = (8, 16, 32)
-    max_queue_delay_us: int = 100             # how long the dynamic batcher waits to fill a batch
-    instance_count: int = 1                   # model instances per device
-    instance_kind: str = "gpu"                # gpu | cpu | auto
-    gpus: tuple[int, ...] = ()                # empty: all visible GPUs
-    tokenizer: str = "ensemble"               # ensemble (Python-backend step) | client
-    pad_to_multiple_of: int = 16              # tokenizer step: round lengths so requests batch together
-    ort_trt_accelerator: str | None = None    # onnxruntime on GPU: None | "FP32" | "FP16" (TensorRT EP)
+    max_queue_delay_us: int = 100  # how long the dynamic batcher waits to fill a batch
+    instance_count: int = 1  # model instances per device
+    instance_kind: str = "gpu"  # gpu | cpu | auto
+    gpus: tuple[int, ...] = ()  # empty: all visible GPUs
+    tokenizer: str = "ensemble"  # ensemble (Python-backend step) | client
+    pad_to_multiple_of: int = 16  # tokenizer step: round lengths so requests batch together
+    ort_trt_accelerator: str | None = None  # onnxruntime on GPU: None | "FP32" | "FP16" (TensorRT EP)
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -65,9 +75,13 @@ class TritonConfig:
         if self.max_queue_delay_us < 0 or self.instance_count < 1 or self.version < 1:
             raise EdgepackError("queue delay must be >= 0, instance count >= 1 and version >= 1")
         if self.instance_kind not in KINDS:
-            raise EdgepackError(f"instance kind must be one of {', '.join(KINDS)}, got {self.instance_kind!r}")
+            raise EdgepackError(
+                f"instance kind must be one of {', '.join(KINDS)}, got {self.instance_kind!r}"
+            )
         if self.tokenizer not in TOKENIZER_MODES:
-            raise EdgepackError(f"tokenizer must be one of {', '.join(TOKENIZER_MODES)}, got {self.tokenizer!r}")
+            raise EdgepackError(
+                f"tokenizer must be one of {', '.join(TOKENIZER_MODES)}, got {self.tokenizer!r}"
+            )
         if self.tokenizer == "ensemble" and self.max_batch_size == 0:
             raise EdgepackError("the tokenizer ensemble needs max_batch_size >= 1")
         if self.ort_trt_accelerator not in (None, "FP32", "FP16"):
@@ -97,8 +111,14 @@ def config_dims(shape: list, batched: bool, name: str) -> list[int]:
 
 def io_entries(specs: list[dict], batched: bool) -> list[dict]:
     """config.pbtxt ``input``/``output`` entries from manifest-style specs (name, dtype, shape)."""
-    return [{"name": s["name"], "data_type": Ident(triton_dtype(s["dtype"])),
-             "dims": config_dims(s["shape"], batched, s["name"])} for s in specs]
+    return [
+        {
+            "name": s["name"],
+            "data_type": Ident(triton_dtype(s["dtype"])),
+            "dims": config_dims(s["shape"], batched, s["name"]),
+        }
+        for s in specs
+    ]
 
 
 def graph_io(onnx_path: Path) -> tuple[list[dict], list[dict]]:
@@ -110,8 +130,11 @@ def graph_io(onnx_path: Path) -> tuple[list[dict], list[dict]]:
 
     def spec(v) -> dict:
         t = v.type.tensor_type
-        return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
-                "shape": [d.dim_param if d.dim_param else (d.dim_value or "?") for d in t.shape.dim]}
+        return {
+            "name": v.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+            "shape": [d.dim_param if d.dim_param else (d.dim_value or "?") for d in t.shape.dim],
+        }
 
     return [spec(v) for v in m.graph.input if v.name not in inits], [spec(v) for v in m.graph.output]
 
@@ -128,15 +151,25 @@ def model_config(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: 
             if o["name"] == "logits":
                 o["label_filename"] = "labels.txt"
     config: dict = {
-        "name": cfg.model_name, "platform": platform, "max_batch_size": cfg.max_batch_size,
+        "name": cfg.model_name,
+        "platform": platform,
+        "max_batch_size": cfg.max_batch_size,
         "default_model_filename": filename,
-        "input": io_entries(inputs, batched), "output": outs,
-        "instance_group": [{"count": cfg.instance_count, "kind": Ident(KINDS[cfg.instance_kind]),
-                            **({"gpus": list(cfg.gpus)} if cfg.gpus and cfg.instance_kind == "gpu" else {})}],
+        "input": io_entries(inputs, batched),
+        "output": outs,
+        "instance_group": [
+            {
+                "count": cfg.instance_count,
+                "kind": Ident(KINDS[cfg.instance_kind]),
+                **({"gpus": list(cfg.gpus)} if cfg.gpus and cfg.instance_kind == "gpu" else {}),
+            }
+        ],
     }
     if batched:
-        config["dynamic_batching"] = {"preferred_batch_size": list(cfg.preferred_batch_sizes),
-                                      "max_queue_delay_microseconds": cfg.max_queue_delay_us}
+        config["dynamic_batching"] = {
+            "preferred_batch_size": list(cfg.preferred_batch_sizes),
+            "max_queue_delay_microseconds": cfg.max_queue_delay_us,
+        }
     if art.format == "tensorrt":
         limit = max(p["max_batch"] for p in art.extra.get("profiles") or [{"max_batch": cfg.max_batch_size}])
         if cfg.max_batch_size > limit:
@@ -144,27 +177,46 @@ def model_config(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: 
                 f"max_batch_size {cfg.max_batch_size} exceeds the engine's largest profile batch {limit}"
             )
     if cfg.ort_trt_accelerator and art.format == "onnx":
-        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [{
-            "name": "tensorrt",
-            "parameters": [{"key": "precision_mode", "value": cfg.ort_trt_accelerator},
-                           {"key": "max_workspace_size_bytes", "value": str(2 << 30)}],
-        }]}}
+        config["optimization"] = {
+            "execution_accelerators": {
+                "gpu_execution_accelerator": [
+                    {
+                        "name": "tensorrt",
+                        "parameters": [
+                            {"key": "precision_mode", "value": cfg.ort_trt_accelerator},
+                            {"key": "max_workspace_size_bytes", "value": str(2 << 30)},
+                        ],
+                    }
+                ]
+            }
+        }
     return config
 
 
-def tokenizer_configs(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: list[dict]) -> tuple[dict, dict]:
+def tokenizer_configs(
+    art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: list[dict]
+) -> tuple[dict, dict]:
     """config.pbtxt dicts of the Python-backend tokenizer and of the TEXT -> outputs ensemble."""
     tok_name, ens_name = f"{cfg.model_name}_tokenizer", f"{cfg.model_name}_text"
     token_inputs = [i["name"] for i in inputs]
     extra = art.extra
     text_in = [{"name": "TEXT", "data_type": Ident("TYPE_STRING"), "dims": [1]}]
     # the step emits what the model takes: int64 for ONNX, possibly int32 for a TensorRT engine
-    tok_outs = [{"name": i["name"], "data_type": Ident(triton_dtype(i["dtype"])), "dims": [-1]} for i in inputs]
-    params = {"max_length": extra.get("max_length", 512), "pad_token_id": extra.get("pad_token_id", 0),
-              "pad_to_multiple_of": cfg.pad_to_multiple_of, "tokenizer_file": "tokenizer.json"}
+    tok_outs = [
+        {"name": i["name"], "data_type": Ident(triton_dtype(i["dtype"])), "dims": [-1]} for i in inputs
+    ]
+    params = {
+        "max_length": extra.get("max_length", 512),
+        "pad_token_id": extra.get("pad_token_id", 0),
+        "pad_to_multiple_of": cfg.pad_to_multiple_of,
+        "tokenizer_file": "tokenizer.json",
+    }
     tok = {
-        "name": tok_name, "backend": "python", "max_batch_size": cfg.max_batch_size,
-        "input": text_in, "output": tok_outs,
+        "name": tok_name,
+        "backend": "python",
+        "max_batch_size": cfg.max_batch_size,
+        "input": text_in,
+        "output": tok_outs,
         "instance_group": [{"count": max(1, cfg.instance_count), "kind": Ident("KIND_CPU")}],
         "parameters": [{"key": k, "value": {"string_value": str(v)}} for k, v in params.items()],
     }
@@ -173,22 +225,34 @@ def tokenizer_configs(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
     if art.task == "feature-extraction" and "attention_mask" in token_inputs:
         ens_outputs.append({"name": "attention_mask", "data_type": Ident("TYPE_INT64"), "dims": [-1]})
     ens = {
-        "name": ens_name, "platform": "ensemble", "max_batch_size": cfg.max_batch_size,
-        "input": text_in, "output": ens_outputs,
-        "ensemble_scheduling": {"step": [
-            {"model_name": tok_name, "model_version": -1,
-             "input_map": [{"key": "TEXT", "value": "TEXT"}],
-             "output_map": [{"key": n, "value": n} for n in token_inputs]},
-            {"model_name": cfg.model_name, "model_version": -1,
-             "input_map": [{"key": n, "value": n} for n in token_inputs],
-             "output_map": out_map},
-        ]},
+        "name": ens_name,
+        "platform": "ensemble",
+        "max_batch_size": cfg.max_batch_size,
+        "input": text_in,
+        "output": ens_outputs,
+        "ensemble_scheduling": {
+            "step": [
+                {
+                    "model_name": tok_name,
+                    "model_version": -1,
+                    "input_map": [{"key": "TEXT", "value": "TEXT"}],
+                    "output_map": [{"key": n, "value": n} for n in token_inputs],
+                },
+                {
+                    "model_name": cfg.model_name,
+                    "model_version": -1,
+                    "input_map": [{"key": n, "value": n} for n in token_inputs],
+                    "output_map": out_map,
+                },
+            ]
+        },
     }
     return tok, ens
 
 
-def export_triton(source: str | os.PathLike | Artifact, out: str | os.PathLike,
-                  cfg: TritonConfig = TritonConfig()) -> Artifact:
+def export_triton(
+    source: str | os.PathLike | Artifact, out: str | os.PathLike, cfg: TritonConfig = TritonConfig()
+) -> Artifact:
     """Write a Triton model repository for an ``onnx`` or ``tensorrt`` artifact and check it."""
     from edgepack.export.triton_check import assert_repository_ok
 
@@ -207,8 +271,11 @@ def export_triton(source: str | os.PathLike | Artifact, out: str | os.PathLike,
         shutil.copyfile(model_file, mdir / str(cfg.version) / filename)
         shutil.copyfile(art.file("tokenizer"), mdir / "tokenizer.json")
         (mdir / "config.pbtxt").write_text(format_pbtxt(model_config(art, cfg, inputs, outputs)))
-        files = {"model": f"{cfg.model_name}/{cfg.version}/{filename}", "config": f"{cfg.model_name}/config.pbtxt",
-                 "tokenizer": f"{cfg.model_name}/tokenizer.json"}
+        files = {
+            "model": f"{cfg.model_name}/{cfg.version}/{filename}",
+            "config": f"{cfg.model_name}/config.pbtxt",
+            "tokenizer": f"{cfg.model_name}/tokenizer.json",
+        }
         if art.task == "text-classification" and art.labels:
             (mdir / "labels.txt").write_text("\n".join(art.labels) + "\n")
             files["labels"] = f"{cfg.model_name}/labels.txt"
@@ -227,12 +294,22 @@ def export_triton(source: str | os.PathLike | Artifact, out: str | os.PathLike,
         files["readme"] = "README.md"
         assert_repository_ok(root, {cfg.model_name: inputs_outputs(inputs, outputs)})
         return w.commit(
-            stage="export", format="triton", task=art.task, labels=art.labels, inputs=art.inputs,
-            outputs=art.outputs, files=files, parent=art,
+            stage="export",
+            format="triton",
+            task=art.task,
+            labels=art.labels,
+            inputs=art.inputs,
+            outputs=art.outputs,
+            files=files,
+            parent=art,
             config={**asdict(cfg), "backend": PLATFORMS[art.format][0]},
             metrics={k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1", "size_bytes")},
-            extra={**art.extra, "model_name": cfg.model_name, "platform": PLATFORMS[art.format][0],
-                   "ensemble": f"{cfg.model_name}_text" if cfg.tokenizer == "ensemble" else None},
+            extra={
+                **art.extra,
+                "model_name": cfg.model_name,
+                "platform": PLATFORMS[art.format][0],
+                "ensemble": f"{cfg.model_name}_text" if cfg.tokenizer == "ensemble" else None,
+            },
         )
 
 
@@ -246,26 +323,32 @@ def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
     names = [i["name"] for i in inputs]
     first_out = outputs[0]["name"]
     lines = [
-        f"# Triton repository for `{cfg.model_name}` ({art.task}, {PLATFORMS[art.format][0]})", "",
-        "Start (match the image's TensorRT version to the engine's for tensorrt_plan models):", "",
+        f"# Triton repository for `{cfg.model_name}` ({art.task}, {PLATFORMS[art.format][0]})",
+        "",
+        "Start (match the image's TensorRT version to the engine's for tensorrt_plan models):",
+        "",
         "    docker run --gpus=all --rm -p8000:8000 -p8001:8001 -p8002:8002 \\",
         "      -v $PWD:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\",
-        "      tritonserver --model-repository=/models", "",
+        "      tritonserver --model-repository=/models",
+        "",
     ]
     if cfg.tokenizer == "ensemble":
         lines += [
             f"Server-side tokenization: send raw text to `{cfg.model_name}_text` (input `TEXT`, BYTES, [B, 1]).",
-            "The Python-backend step needs `tokenizers` in the container: `pip install tokenizers`", "",
+            "The Python-backend step needs `tokenizers` in the container: `pip install tokenizers`",
+            "",
             "    import numpy as np, tritonclient.http as http",
             "    c = http.InferenceServerClient('localhost:8000')",
             "    t = http.InferInput('TEXT', [2, 1], 'BYTES')",
             "    t.set_data_from_numpy(np.array([[b'great film'], [b'dull']], dtype=object))",
-            f"    print(c.infer('{cfg.model_name}_text', [t]).as_numpy('{first_out}'))", "",
+            f"    print(c.infer('{cfg.model_name}_text', [t]).as_numpy('{first_out}'))",
+            "",
         ]
     lines += [
         f"Client-side tokenization: tokenize with `{cfg.model_name}/tokenizer.json` and call `{cfg.model_name}`",
         f"with {', '.join(names)} (INT64, [B, T], padded to the batch's longest, T <= "
-        f"{art.extra.get('max_length', 512)}, pad id {art.extra.get('pad_token_id', 0)}):", "",
+        f"{art.extra.get('max_length', 512)}, pad id {art.extra.get('pad_token_id', 0)}):",
+        "",
         "    from tokenizers import Tokenizer",
         f"    tok = Tokenizer.from_file('{cfg.model_name}/tokenizer.json')",
         f"    tok.enable_truncation({art.extra.get('max_length', 512)}); "
@@ -275,7 +358,8 @@ def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
         "            'token_type_ids': [e.type_ids for e in enc]}",
         f"    inputs = [http.InferInput(n, [len(enc), len(enc[0].ids)], 'INT64') for n in {names!r}]",
         "    for i in inputs: i.set_data_from_numpy(np.array(cols[i.name()], dtype=np.int64))",
-        f"    print(c.infer('{cfg.model_name}', inputs).as_numpy('{first_out}'))", "",
+        f"    print(c.infer('{cfg.model_name}', inputs).as_numpy('{first_out}'))",
+        "",
     ]
     if art.task == "text-classification":
         lines.append(f"`logits` are raw scores; softmax gives probabilities for labels {art.labels}.")

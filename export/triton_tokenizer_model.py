@@ -62,9 +62,13 @@ class TritonPythonModel:
         self.max_length = int(params.get("max_length", 512))
         self.pad_token_id = int(params.get("pad_token_id", 0))
         self.pad_to_multiple_of = int(params.get("pad_to_multiple_of", 1))
-        self.tokenizer = load_tokenizer(here / params.get("tokenizer_file", "tokenizer.json"), self.max_length)
+        self.tokenizer = load_tokenizer(
+            here / params.get("tokenizer_file", "tokenizer.json"), self.max_length
+        )
         self.output_names = [o["name"] for o in config["output"]]
-        self.output_dtypes = {o["name"]: TRITON_INT_TYPES[o.get("data_type", "TYPE_INT64")] for o in config["output"]}
+        self.output_dtypes = {
+            o["name"]: TRITON_INT_TYPES[o.get("data_type", "TYPE_INT64")] for o in config["output"]
+        }
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
@@ -73,12 +77,22 @@ class TritonPythonModel:
         for request in requests:
             try:
                 texts = decode_text_tensor(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy())
-                feeds = encode_texts(self.tokenizer, texts, self.pad_token_id, self.pad_to_multiple_of,
-                                     self.max_length, self.output_names)
-                tensors = [pb_utils.Tensor(n, feeds[n].astype(self.output_dtypes[n])) for n in self.output_names]
+                feeds = encode_texts(
+                    self.tokenizer,
+                    texts,
+                    self.pad_token_id,
+                    self.pad_to_multiple_of,
+                    self.max_length,
+                    self.output_names,
+                )
+                tensors = [
+                    pb_utils.Tensor(n, feeds[n].astype(self.output_dtypes[n])) for n in self.output_names
+                ]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except Exception as e:  # one bad request must not fail the others in the batch
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))
+                responses.append(
+                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e)))
+                )
         return responses
 
     def finalize(self):

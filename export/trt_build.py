@@ -123,8 +123,11 @@ def build_serialized(
         calibrator = make_calibrator(trt, calib_batches, calib_cache)
         config.int8_calibrator = calibrator
         # Calibration runs at one shape: the calibration batch shape (or the opt shape with a cache).
-        shape_of = ({n: tuple(calib_batches[0][n].shape) for n in net_inputs} if calib_batches
-                    else {n: profiles[0][n][1] for n in net_inputs})
+        shape_of = (
+            {n: tuple(calib_batches[0][n].shape) for n in net_inputs}
+            if calib_batches
+            else {n: profiles[0][n][1] for n in net_inputs}
+        )
         cp = builder.create_optimization_profile()
         for name in net_inputs:
             cp.set_shape(name, shape_of[name], shape_of[name], shape_of[name])

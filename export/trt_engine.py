@@ -23,12 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter, sha256_file
-from edgepack.errors import EdgepackError, MissingDependencyError
 from edgepack.export.trt_graph import OnnxTrtReport, inspect_onnx_for_trt
 from edgepack.export.trt_profiles import (
-    ShapeRange, bucketed_ranges, calibration_batches, check_against_model, input_profiles,
+    ShapeRange,
+    bucketed_ranges,
+    calibration_batches,
+    check_against_model,
+    input_profiles,
 )
+
+from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter, sha256_file
+from edgepack.errors import EdgepackError, MissingDependencyError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_FILE = "model.plan"
@@ -36,17 +41,17 @@ ENGINE_FILE = "model.plan"
 
 @dataclass(frozen=True)
 class TrtBuildConfig:
-    precision: str = "fp16"                   # fp32 | fp16 | int8 (int8 keeps fp16 for the rest)
-    shapes: ShapeRange = ShapeRange()         # declared min/opt/max batch and sequence lengths
-    seq_buckets: tuple[int, ...] = ()         # extra profiles: split the sequence range at these lengths
-    sparse_weights: bool = False              # BuilderFlag.SPARSE_WEIGHTS (for 2:4-pruned weights)
-    workspace_mb: int = 2048                  # MemoryPoolType.WORKSPACE limit
-    optimization_level: int = 3               # builder_optimization_level 0..5
-    timing_cache: str | None = None           # shared timing-cache file: read before, updated after
-    calibration_cache: str | None = None      # reuse INT8 scales from this file (no calibration run)
+    precision: str = "fp16"  # fp32 | fp16 | int8 (int8 keeps fp16 for the rest)
+    shapes: ShapeRange = ShapeRange()  # declared min/opt/max batch and sequence lengths
+    seq_buckets: tuple[int, ...] = ()  # extra profiles: split the sequence range at these lengths
+    sparse_weights: bool = False  # BuilderFlag.SPARSE_WEIGHTS (for 2:4-pruned weights)
+    workspace_mb: int = 2048  # MemoryPoolType.WORKSPACE limit
+    optimization_level: int = 3  # builder_optimization_level 0..5
+    timing_cache: str | None = None  # shared timing-cache file: read before, updated after
+    calibration_cache: str | None = None  # reuse INT8 scales from this file (no calibration run)
     calib_batch_size: int = 8
     calib_max_batches: int = 32
-    calib_seq: int | None = None              # None: shapes.opt_seq
+    calib_seq: int | None = None  # None: shapes.opt_seq
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -66,8 +71,11 @@ class RuntimeEnv:
     compute_capability: str  # "9.0"
 
     def to_extra(self) -> dict:
-        return {"tensorrt_version": self.tensorrt_version, "gpu_name": self.gpu_name,
-                "compute_capability": self.compute_capability}
+        return {
+            "tensorrt_version": self.tensorrt_version,
+            "gpu_name": self.gpu_name,
+            "compute_capability": self.compute_capability,
+        }
 
 
 def import_tensorrt(purpose: str):
@@ -102,7 +110,10 @@ def detect_gpu(device: int = 0) -> tuple[str, str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", f"--id={device}", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         raise EdgepackError("no NVIDIA GPU found (torch sees none and nvidia-smi failed)") from None
@@ -135,8 +146,10 @@ def check_engine_compatibility(extra: dict, env: RuntimeEnv) -> list[str]:
             "tied to the GPU architecture: rebuild it on this GPU"
         )
     if extra["gpu_name"] != env.gpu_name:
-        return [f"engine was built on {extra['gpu_name']} and runs on {env.gpu_name} (same architecture "
-                f"{env.compute_capability}); it loads, but rebuild it here for the best kernels"]
+        return [
+            f"engine was built on {extra['gpu_name']} and runs on {env.gpu_name} (same architecture "
+            f"{env.compute_capability}); it loads, but rebuild it here for the best kernels"
+        ]
     return []
 
 
@@ -198,22 +211,37 @@ def build_engine(
     calib = []
     if int8 == "calibrate":
         calib = calibration_batches(
-            calibration_texts or [], str(art.file("tokenizer")), [i["name"] for i in art.inputs],
-            cfg.calib_batch_size, cfg.calib_seq or cfg.shapes.opt_seq, int(art.extra.get("pad_token_id", 0)),
+            calibration_texts or [],
+            str(art.file("tokenizer")),
+            [i["name"] for i in art.inputs],
+            cfg.calib_batch_size,
+            cfg.calib_seq or cfg.shapes.opt_seq,
+            int(art.extra.get("pad_token_id", 0)),
             cfg.calib_max_batches,
         )
     trt = import_tensorrt("building a TensorRT engine")
     env = detect_runtime_env(trt, device)
     with ArtifactWriter(Path(out)) as w:
         t0 = time.perf_counter()
-        timing_in = Path(cfg.timing_cache).read_bytes() if cfg.timing_cache and Path(cfg.timing_cache).is_file() else b""
+        timing_in = (
+            Path(cfg.timing_cache).read_bytes()
+            if cfg.timing_cache and Path(cfg.timing_cache).is_file()
+            else b""
+        )
         calib_out = w.dir / "calibration.cache"
         if int8 == "cache":
             shutil.copyfile(cfg.calibration_cache, calib_out)
         from edgepack.export.trt_build import build_serialized
 
         plan, timing, io_dtypes = build_serialized(
-            trt, art.file("model"), profiles, cfg, int8, calib, calib_out, timing_in,
+            trt,
+            art.file("model"),
+            profiles,
+            cfg,
+            int8,
+            calib,
+            calib_out,
+            timing_in,
         )
         (w.dir / ENGINE_FILE).write_bytes(plan)
         (w.dir / "timing.cache").write_bytes(timing)
@@ -224,15 +252,30 @@ def build_engine(
         if calib_out.is_file():
             files["calibration_cache"] = "calibration.cache"
         return w.commit(
-            stage="export", format="tensorrt", task=art.task, labels=art.labels,
-            inputs=with_dtypes(art.inputs, io_dtypes), outputs=with_dtypes(art.outputs, io_dtypes),
-            files=files, parent=art,
+            stage="export",
+            format="tensorrt",
+            task=art.task,
+            labels=art.labels,
+            inputs=with_dtypes(art.inputs, io_dtypes),
+            outputs=with_dtypes(art.outputs, io_dtypes),
+            files=files,
+            parent=art,
             config={**_cfg_dict(cfg), "int8_mode": int8, "device": device},
-            metrics={"build_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(plan),
-                     **{k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1")}},
-            extra={**art.extra, **env.to_extra(), "precision": cfg.precision, "int8_mode": int8,
-                   "sparse_weights": cfg.sparse_weights, "profiles": [r.to_dict() for r in ranges],
-                   "onnx_sha256": sha256_file(art.file("model")), "calibration_batches": len(calib)},
+            metrics={
+                "build_seconds": round(time.perf_counter() - t0, 2),
+                "size_bytes": len(plan),
+                **{k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1")},
+            },
+            extra={
+                **art.extra,
+                **env.to_extra(),
+                "precision": cfg.precision,
+                "int8_mode": int8,
+                "sparse_weights": cfg.sparse_weights,
+                "profiles": [r.to_dict() for r in ranges],
+                "onnx_sha256": sha256_file(art.file("model")),
+                "calibration_batches": len(calib),
+            },
         )
 
 
@@ -286,6 +329,15 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
 
 
 __all__ = [
-    "TrtBuildConfig", "RuntimeEnv", "LoadedEngine", "build_engine", "load_engine", "engine_profiles", "plan_int8",
-    "check_engine_compatibility", "detect_runtime_env", "parse_nvidia_smi", "import_tensorrt",
+    "TrtBuildConfig",
+    "RuntimeEnv",
+    "LoadedEngine",
+    "build_engine",
+    "load_engine",
+    "engine_profiles",
+    "plan_int8",
+    "check_engine_compatibility",
+    "detect_runtime_env",
+    "parse_nvidia_smi",
+    "import_tensorrt",
 ]

@@ -15,7 +15,13 @@ import numpy as np
 
 DYNAMIC_QUANT_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-QOPERATOR_OPS = ("QLinearMatMul", "QLinearConv", "QLinearAdd", "QLinearMul", "QGemm")  # ORT's QOperator format
+QOPERATOR_OPS = (
+    "QLinearMatMul",
+    "QLinearConv",
+    "QLinearAdd",
+    "QLinearMul",
+    "QGemm",
+)  # ORT's QOperator format
 
 
 @dataclass(frozen=True)
@@ -24,9 +30,9 @@ class OnnxTrtReport:
     has_qdq: bool
     dynamic_quant_ops: tuple[str, ...]
     qoperator_ops: tuple[str, ...]
-    contrib_ops: tuple[str, ...]      # ops outside the default ONNX domain
-    weight_matrices: int              # 2-D float initializers feeding MatMul/Gemm
-    sparse_2to4_weights: int          # of those, how many hold a 2:4 pattern
+    contrib_ops: tuple[str, ...]  # ops outside the default ONNX domain
+    weight_matrices: int  # 2-D float initializers feeding MatMul/Gemm
+    sparse_2to4_weights: int  # of those, how many hold a 2:4 pattern
 
 
 def is_2to4_sparse(w: np.ndarray, axis: int) -> bool:
@@ -37,8 +43,8 @@ def is_2to4_sparse(w: np.ndarray, axis: int) -> bool:
     """
     if w.ndim != 2 or w.shape[axis] % 4 or w.size == 0:
         return False
-    m = np.moveaxis(w, axis, -1) != 0                          # (N, K)
-    groups = m.reshape(m.shape[0], -1, 4)                       # (N, K/4, 4)
+    m = np.moveaxis(w, axis, -1) != 0  # (N, K)
+    groups = m.reshape(m.shape[0], -1, 4)  # (N, K/4, 4)
     return bool((groups.sum(axis=-1) <= 2).all())
 
 
@@ -79,8 +85,9 @@ def inspect_onnx_for_trt(path: str | Path) -> OnnxTrtReport:
 
     model = onnx.load(str(path))
     ops = tuple(sorted({n.op_type for n in model.graph.node}))
-    contrib = tuple(sorted({f"{n.domain}:{n.op_type}" for n in model.graph.node
-                            if n.domain not in ("", "ai.onnx")}))
+    contrib = tuple(
+        sorted({f"{n.domain}:{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    )
     total, sparse = count_2to4_weights(model)
     return OnnxTrtReport(
         op_types=ops,

@@ -40,8 +40,10 @@ class ShapeRange:
     max_seq: int = 128
 
     def __post_init__(self) -> None:
-        for what, lo, mid, hi in (("batch", self.min_batch, self.opt_batch, self.max_batch),
-                                  ("sequence", self.min_seq, self.opt_seq, self.max_seq)):
+        for what, lo, mid, hi in (
+            ("batch", self.min_batch, self.opt_batch, self.max_batch),
+            ("sequence", self.min_seq, self.opt_seq, self.max_seq),
+        ):
             if not (isinstance(lo, int) and isinstance(mid, int) and isinstance(hi, int)):
                 raise EdgepackError(f"{what} lengths must be integers, got {lo}, {mid}, {hi}")
             if not 1 <= lo <= mid <= hi:
@@ -119,14 +121,14 @@ def input_profiles(inputs: list[dict], rng: ShapeRange) -> dict[str, tuple[Shape
     """Per-input (min, opt, max) shapes for manifest ``inputs`` (symbolic dims by name or position)."""
     if not inputs:
         raise EdgepackError("the artifact declares no inputs; cannot build optimization profiles")
-    pick = {"batch": (rng.min_batch, rng.opt_batch, rng.max_batch),
-            "sequence": (rng.min_seq, rng.opt_seq, rng.max_seq)}
+    pick = {
+        "batch": (rng.min_batch, rng.opt_batch, rng.max_batch),
+        "sequence": (rng.min_seq, rng.opt_seq, rng.max_seq),
+    }
     out = {}
     for spec in inputs:
         roles = [_axis_role(d, i) for i, d in enumerate(spec["shape"])]
-        shapes = tuple(
-            tuple(r if isinstance(r, int) else pick[r][k] for r in roles) for k in range(3)
-        )
+        shapes = tuple(tuple(r if isinstance(r, int) else pick[r][k] for r in roles) for k in range(3))
         out[spec["name"]] = shapes  # type: ignore[assignment]
     return out
 
@@ -138,8 +140,10 @@ def select_profile(ranges: Sequence[ShapeRange], batch: int, seq: int) -> int:
     """
     fits = [i for i, r in enumerate(ranges) if r.contains(batch, seq)]
     if not fits:
-        have = "; ".join(f"#{i}: batch {r.min_batch}-{r.max_batch}, seq {r.min_seq}-{r.max_seq}"
-                         for i, r in enumerate(ranges))
+        have = "; ".join(
+            f"#{i}: batch {r.min_batch}-{r.max_batch}, seq {r.min_seq}-{r.max_seq}"
+            for i, r in enumerate(ranges)
+        )
         raise EdgepackError(
             f"input of batch {batch} x sequence {seq} is outside every optimization profile of this "
             f"engine ({have}); rebuild the engine with wider --batch/--seq ranges or send smaller batches"
@@ -159,7 +163,9 @@ def ort_trt_profile_options(profiles: Sequence[dict[str, tuple[Shape, Shape, Sha
     keys = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
     out = {}
     for k, key in enumerate(keys):
-        out[key] = ",".join(f"{name}:{_dims(shapes[k])}" for prof in profiles for name, shapes in prof.items())
+        out[key] = ",".join(
+            f"{name}:{_dims(shapes[k])}" for prof in profiles for name, shapes in prof.items()
+        )
     return out
 
 
@@ -207,12 +213,11 @@ def calibration_batches(
         n_batches = min(n_batches, int(max_batches))
     batches = []
     for b in range(n_batches):
-        enc = tok.encode_batch(texts[b * batch_size:(b + 1) * batch_size])
+        enc = tok.encode_batch(texts[b * batch_size : (b + 1) * batch_size])
         cols = {
-            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),              # (B, T)
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),  # (B, T)
             "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
         }
         batches.append({n: cols[n] for n in input_names})
     return batches
-

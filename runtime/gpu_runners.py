@@ -43,17 +43,34 @@ def ort_provider_options(
     :func:`edgepack.export.trt_profiles.ort_trt_profile_options`.
     """
     if provider not in ORT_GPU_PROVIDERS:
-        raise EdgepackError(f"unknown ONNX Runtime GPU provider {provider!r}; use one of {list(ORT_GPU_PROVIDERS)}")
-    cuda = ("CUDAExecutionProvider", {"device_id": device_id, "arena_extend_strategy": "kSameAsRequested",
-                                      "cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": True})
+        raise EdgepackError(
+            f"unknown ONNX Runtime GPU provider {provider!r}; use one of {list(ORT_GPU_PROVIDERS)}"
+        )
+    cuda = (
+        "CUDAExecutionProvider",
+        {
+            "device_id": device_id,
+            "arena_extend_strategy": "kSameAsRequested",
+            "cudnn_conv_algo_search": "HEURISTIC",
+            "do_copy_in_default_stream": True,
+        },
+    )
     if provider == "cuda":
         return [cuda]
-    trt: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": bool(fp16), "trt_int8_enable": bool(int8),
-                           "trt_max_workspace_size": int(workspace_mb) << 20}
+    trt: dict[str, Any] = {
+        "device_id": device_id,
+        "trt_fp16_enable": bool(fp16),
+        "trt_int8_enable": bool(int8),
+        "trt_max_workspace_size": int(workspace_mb) << 20,
+    }
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
-                   trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+        trt.update(
+            trt_engine_cache_enable=True,
+            trt_engine_cache_path=str(cache_dir),
+            trt_timing_cache_enable=True,
+            trt_timing_cache_path=str(cache_dir),
+        )
     trt.update(profile_options or {})
     return [("TensorrtExecutionProvider", trt), cuda]
 
@@ -76,7 +93,9 @@ class OrtIoBindingRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=[p if isinstance(p, str) else p[0] for p in providers],
+                str(model_path),
+                sess_options=opts,
+                providers=[p if isinstance(p, str) else p[0] for p in providers],
                 provider_options=[{} if isinstance(p, str) else p[1] for p in providers],
             )
         except Exception as e:  # onnxruntime raises its own exception types
@@ -171,7 +190,9 @@ class TorchCudaRunner:
     def __init__(self, source: str | Path | Artifact, dtype: str = "fp16", device: str = "cuda"):
         if dtype not in self.DTYPES:
             raise EdgepackError(f"dtype must be one of {self.DTYPES}, got {dtype!r}")
-        torch = _import_torch_cuda("the torch CUDA runner") if device.startswith("cuda") else __import__("torch")
+        torch = (
+            _import_torch_cuda("the torch CUDA runner") if device.startswith("cuda") else __import__("torch")
+        )
         from edgepack.hf import load_model
 
         path = source.path if isinstance(source, Artifact) else source
@@ -205,8 +226,13 @@ def _load_bnb(lm: Any, dtype: str):
     import torch
     from transformers import BitsAndBytesConfig
 
-    q = (BitsAndBytesConfig(load_in_8bit=True) if dtype == "int8" else
-         BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16))
+    q = (
+        BitsAndBytesConfig(load_in_8bit=True)
+        if dtype == "int8"
+        else BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16
+        )
+    )
     cls = type(lm.model)
     return cls.from_pretrained(lm.source, quantization_config=q, device_map={"": 0}).eval()
 
@@ -222,9 +248,14 @@ def _import_torch_cuda(purpose: str):
 
 
 def _torch_dtype(torch: Any, dtype: np.dtype):
-    return {np.dtype("float32"): torch.float32, np.dtype("float16"): torch.float16,
-            np.dtype("int32"): torch.int32, np.dtype("int64"): torch.int64,
-            np.dtype("int8"): torch.int8, np.dtype("bool"): torch.bool}[np.dtype(dtype)]
+    return {
+        np.dtype("float32"): torch.float32,
+        np.dtype("float16"): torch.float16,
+        np.dtype("int32"): torch.int32,
+        np.dtype("int64"): torch.int64,
+        np.dtype("int8"): torch.int8,
+        np.dtype("bool"): torch.bool,
+    }[np.dtype(dtype)]
 
 
 # --- backend registry entries ---------------------------------------------------------------------------
@@ -254,9 +285,22 @@ def default_trt_cache_dir(artifact: Artifact) -> Path:
 
 
 def _make_ort_gpu(provider: str):
-    def make(artifact: Artifact, intra_op_threads: int | None = None, device_id: int = 0, fp16: bool = False,
-             cache_dir: str | None = None, batch: str = "1,8,32", seq: str | None = None, **_: Any):
-        from edgepack.export.trt_profiles import ShapeRange, input_profiles, ort_trt_profile_options, parse_range
+    def make(
+        artifact: Artifact,
+        intra_op_threads: int | None = None,
+        device_id: int = 0,
+        fp16: bool = False,
+        cache_dir: str | None = None,
+        batch: str = "1,8,32",
+        seq: str | None = None,
+        **_: Any,
+    ):
+        from edgepack.export.trt_profiles import (
+            ShapeRange,
+            input_profiles,
+            ort_trt_profile_options,
+            parse_range,
+        )
 
         profile_opts = None
         if provider == "tensorrt":
@@ -265,8 +309,13 @@ def _make_ort_gpu(provider: str):
             s = parse_range(seq, "seq") if seq else (1, min(128, limit), limit)
             prof = input_profiles(artifact.inputs, ShapeRange(*b, *s))
             profile_opts = ort_trt_profile_options([prof])
-        providers = ort_provider_options(provider, device_id, cache_dir or default_trt_cache_dir(artifact),
-                                         fp16=fp16, profile_options=profile_opts)
+        providers = ort_provider_options(
+            provider,
+            device_id,
+            cache_dir or default_trt_cache_dir(artifact),
+            fp16=fp16,
+            profile_options=profile_opts,
+        )
         return OrtIoBindingRunner(artifact.file("model"), providers, "cuda", device_id)
 
     return make
@@ -289,13 +338,41 @@ def register_gpu_backends() -> None:
     """
     from edgepack.runtime.backends import Backend, register_backend
 
-    register_backend(Backend("tensorrt", ("tensorrt",),
-                             lambda: importlib.util.find_spec("tensorrt") is not None and _torch_cuda_ok(),
-                             _make_tensorrt, "TensorRT runtime (tensorrt + torch CUDA)"), auto_priority=0)
-    register_backend(Backend("ort-cuda", ("onnx",), lambda: _ort_has("CUDAExecutionProvider"),
-                             _make_ort_gpu("cuda"), "ONNX Runtime CUDA execution provider (onnxruntime-gpu)"),
-                     auto_priority=1)
-    register_backend(Backend("ort-tensorrt", ("onnx",), lambda: _ort_has("TensorrtExecutionProvider"),
-                             _make_ort_gpu("tensorrt"), "ONNX Runtime TensorRT execution provider"))
-    register_backend(Backend("torch-cuda", ("hf",), _torch_cuda_ok, _make_torch_cuda,
-                             "torch on CUDA (fp16/bf16, bitsandbytes int8/nf4)"))
+    register_backend(
+        Backend(
+            "tensorrt",
+            ("tensorrt",),
+            lambda: importlib.util.find_spec("tensorrt") is not None and _torch_cuda_ok(),
+            _make_tensorrt,
+            "TensorRT runtime (tensorrt + torch CUDA)",
+        ),
+        auto_priority=0,
+    )
+    register_backend(
+        Backend(
+            "ort-cuda",
+            ("onnx",),
+            lambda: _ort_has("CUDAExecutionProvider"),
+            _make_ort_gpu("cuda"),
+            "ONNX Runtime CUDA execution provider (onnxruntime-gpu)",
+        ),
+        auto_priority=1,
+    )
+    register_backend(
+        Backend(
+            "ort-tensorrt",
+            ("onnx",),
+            lambda: _ort_has("TensorrtExecutionProvider"),
+            _make_ort_gpu("tensorrt"),
+            "ONNX Runtime TensorRT execution provider",
+        )
+    )
+    register_backend(
+        Backend(
+            "torch-cuda",
+            ("hf",),
+            _torch_cuda_ok,
+            _make_torch_cuda,
+            "torch on CUDA (fp16/bf16, bitsandbytes int8/nf4)",
+        )
+    )

@@ -3,10 +3,10 @@
 import importlib.util
 
 import pytest
-
-from edgepack.cli import main
 from edgepack.export.triton_check import check_repository
 from edgepack.export.triton_pbtxt import parse_pbtxt
+
+from edgepack.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,28 @@ def onnx_dir(tiny_bert, tmp_path_factory):
 
 
 def test_export_triton_cli(onnx_dir, tmp_path, capsys):
-    rc = main(["export", "triton", str(onnx_dir), str(tmp_path / "repo"), "--name", "stu", "--max-batch", "8",
-               "--preferred-batch", "2,8", "--queue-delay-us", "500", "--instances", "2", "--gpus", "0,1",
-               "--ort-trt", "FP16"])
+    rc = main(
+        [
+            "export",
+            "triton",
+            str(onnx_dir),
+            str(tmp_path / "repo"),
+            "--name",
+            "stu",
+            "--max-batch",
+            "8",
+            "--preferred-batch",
+            "2,8",
+            "--queue-delay-us",
+            "500",
+            "--instances",
+            "2",
+            "--gpus",
+            "0,1",
+            "--ort-trt",
+            "FP16",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "structural check passed; send requests to 'stu_text'" in out
@@ -39,12 +58,27 @@ def test_export_cli_errors_are_one_line(onnx_dir, tmp_path, capsys):
     assert "max sequence length 512 exceeds the model's max_length 128" in capsys.readouterr().err
     assert main(["export", "tensorrt", str(onnx_dir), str(tmp_path / "e"), "--batch", "8,1,4"]) == 2
     assert "batch lengths must satisfy 1 <= min <= opt <= max" in capsys.readouterr().err
-    assert main(["export", "tensorrt", str(onnx_dir), str(tmp_path / "e"), "--precision", "int8",
-                 "--calib-data", str(tmp_path / "missing.txt")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "tensorrt",
+                str(onnx_dir),
+                str(tmp_path / "e"),
+                "--precision",
+                "int8",
+                "--calib-data",
+                str(tmp_path / "missing.txt"),
+            ]
+        )
+        == 2
+    )
     assert "cannot read calibration data" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="checks the message without TensorRT")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None, reason="checks the message without TensorRT"
+)
 def test_export_tensorrt_without_tensorrt(onnx_dir, tmp_path, capsys):
     assert main(["export", "tensorrt", str(onnx_dir), str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err

@@ -6,9 +6,9 @@ import importlib.util
 
 import numpy as np
 import pytest
+from edgepack.runtime.gpu_runners import OrtIoBindingRunner, TorchCudaRunner, ort_provider_options
 
 from edgepack.errors import EdgepackError
-from edgepack.runtime.gpu_runners import OrtIoBindingRunner, TorchCudaRunner, ort_provider_options
 
 
 def _cuda() -> bool:
@@ -36,7 +36,7 @@ def _feeds(b=3, t=11, seed=0):
     from edgepack.benchmarks.gpu_latency import synthetic_feeds
 
     f = synthetic_feeds(["input_ids", "attention_mask", "token_type_ids"], b, t, vocab=100, seed=seed)
-    f["attention_mask"][b // 2, t // 2:] = 0  # one padded row
+    f["attention_mask"][b // 2, t // 2 :] = 0  # one padded row
     return f
 
 
@@ -47,8 +47,13 @@ def _ref(onnx_art, feeds):
 
 
 def test_provider_options_for_tensorrt_and_cuda(tmp_path):
-    trt = ort_provider_options("tensorrt", device_id=1, cache_dir=tmp_path / "c", fp16=True,
-                               profile_options={"trt_profile_min_shapes": "input_ids:1x1"})
+    trt = ort_provider_options(
+        "tensorrt",
+        device_id=1,
+        cache_dir=tmp_path / "c",
+        fp16=True,
+        profile_options={"trt_profile_min_shapes": "input_ids:1x1"},
+    )
     assert [p[0] for p in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
     o = trt[0][1]
     assert o["trt_engine_cache_enable"] and o["trt_engine_cache_path"] == str(tmp_path / "c")
@@ -102,7 +107,9 @@ def test_torch_runner_on_cpu_matches_onnx(tiny_bert, onnx_art):
 
 @pytest.mark.skipif(_cuda(), reason="checks the message shown without a GPU")
 def test_torch_cuda_without_gpu_is_a_clear_error(tiny_bert):
-    with pytest.raises(EdgepackError, match="the torch CUDA runner needs a CUDA GPU, and torch sees none here"):
+    with pytest.raises(
+        EdgepackError, match="the torch CUDA runner needs a CUDA GPU, and torch sees none here"
+    ):
         TorchCudaRunner(tiny_bert, dtype="fp16")
 
 
@@ -110,8 +117,9 @@ def test_latency_grid_records_on_cpu(onnx_art):
     from edgepack.benchmarks.gpu_latency import measure_grid, parse_smi_memory
     from edgepack.runtime.ort import OrtRunner
 
-    rows = measure_grid(OrtRunner(onnx_art.file("model")), [1, 4], [8, 16], warmup=1, iters=5,
-                        memory=lambda: {"used_mb": 1.0})
+    rows = measure_grid(
+        OrtRunner(onnx_art.file("model")), [1, 4], [8, 16], warmup=1, iters=5, memory=lambda: {"used_mb": 1.0}
+    )
     assert [(r["batch"], r["seq"]) for r in rows] == [(1, 8), (1, 16), (4, 8), (4, 16)]
     for r in rows:
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["n"] >= 5
@@ -134,7 +142,9 @@ def test_torch_cuda_variants_match_onnx(tiny_bert, onnx_art, variant, atol):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda() or importlib.util.find_spec("bitsandbytes") is None, reason="needs CUDA + bitsandbytes")
+@pytest.mark.skipif(
+    not _cuda() or importlib.util.find_spec("bitsandbytes") is None, reason="needs CUDA + bitsandbytes"
+)
 def test_bitsandbytes_int8_runs_close_to_fp32(tiny_bert, onnx_art):
     runner = TorchCudaRunner(tiny_bert, dtype="int8")
     feeds = _feeds()

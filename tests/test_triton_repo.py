@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from edgepack.errors import EdgepackError
 from edgepack.export.triton_check import check_repository
 from edgepack.export.triton_pbtxt import Ident, as_list, format_pbtxt, parse_pbtxt
 from edgepack.export.triton_repo import TritonConfig, config_dims, export_triton
+
+from edgepack.errors import EdgepackError
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,9 @@ def onnx_enc(tiny_encoder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def repo(onnx_cls, tmp_path_factory):
-    return export_triton(onnx_cls, tmp_path_factory.mktemp("trit") / "repo", TritonConfig(model_name="student"))
+    return export_triton(
+        onnx_cls, tmp_path_factory.mktemp("trit") / "repo", TritonConfig(model_name="student")
+    )
 
 
 def _copy(repo, tmp_path):
@@ -40,9 +42,15 @@ def _copy(repo, tmp_path):
 
 # --- pbtxt -----------------------------------------------------------------------------------------
 def test_pbtxt_round_trip_and_other_spellings():
-    cfg = {"name": "m", "max_batch_size": 8, "input": [{"name": "x", "data_type": Ident("TYPE_FP32"), "dims": [-1, 3]}],
-           "dynamic_batching": {"preferred_batch_size": [2, 4], "max_queue_delay_microseconds": 50},
-           "parameters": [{"key": "k", "value": {"string_value": 'a "q"'}}], "flag": True, "ratio": 0.25}
+    cfg = {
+        "name": "m",
+        "max_batch_size": 8,
+        "input": [{"name": "x", "data_type": Ident("TYPE_FP32"), "dims": [-1, 3]}],
+        "dynamic_batching": {"preferred_batch_size": [2, 4], "max_queue_delay_microseconds": 50},
+        "parameters": [{"key": "k", "value": {"string_value": 'a "q"'}}],
+        "flag": True,
+        "ratio": 0.25,
+    }
     text = format_pbtxt(cfg)
     assert "data_type: TYPE_FP32" in text and 'name: "x"' in text
     assert parse_pbtxt(text) == cfg
@@ -78,24 +86,42 @@ def test_triton_config_validation():
 def test_repository_layout_and_config_matches_onnx_graph(repo):
     assert check_repository(repo.path) == []
     root = repo.path
-    for rel in ("student/1/model.onnx", "student/config.pbtxt", "student/labels.txt", "student/tokenizer.json",
-                "student_tokenizer/1/model.py", "student_tokenizer/1/tokenizer.json", "student_text/config.pbtxt",
-                "README.md"):
+    for rel in (
+        "student/1/model.onnx",
+        "student/config.pbtxt",
+        "student/labels.txt",
+        "student/tokenizer.json",
+        "student_tokenizer/1/model.py",
+        "student_tokenizer/1/tokenizer.json",
+        "student_text/config.pbtxt",
+        "README.md",
+    ):
         assert (root / rel).is_file(), rel
     cfg = parse_pbtxt((root / "student/config.pbtxt").read_text())
     assert cfg["platform"] == "onnxruntime_onnx" and cfg["max_batch_size"] == 32
     assert {i["name"]: i["dims"] for i in cfg["input"]} == {
-        "input_ids": [-1], "attention_mask": [-1], "token_type_ids": [-1]}
-    assert cfg["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [2], "label_filename": "labels.txt"}]
-    assert cfg["dynamic_batching"] == {"preferred_batch_size": [8, 16, 32], "max_queue_delay_microseconds": 100}
+        "input_ids": [-1],
+        "attention_mask": [-1],
+        "token_type_ids": [-1],
+    }
+    assert cfg["output"] == [
+        {"name": "logits", "data_type": "TYPE_FP32", "dims": [2], "label_filename": "labels.txt"}
+    ]
+    assert cfg["dynamic_batching"] == {
+        "preferred_batch_size": [8, 16, 32],
+        "max_queue_delay_microseconds": 100,
+    }
     assert cfg["instance_group"][0]["kind"] == "KIND_GPU"
     assert (root / "student/labels.txt").read_text().split() == ["negative", "positive"]
     assert "tritonserver --model-repository=" in (root / "README.md").read_text()
 
 
 def test_feature_extraction_repo_client_tokenization(onnx_enc, tmp_path):
-    art = export_triton(onnx_enc, tmp_path / "r", TritonConfig(model_name="enc", tokenizer="client",
-                                                               instance_kind="cpu", instance_count=2))
+    art = export_triton(
+        onnx_enc,
+        tmp_path / "r",
+        TritonConfig(model_name="enc", tokenizer="client", instance_kind="cpu", instance_count=2),
+    )
     assert check_repository(art.path) == []
     assert sorted(p.name for p in art.path.iterdir() if p.is_dir()) == ["enc"]
     cfg = parse_pbtxt((art.path / "enc/config.pbtxt").read_text())
@@ -124,7 +150,9 @@ def test_checker_catches_wrong_dtype_missing_input_and_file(repo, tmp_path):
     assert "'input_ids' is int64 in the model but TYPE_INT32" in errs
     assert "preferred_batch_size [64] outside 1..max_batch_size (32)" in errs
     assert "student_tokenizer: version 1 has no model.py" in errs
-    assert "step 1 leaves inputs ['token_type_ids']" not in errs  # the step still feeds it; the model lacks it
+    assert (
+        "step 1 leaves inputs ['token_type_ids']" not in errs
+    )  # the step still feeds it; the model lacks it
     assert "step 1 feeds 'token_type_ids', which student does not take" in errs
 
 
@@ -141,6 +169,7 @@ def test_tokenizer_step_matches_runtime_and_feeds_the_model(repo, onnx_cls):
     """The generated Python-backend model.py tokenizes like the runtime; its output runs the repo's model."""
     from edgepack.runtime.ort import OrtRunner
     from edgepack.runtime.predictor import Predictor
+
     from edgepack.testing import SAMPLE_TEXTS
 
     spec = importlib.util.spec_from_file_location("tok_model", repo.path / "student_tokenizer/1/model.py")
@@ -148,15 +177,23 @@ def test_tokenizer_step_matches_runtime_and_feeds_the_model(repo, onnx_cls):
     spec.loader.exec_module(mod)
     model = mod.TritonPythonModel()
     tok_cfg = parse_pbtxt((repo.path / "student_tokenizer/config.pbtxt").read_text())
-    cfg_json = json.dumps({"parameters": {p["key"]: p["value"] for p in tok_cfg["parameters"]},
-                           "output": tok_cfg["output"]})  # Triton hands the config to Python as JSON
-    model.initialize({"model_config": cfg_json, "model_repository": str(repo.path / "student_tokenizer"),
-                      "model_version": "1"})
+    cfg_json = json.dumps(
+        {"parameters": {p["key"]: p["value"] for p in tok_cfg["parameters"]}, "output": tok_cfg["output"]}
+    )  # Triton hands the config to Python as JSON
+    model.initialize(
+        {
+            "model_config": cfg_json,
+            "model_repository": str(repo.path / "student_tokenizer"),
+            "model_version": "1",
+        }
+    )
     assert model.output_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert set(model.output_dtypes.values()) == {np.int64}
     texts = mod.decode_text_tensor(np.array([[t.encode()] for t in SAMPLE_TEXTS], dtype=object))
     assert texts == SAMPLE_TEXTS
-    feeds = mod.encode_texts(model.tokenizer, texts, model.pad_token_id, model.pad_to_multiple_of, model.max_length)
+    feeds = mod.encode_texts(
+        model.tokenizer, texts, model.pad_token_id, model.pad_to_multiple_of, model.max_length
+    )
     assert feeds["input_ids"].shape[1] % 16 == 0  # pad_to_multiple_of=16 from config.pbtxt
     logits = OrtRunner(repo.path / "student/1/model.onnx").infer(feeds)["logits"]
     ref = Predictor.open(onnx_cls.path, backend="ort-cpu").infer(SAMPLE_TEXTS)
@@ -191,23 +228,32 @@ def test_demo_minilm_repository_passes_check(minilm_path, tmp_path):
 def _trt_artifact(onnx_art, tmp_path, max_batch=16):
     """A tensorrt-format artifact as build_engine writes it (engine IO int32, one profile). The plan bytes
     are a placeholder: only config generation is exercised, no engine is loaded."""
-    from edgepack.artifact import ArtifactWriter
     from edgepack.export.trt_profiles import ShapeRange
+
+    from edgepack.artifact import ArtifactWriter
 
     with ArtifactWriter(tmp_path / "trt") as w:
         (w.dir / "model.plan").write_bytes(b"placeholder")
         shutil.copyfile(onnx_art.file("tokenizer"), w.dir / "tokenizer.json")
         return w.commit(
-            stage="export", format="tensorrt", task=onnx_art.task, labels=onnx_art.labels,
-            inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs], outputs=onnx_art.outputs,
+            stage="export",
+            format="tensorrt",
+            task=onnx_art.task,
+            labels=onnx_art.labels,
+            inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs],
+            outputs=onnx_art.outputs,
             files={"engine": "model.plan", "tokenizer": "tokenizer.json"},
-            extra={**onnx_art.extra, "profiles": [ShapeRange(1, 8, max_batch, 1, 64, 128).to_dict()]})
+            extra={**onnx_art.extra, "profiles": [ShapeRange(1, 8, max_batch, 1, 64, 128).to_dict()]},
+        )
 
 
 def test_tensorrt_plan_repository(onnx_cls, tmp_path):
     trt = _trt_artifact(onnx_cls, tmp_path)
-    repo = export_triton(trt, tmp_path / "repo", TritonConfig(model_name="eng", max_batch_size=16,
-                                                              preferred_batch_sizes=(4, 16)))
+    repo = export_triton(
+        trt,
+        tmp_path / "repo",
+        TritonConfig(model_name="eng", max_batch_size=16, preferred_batch_sizes=(4, 16)),
+    )
     assert check_repository(repo.path) == []
     cfg = parse_pbtxt((repo.path / "eng/config.pbtxt").read_text())
     assert cfg["platform"] == "tensorrt_plan" and (repo.path / "eng/1/model.plan").is_file()
@@ -218,4 +264,8 @@ def test_tensorrt_plan_repository(onnx_cls, tmp_path):
     with pytest.raises(EdgepackError, match="exceeds the engine's largest profile batch 16"):
         export_triton(trt, tmp_path / "r2", TritonConfig(max_batch_size=32))
     with pytest.raises(EdgepackError, match="TensorRT plan runs on GPU only"):
-        export_triton(trt, tmp_path / "r3", TritonConfig(max_batch_size=16, preferred_batch_sizes=(), instance_kind="cpu"))
+        export_triton(
+            trt,
+            tmp_path / "r3",
+            TritonConfig(max_batch_size=16, preferred_batch_sizes=(), instance_kind="cpu"),
+        )

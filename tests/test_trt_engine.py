@@ -6,15 +6,21 @@ import json
 
 import numpy as np
 import pytest
-
-from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
-from edgepack.errors import EdgepackError, MissingDependencyError
 from edgepack.export.trt_engine import (
-    RuntimeEnv, TrtBuildConfig, build_engine, check_engine_compatibility, engine_profiles, load_engine,
-    parse_nvidia_smi, plan_int8,
+    RuntimeEnv,
+    TrtBuildConfig,
+    build_engine,
+    check_engine_compatibility,
+    engine_profiles,
+    load_engine,
+    parse_nvidia_smi,
+    plan_int8,
 )
 from edgepack.export.trt_graph import count_2to4_weights, inspect_onnx_for_trt, is_2to4_sparse
 from edgepack.export.trt_profiles import ShapeRange
+
+from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
+from edgepack.errors import EdgepackError, MissingDependencyError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 H100 = RuntimeEnv("10.3.0", "NVIDIA H100 80GB HBM3", "9.0")
@@ -31,8 +37,13 @@ def _engine_artifact(tmp_path, extra):
     """A tensorrt-format artifact whose manifest carries ``extra`` (the plan bytes are never parsed here)."""
     with ArtifactWriter(tmp_path / "engine") as w:
         (w.dir / "model.plan").write_bytes(b"plan")
-        return w.commit(stage="export", format="tensorrt", task="text-classification",
-                        files={"engine": "model.plan"}, extra=extra)
+        return w.commit(
+            stage="export",
+            format="tensorrt",
+            task="text-classification",
+            files={"engine": "model.plan"},
+            extra=extra,
+        )
 
 
 # --- compatibility -------------------------------------------------------------------------------
@@ -44,7 +55,9 @@ def test_compatible_engine_passes_and_same_arch_other_gpu_warns():
 
 
 def test_mismatched_engine_is_refused_with_a_clear_error():
-    with pytest.raises(ArtifactError, match=r"built with TensorRT 10.3.0 but this process has TensorRT 10.8.0"):
+    with pytest.raises(
+        ArtifactError, match=r"built with TensorRT 10.3.0 but this process has TensorRT 10.8.0"
+    ):
         check_engine_compatibility(H100.to_extra(), RuntimeEnv("10.8.0", H100.gpu_name, "9.0"))
     with pytest.raises(ArtifactError, match=r"compute capability 9.0\) but this GPU is NVIDIA A100.*8.0"):
         check_engine_compatibility(H100.to_extra(), RuntimeEnv("10.3.0", "NVIDIA A100-SXM4-80GB", "8.0"))
@@ -67,7 +80,9 @@ def test_engine_profiles_read_back_from_manifest(tmp_path):
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
 def test_opening_an_engine_without_tensorrt_is_one_clear_line(tmp_path):
     art = _engine_artifact(tmp_path, H100.to_extra())
-    with pytest.raises(MissingDependencyError, match=r"running a TensorRT engine needs the 'tensorrt' package"):
+    with pytest.raises(
+        MissingDependencyError, match=r"running a TensorRT engine needs the 'tensorrt' package"
+    ):
         load_engine(art)
 
 
@@ -85,13 +100,16 @@ def test_2to4_detection(onnx_art, tmp_path):
     model = onnx.load(str(onnx_art.file("model")))
     total, sparse = count_2to4_weights(model)
     assert total >= 8 and sparse == 0  # 2 layers x (Q, K, V, O, FFN in, FFN out) at least
-    axis_of = {n.input[1]: (1 if n.op_type == "Gemm" and any(a.name == "transB" and a.i for a in n.attribute) else 0)
-               for n in model.graph.node if n.op_type in ("MatMul", "Gemm")}
+    axis_of = {
+        n.input[1]: (1 if n.op_type == "Gemm" and any(a.name == "transB" and a.i for a in n.attribute) else 0)
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Gemm")
+    }
     for init in model.graph.initializer:
         a = numpy_helper.to_array(init)
         if init.name in axis_of and a.ndim == 2:
-            a = np.moveaxis(a.copy(), axis_of[init.name], 0)       # (K, N)
-            a.reshape(-1, 4, a.shape[1])[:, :2] = 0                 # zero 2 of every 4 along K
+            a = np.moveaxis(a.copy(), axis_of[init.name], 0)  # (K, N)
+            a.reshape(-1, 4, a.shape[1])[:, :2] = 0  # zero 2 of every 4 along K
             init.CopyFrom(numpy_helper.from_array(np.moveaxis(a, 0, axis_of[init.name]).copy(), init.name))
     assert count_2to4_weights(model) == (total, total)
 
@@ -123,16 +141,28 @@ def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{"input_ids": rng.integers(5, 100, (2, 8)).astype(np.int64),
-                             "attention_mask": np.ones((2, 8), np.int64),
-                             "token_type_ids": np.zeros((2, 8), np.int64)} for _ in range(4)])
+            self.it = iter(
+                [
+                    {
+                        "input_ids": rng.integers(5, 100, (2, 8)).astype(np.int64),
+                        "attention_mask": np.ones((2, 8), np.int64),
+                        "token_type_ids": np.zeros((2, 8), np.int64),
+                    }
+                    for _ in range(4)
+                ]
+            )
 
         def get_next(self):
             return next(self.it, None)
 
     qdq = tmp_path / "qdq.onnx"
-    quantize_static(str(onnx_art.file("model")), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=["MatMul"])
+    quantize_static(
+        str(onnx_art.file("model")),
+        str(qdq),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+    )
     report = inspect_onnx_for_trt(qdq)
     assert report.has_qdq
     assert plan_int8(report, TrtBuildConfig(precision="int8"), False) == "qdq"
@@ -140,13 +170,20 @@ def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
         plan_int8(report, TrtBuildConfig(precision="fp16"), False)
 
     qop = tmp_path / "qop.onnx"
-    quantize_static(str(onnx_art.file("model")), str(qop), Reader(), quant_format=QuantFormat.QOperator,
-                    op_types_to_quantize=["MatMul"])
+    quantize_static(
+        str(onnx_art.file("model")),
+        str(qop),
+        Reader(),
+        quant_format=QuantFormat.QOperator,
+        op_types_to_quantize=["MatMul"],
+    )
     with pytest.raises(EdgepackError, match="QOperator format .*QLinearMatMul.*Q/DQ graphs only"):
         plan_int8(inspect_onnx_for_trt(qop), TrtBuildConfig(precision="int8"), False)
 
     fused = tmp_path / "fused.onnx"
-    optimize_model(str(onnx_art.file("model")), model_type="bert", num_heads=4, hidden_size=32).save_model_to_file(str(fused))
+    optimize_model(
+        str(onnx_art.file("model")), model_type="bert", num_heads=4, hidden_size=32
+    ).save_model_to_file(str(fused))
     with pytest.raises(EdgepackError, match="contrib ops .*com.microsoft.*build from the unfused export"):
         plan_int8(inspect_onnx_for_trt(fused), TrtBuildConfig(), False)
 
@@ -159,13 +196,17 @@ def test_build_config_and_request_validation(onnx_art, tmp_path):
     with pytest.raises(EdgepackError, match="no weight matrix in this graph has a 2:4 pattern"):
         build_engine(onnx_art, tmp_path / "e", TrtBuildConfig(sparse_weights=True))
     with pytest.raises(EdgepackError, match="at least one full batch"):
-        build_engine(onnx_art, tmp_path / "e", TrtBuildConfig(precision="int8"), calibration_texts=["one text"])
+        build_engine(
+            onnx_art, tmp_path / "e", TrtBuildConfig(precision="int8"), calibration_texts=["one text"]
+        )
     assert not (tmp_path / "e").exists()
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
 def test_build_without_tensorrt_is_one_clear_line(onnx_art, tmp_path):
-    with pytest.raises(MissingDependencyError, match=r"building a TensorRT engine needs the 'tensorrt' package.*gpu-tools"):
+    with pytest.raises(
+        MissingDependencyError, match=r"building a TensorRT engine needs the 'tensorrt' package.*gpu-tools"
+    ):
         build_engine(onnx_art, tmp_path / "e", TrtBuildConfig())
 
 
@@ -178,8 +219,11 @@ def _ort_reference(onnx_art, feeds):
 
 def _feeds(batch, seq, seed=0):
     rng = np.random.default_rng(seed)
-    return {"input_ids": rng.integers(5, 100, (batch, seq)).astype(np.int64),
-            "attention_mask": np.ones((batch, seq), np.int64), "token_type_ids": np.zeros((batch, seq), np.int64)}
+    return {
+        "input_ids": rng.integers(5, 100, (batch, seq)).astype(np.int64),
+        "attention_mask": np.ones((batch, seq), np.int64),
+        "token_type_ids": np.zeros((batch, seq), np.int64),
+    }
 
 
 @pytest.mark.tensorrt
@@ -189,10 +233,16 @@ def test_engine_matches_onnx_runtime(onnx_art, tmp_path, precision, atol):
     pytest.importorskip("tensorrt")
     from edgepack.runtime.gpu_runners import TensorRTRunner
 
-    cfg = TrtBuildConfig(precision=precision, shapes=ShapeRange(1, 4, 8, 1, 32, 64), seq_buckets=(16,),
-                         timing_cache=str(tmp_path / "timing.cache"))
+    cfg = TrtBuildConfig(
+        precision=precision,
+        shapes=ShapeRange(1, 4, 8, 1, 32, 64),
+        seq_buckets=(16,),
+        timing_cache=str(tmp_path / "timing.cache"),
+    )
     art = build_engine(onnx_art, tmp_path / "engine", cfg)
-    assert art.extra["tensorrt_version"] and art.extra["compute_capability"] and len(art.extra["profiles"]) == 2
+    assert (
+        art.extra["tensorrt_version"] and art.extra["compute_capability"] and len(art.extra["profiles"]) == 2
+    )
     assert (tmp_path / "timing.cache").stat().st_size > 0
     runner = TensorRTRunner(art)
     for b, t in ((1, 5), (8, 16), (3, 40)):  # profile 0, 0, 1
@@ -212,8 +262,13 @@ def test_int8_calibration_writes_and_reuses_cache(onnx_art, tmp_path):
     cfg = TrtBuildConfig(precision="int8", shapes=ShapeRange(1, 4, 8, 1, 32, 64), calib_batch_size=4)
     art = build_engine(onnx_art, tmp_path / "int8", cfg, calibration_texts=texts)
     assert art.extra["int8_mode"] == "calibrate" and art.has("calibration_cache")
-    again = build_engine(onnx_art, tmp_path / "int8b", TrtBuildConfig(
-        precision="int8", shapes=cfg.shapes, calibration_cache=str(art.file("calibration_cache"))))
+    again = build_engine(
+        onnx_art,
+        tmp_path / "int8b",
+        TrtBuildConfig(
+            precision="int8", shapes=cfg.shapes, calibration_cache=str(art.file("calibration_cache"))
+        ),
+    )
     assert again.extra["int8_mode"] == "cache"
 
 

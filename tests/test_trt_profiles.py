@@ -2,17 +2,26 @@
 
 import numpy as np
 import pytest
+from edgepack.export.trt_profiles import (
+    ShapeRange,
+    bucketed_ranges,
+    calibration_batches,
+    check_against_model,
+    input_profiles,
+    ort_trt_profile_options,
+    parse_range,
+    select_profile,
+    trtexec_shape_flags,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edgepack.errors import EdgepackError
-from edgepack.export.trt_profiles import (
-    ShapeRange, bucketed_ranges, calibration_batches, check_against_model, input_profiles,
-    ort_trt_profile_options, parse_range, select_profile, trtexec_shape_flags,
-)
 
-INPUTS = [{"name": n, "dtype": "int64", "shape": ["batch_size", "sequence_length"]}
-          for n in ("input_ids", "attention_mask", "token_type_ids")]
+INPUTS = [
+    {"name": n, "dtype": "int64", "shape": ["batch_size", "sequence_length"]}
+    for n in ("input_ids", "attention_mask", "token_type_ids")
+]
 
 
 def test_shape_range_validation():
@@ -34,12 +43,16 @@ def test_parse_range():
 
 
 def test_input_profiles_from_manifest_dims():
-    prof = input_profiles(INPUTS + [{"name": "pixel", "dtype": "float32", "shape": ["batch", 3]}],
-                          ShapeRange(1, 4, 16, 2, 64, 128))
+    prof = input_profiles(
+        INPUTS + [{"name": "pixel", "dtype": "float32", "shape": ["batch", 3]}],
+        ShapeRange(1, 4, 16, 2, 64, 128),
+    )
     assert prof["input_ids"] == ((1, 2), (4, 64), (16, 128))
     assert prof["pixel"] == ((1, 3), (4, 3), (16, 3))  # fixed dims stay fixed
     with pytest.raises(EdgepackError, match="dynamic axis 2 named 'heads'"):
-        input_profiles([{"name": "x", "dtype": "float32", "shape": ["batch", "sequence", "heads"]}], ShapeRange())
+        input_profiles(
+            [{"name": "x", "dtype": "float32", "shape": ["batch", "sequence", "heads"]}], ShapeRange()
+        )
 
 
 def test_bucketed_ranges_cover_the_declared_range_without_overlap():
@@ -64,21 +77,28 @@ def test_select_profile_picks_a_covering_tightest_profile(batch, seq):
 
 
 def test_select_profile_outside_every_profile_says_so():
-    with pytest.raises(EdgepackError, match=r"batch 64 x sequence 10 is outside every optimization profile.*#0: batch 1-32"):
+    with pytest.raises(
+        EdgepackError, match=r"batch 64 x sequence 10 is outside every optimization profile.*#0: batch 1-32"
+    ):
         select_profile([ShapeRange()], 64, 10)
 
 
 def test_ort_and_trtexec_shape_strings():
     profs = [input_profiles(INPUTS[:2], r) for r in bucketed_ranges(ShapeRange(1, 8, 32, 1, 64, 128), (32,))]
     opts = ort_trt_profile_options(profs)
-    assert opts["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,input_ids:1x33,attention_mask:1x33"
+    assert (
+        opts["trt_profile_min_shapes"]
+        == "input_ids:1x1,attention_mask:1x1,input_ids:1x33,attention_mask:1x33"
+    )
     assert opts["trt_profile_max_shapes"].endswith("input_ids:32x128,attention_mask:32x128")
     assert trtexec_shape_flags(profs[0])[1] == "--optShapes=input_ids:8x32,attention_mask:8x32"
 
 
 def test_calibration_batches_are_full_fixed_shape_real_tokens(onnx_tokenizer):
     texts = [f"the film number {i} is great" for i in range(21)] + ["", "  "]
-    batches = calibration_batches(texts, onnx_tokenizer, ["input_ids", "attention_mask"], 8, 16, pad_token_id=0)
+    batches = calibration_batches(
+        texts, onnx_tokenizer, ["input_ids", "attention_mask"], 8, 16, pad_token_id=0
+    )
     assert len(batches) == 2  # 21 non-empty texts -> two full batches of 8, the partial one dropped
     for b in batches:
         assert set(b) == {"input_ids", "attention_mask"}
