@@ -50,6 +50,7 @@ class ServeConfig:
     backend: str = "auto"
     intra_op_threads: int | None = None
     max_length: int | None = None  # truncation in tokens; None: the artifact's
+    model_batch: int | None = 8  # texts per ORT run within a batch, sorted by tokens; None: max_batch
 
     def batcher_config(self) -> BatcherConfig:
         return BatcherConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
@@ -301,7 +302,7 @@ def open_predictor(artifact_dir: str, cfg: ServeConfig) -> Any:
     from edgepack.runtime.predictor import Predictor
 
     return Predictor.open(artifact_dir, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads,
-                          max_length=cfg.max_length, batch_size=cfg.max_batch)
+                          max_length=cfg.max_length, batch_size=cfg.model_batch or cfg.max_batch)
 
 
 def serve(artifact_dir: str, cfg: ServeConfig = ServeConfig(), log_level: str = "info") -> None:
