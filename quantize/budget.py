@@ -73,16 +73,16 @@ def select(parent: Measurement, candidates: Sequence[Measurement], max_accuracy_
 
 def format_table(parent: Measurement, rows: Sequence[Row], max_accuracy_drop: float) -> str:
     """A plain-text table of the parent and every candidate."""
-    head = f"{'candidate':<26}{'acc':>8}{'drop':>7}{'MB':>8}{'smaller':>8}{'ms/b':>8}{'speedup':>8}{'q-ops':>6}  status"
+    head = f"{'candidate':<32}{'acc':>8}{'drop':>7}{'MB':>8}{'smaller':>8}{'ms/b':>8}{'speedup':>8}{'q-ops':>6}  status"
     lines = [f"accuracy budget: drop <= {max_accuracy_drop:g} points; latency: median ms per batch", head,
-             f"{'parent (' + parent.precision + ')':<26}{parent.accuracy:>8.2f}{'':>7}{parent.size_bytes / 1e6:>8.1f}"
+             f"{'parent (' + parent.precision + ')':<32}{parent.accuracy:>8.2f}{'':>7}{parent.size_bytes / 1e6:>8.1f}"
              f"{'1.00x':>8}{parent.latency_ms:>8.1f}{'1.00x':>8}{parent.quantized_ops:>6}"]
     for r in rows:
         m = r.m
         if m.error:
-            lines.append(f"{m.name:<26}{'-':>8}{'-':>7}{'-':>8}{'-':>8}{'-':>8}{'-':>8}{'-':>6}  {r.status}")
+            lines.append(f"{m.name:<32}{'-':>8}{'-':>7}{'-':>8}{'-':>8}{'-':>8}{'-':>8}{'-':>6}  {r.status}")
             continue
-        lines.append(f"{m.name:<26}{m.accuracy:>8.2f}{r.accuracy_drop:>7.2f}{m.size_bytes / 1e6:>8.1f}"
+        lines.append(f"{m.name:<32}{m.accuracy:>8.2f}{r.accuracy_drop:>7.2f}{m.size_bytes / 1e6:>8.1f}"
                      f"{r.size_ratio:>7.2f}x{m.latency_ms:>8.1f}{1 / r.latency_ratio:>7.2f}x{m.quantized_ops:>6}  {r.status}")
     return "\n".join(lines)
 
