@@ -21,32 +21,57 @@ examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmark artifacts (latency, throughput, memory, size) and compare",
-                       description="Benchmark one or more models in one process and report ratios vs a baseline.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifact or model folder, optionally NAME=PATH")
+    p = sub.add_parser(
+        "bench",
+        help="benchmark artifacts (latency, throughput, memory, size) and compare",
+        description="Benchmark one or more models in one process and report ratios vs a baseline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "artifacts", nargs="+", metavar="ARTIFACT", help="artifact or model folder, optionally NAME=PATH"
+    )
     p.add_argument("--baseline", help="target name the speed-ups refer to (default: the first ARTIFACT)")
-    p.add_argument("--peer", metavar="TORCH_MODEL_DIR",
-                   help="also time the optimum-onnx path a user would otherwise take on this torch model "
-                        "(ORTModelFor* export=True, ORTQuantizer dynamic int8, avx512_vnni)")
-    p.add_argument("--peer-variants", default="fp32,dynamic,dynamic-per-channel",
-                   help="peer variants to time (default: fp32,dynamic,dynamic-per-channel)")
+    p.add_argument(
+        "--peer",
+        metavar="TORCH_MODEL_DIR",
+        help="also time the optimum-onnx path a user would otherwise take on this torch model "
+        "(ORTModelFor* export=True, ORTQuantizer dynamic int8, avx512_vnni)",
+    )
+    p.add_argument(
+        "--peer-variants",
+        default="fp32,dynamic,dynamic-per-channel",
+        help="peer variants to time (default: fp32,dynamic,dynamic-per-channel)",
+    )
     p.add_argument("--peer-work-dir", help="where the peer exports go and are reused (default: a temp dir)")
     p.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default: 1,8)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--seq-lens", help="synthetic texts of these token lengths, e.g. 16,128")
-    src.add_argument("--texts", metavar="FILE",
-                     help="real texts: a .txt file (one per line) or CSV/TSV/JSONL with a 'text' (and 'label') column")
-    src.add_argument("--example", action="store_true",
-                     help="the Rotten Tomatoes validation texts (the default when no source is given)")
+    src.add_argument(
+        "--texts",
+        metavar="FILE",
+        help="real texts: a .txt file (one per line) or CSV/TSV/JSONL with a 'text' (and 'label') column",
+    )
+    src.add_argument(
+        "--example",
+        action="store_true",
+        help="the Rotten Tomatoes validation texts (the default when no source is given)",
+    )
     p.add_argument("--num-texts", type=int, default=64, help="texts timed per round (default: 64)")
-    p.add_argument("--accuracy", action="store_true",
-                   help="also measure accuracy on all labelled texts (--example or a file with a label column)")
+    p.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="also measure accuracy on all labelled texts (--example or a file with a label column)",
+    )
     p.add_argument("--threads", type=int, default=2, help="intra-op threads per target (default: 2)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per target and workload (default: 3)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds over the texts (default: 3)")
-    p.add_argument("--min-seconds", type=float, default=0.0, help="keep timing at least this long per workload")
-    p.add_argument("--backend", default="auto", help="runtime backend for onnx/tensorrt artifacts (default: auto)")
+    p.add_argument(
+        "--min-seconds", type=float, default=0.0, help="keep timing at least this long per workload"
+    )
+    p.add_argument(
+        "--backend", default="auto", help="runtime backend for onnx/tensorrt artifacts (default: auto)"
+    )
     p.add_argument("--json", metavar="OUT", help="write the results (with config and environment) as JSON")
     p.add_argument("--markdown", metavar="OUT", help="write the Markdown tables to this file")
     p.set_defaults(func=_bench)
@@ -61,7 +86,9 @@ def parse_int_list(value: str, option: str, minimum: int = 1) -> tuple[int, ...]
     except ValueError:
         items = ()
     if not items or any(x < minimum for x in items):
-        raise EdgepackError(f"{option} must be comma-separated integers >= {minimum}, e.g. 1,8; got '{value}'")
+        raise EdgepackError(
+            f"{option} must be comma-separated integers >= {minimum}, e.g. 1,8; got '{value}'"
+        )
     return items
 
 
@@ -69,6 +96,7 @@ def _targets(args) -> list:
     from pathlib import Path
 
     from edgepack.benchmarks.targets import PEER_QUANTIZE, Target
+
     from edgepack.errors import EdgepackError
 
     targets, names = [], set()
@@ -86,10 +114,14 @@ def _targets(args) -> list:
         variants = [v.strip() for v in args.peer_variants.split(",") if v.strip()]
         bad = [v for v in variants if v not in PEER_QUANTIZE]
         if bad or not variants:
-            raise EdgepackError(f"--peer-variants: unknown {bad or variants}; choose from {', '.join(PEER_QUANTIZE)}")
+            raise EdgepackError(
+                f"--peer-variants: unknown {bad or variants}; choose from {', '.join(PEER_QUANTIZE)}"
+            )
         short = {"fp32": "optimum-fp32", "dynamic": "optimum-int8", "dynamic-per-channel": "optimum-int8-pc"}
-        targets += [Target.peer_optimum(short[v], args.peer, quantize=v, work_dir=args.peer_work_dir)
-                    for v in variants]
+        targets += [
+            Target.peer_optimum(short[v], args.peer, quantize=v, work_dir=args.peer_work_dir)
+            for v in variants
+        ]
     return targets
 
 
@@ -115,7 +147,9 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
         rows = read_rows(args.texts)
         if not rows or "text" not in rows[0]:
             raise EdgepackError(f"{args.texts} needs a 'text' column")
-        labels = [r.get("label") for r in rows] if all(r.get("label") not in (None, "") for r in rows) else None
+        labels = (
+            [r.get("label") for r in rows] if all(r.get("label") not in (None, "") for r in rows) else None
+        )
         return [str(r["text"]) for r in rows], labels
     from edgepack.distill.data import example_spec, load_data
 
@@ -125,6 +159,7 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
 
 def _bench(args) -> int:
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks, to_markdown, write_results
+
     from edgepack.errors import EdgepackError
 
     batch_sizes = parse_int_list(args.batch_sizes, "--batch-sizes")
@@ -136,12 +171,24 @@ def _bench(args) -> int:
     if args.accuracy and labels is None:
         raise EdgepackError("--accuracy needs labelled texts: use --example or a file with a 'label' column")
     if texts is not None and not args.accuracy:
-        texts, labels = texts[:args.num_texts], None
-    cfg = BenchConfig(batch_sizes=batch_sizes, threads=args.threads, texts=texts, seq_lens=seq_lens,
-                      warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds,
-                      max_timed_texts=args.num_texts)
-    rows = run_benchmarks(targets, cfg, baseline=args.baseline, labels=labels,
-                          log=lambda s: print(f"[bench] {s}", file=sys.stderr))
+        texts, labels = texts[: args.num_texts], None
+    cfg = BenchConfig(
+        batch_sizes=batch_sizes,
+        threads=args.threads,
+        texts=texts,
+        seq_lens=seq_lens,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        min_seconds=args.min_seconds,
+        max_timed_texts=args.num_texts,
+    )
+    rows = run_benchmarks(
+        targets,
+        cfg,
+        baseline=args.baseline,
+        labels=labels,
+        log=lambda s: print(f"[bench] {s}", file=sys.stderr),
+    )
     print(to_markdown(rows))
     write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown)
     return 0

@@ -7,8 +7,9 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgepack.artifact import _jsonable
 
@@ -24,7 +25,15 @@ def environment(threads: int | None = None) -> dict:
     except OSError:
         pass
     versions = {}
-    for pkg in ("torch", "transformers", "onnxruntime", "onnxruntime-gpu", "optimum", "optimum-onnx", "numpy"):
+    for pkg in (
+        "torch",
+        "transformers",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "optimum",
+        "optimum-onnx",
+        "numpy",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -33,8 +42,15 @@ def environment(threads: int | None = None) -> dict:
         load = [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
         load = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "load_average": load, "threads": threads, "versions": versions}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "load_average": load,
+        "threads": threads,
+        "versions": versions,
+    }
 
 
 def bench_report(results: Sequence[dict], cfg: Any = None) -> dict:
@@ -42,8 +58,11 @@ def bench_report(results: Sequence[dict], cfg: Any = None) -> dict:
     conf = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg or {})
     if conf.get("texts") is not None:
         conf["texts"] = f"{len(conf['texts'])} texts"
-    return {"config": _jsonable(conf), "environment": environment(conf.get("threads")),
-            "results": _jsonable(list(results))}
+    return {
+        "config": _jsonable(conf),
+        "environment": environment(conf.get("threads")),
+        "results": _jsonable(list(results)),
+    }
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -58,8 +77,12 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_results(results: Sequence[dict], cfg: Any = None, json_path: str | os.PathLike | None = None,
-                  markdown_path: str | os.PathLike | None = None) -> None:
+def write_results(
+    results: Sequence[dict],
+    cfg: Any = None,
+    json_path: str | os.PathLike | None = None,
+    markdown_path: str | os.PathLike | None = None,
+) -> None:
     """Write the JSON report and/or the Markdown tables (each atomically)."""
     if json_path:
         _atomic_write(Path(json_path), json.dumps(bench_report(results, cfg), indent=2) + "\n")
@@ -102,18 +125,41 @@ def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
         what = f"sequence length {seq}" if seq else f"{rows[0]['texts_per_round']} real texts"
         threads = rows[0].get("threads")
         lines += [f"### batch {bs}, {what}" + (f", {threads} threads" if threads else ""), ""]
-        head = ["target", "backend", "precision", "p50 ms", "p90 ms", "p99 ms", "texts/s", "size MB",
-                "load RSS MB", f"speed-up vs {baseline}"] + (["accuracy [95% CI]"] if has_acc else []) + \
-               [f"agreement with {baseline}"]
+        head = (
+            [
+                "target",
+                "backend",
+                "precision",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "texts/s",
+                "size MB",
+                "load RSS MB",
+                f"speed-up vs {baseline}",
+            ]
+            + (["accuracy [95% CI]"] if has_acc else [])
+            + [f"agreement with {baseline}"]
+        )
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows:
-            cells = [r["target"], str(r.get("backend", "")), str(r.get("precision", "")), _fmt(r["p50_ms"], ".2f"),
-                     _fmt(r["p90_ms"], ".2f"), _fmt(r["p99_ms"], ".2f"), _fmt(r["texts_per_s"]),
-                     _fmt(r["size_bytes"] / 1e6), _fmt(r.get("load_rss_mb")),
-                     f"{r['ratio_vs_baseline']:.2f}x" if r.get("ratio_vs_baseline") else "–"]
+            cells = [
+                r["target"],
+                str(r.get("backend", "")),
+                str(r.get("precision", "")),
+                _fmt(r["p50_ms"], ".2f"),
+                _fmt(r["p90_ms"], ".2f"),
+                _fmt(r["p99_ms"], ".2f"),
+                _fmt(r["texts_per_s"]),
+                _fmt(r["size_bytes"] / 1e6),
+                _fmt(r.get("load_rss_mb")),
+                f"{r['ratio_vs_baseline']:.2f}x" if r.get("ratio_vs_baseline") else "–",
+            ]
             cells += ([_quality_cell(r)] if has_acc else []) + [_fidelity_cell(r)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append(f"Speed-up = {baseline} p50 / target p50 at the same batch size, measured in one process with "
-                 "targets interleaved; latency is end to end (tokenize + run + post-process).")
+    lines.append(
+        f"Speed-up = {baseline} p50 / target p50 at the same batch size, measured in one process with "
+        "targets interleaved; latency is end to end (tokenize + run + post-process)."
+    )
     return "\n".join(lines)

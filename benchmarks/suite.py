@@ -3,7 +3,7 @@
 >>> from edgepack.benchmarks.suite import BenchConfig, Target, run_benchmarks, to_markdown
 >>> cfg = BenchConfig(batch_sizes=(1, 8), threads=2, texts=val_texts[:64])
 >>> rows = run_benchmarks([Target.torch("teacher", "runs/teacher"), Target.onnx("int8", "runs/int8"),
-...                        Target.peer_optimum("optimum-int8", "runs/teacher", quantize="dynamic-per-channel")],
+...                        Target.peer_optimum("optimum-int8", "runs/teacher", "dynamic-per-channel")],
 ...                       cfg, baseline="teacher")
 >>> print(to_markdown(rows))
 
@@ -29,19 +29,27 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
-
-from edgepack.benchmarks.results import bench_report, to_markdown, write_results  # noqa: F401 (public API)
-from edgepack.benchmarks.targets import OpenTarget, Target  # noqa: F401 (public API)
+from edgepack.benchmarks.results import bench_report, to_markdown, write_results
+from edgepack.benchmarks.targets import OpenTarget, Target
 from edgepack.benchmarks.timing import summarize_ms
+
 from edgepack.errors import EdgepackError
 
-__all__ = ["BenchConfig", "Target", "run_benchmarks", "to_markdown", "bench_report", "write_results",
-           "synthetic_text"]
+__all__ = [
+    "BenchConfig",
+    "Target",
+    "bench_report",
+    "run_benchmarks",
+    "synthetic_text",
+    "to_markdown",
+    "write_results",
+]
 
 
 @dataclass(frozen=True)
@@ -59,19 +67,23 @@ class BenchConfig:
     seq_len_calls: int = 8  # calls per round and target in seq-len mode
 
     def __post_init__(self) -> None:
-        tup = (lambda v: None if v is None else tuple(v))
+        tup = lambda v: None if v is None else tuple(v)
         for name in ("batch_sizes", "texts", "seq_lens"):
             object.__setattr__(self, name, tup(getattr(self, name)))
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise EdgepackError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
         if (self.texts is None) == (self.seq_lens is None):
-            raise EdgepackError("give either real texts or sequence lengths to benchmark, not both or neither")
+            raise EdgepackError(
+                "give either real texts or sequence lengths to benchmark, not both or neither"
+            )
         if self.texts is not None:
             if not self.texts or not all(isinstance(t, str) and t.strip() for t in self.texts):
                 raise EdgepackError("texts must be a non-empty list of non-empty strings")
             if len(self.timed_texts) < max(self.batch_sizes):
-                raise EdgepackError(f"batch size {max(self.batch_sizes)} needs at least that many texts; "
-                                    f"got {len(self.timed_texts)}")
+                raise EdgepackError(
+                    f"batch size {max(self.batch_sizes)} needs at least that many texts; "
+                    f"got {len(self.timed_texts)}"
+                )
         if self.seq_lens is not None and any(not isinstance(n, int) or n < 3 for n in self.seq_lens):
             raise EdgepackError(f"sequence lengths must be integers >= 3, got {list(self.seq_lens)}")
         if self.threads is not None and self.threads < 1:
@@ -84,7 +96,7 @@ class BenchConfig:
     @property
     def timed_texts(self) -> tuple[str, ...]:
         texts = self.texts or ()
-        return texts if self.max_timed_texts is None else texts[:self.max_timed_texts]
+        return texts if self.max_timed_texts is None else texts[: self.max_timed_texts]
 
 
 def synthetic_text(seq_len: int) -> str:
@@ -109,7 +121,7 @@ def _workloads(cfg: BenchConfig) -> list[_Workload]:
         if cfg.seq_lens is None:
             texts = list(cfg.timed_texts)
             full = len(texts) // bs * bs  # whole batches only, so every call has exactly bs texts
-            out.append(_Workload(bs, None, [texts[i:i + bs] for i in range(0, full, bs)]))
+            out.append(_Workload(bs, None, [texts[i : i + bs] for i in range(0, full, bs)]))
         else:
             out += [_Workload(bs, n, [[synthetic_text(n)] * bs] * cfg.seq_len_calls) for n in cfg.seq_lens]
     return out
@@ -161,7 +173,7 @@ def _preimport(targets: Sequence[Target]) -> None:
 
 
 def _run_all(ot: OpenTarget, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    return np.concatenate([ot.run(list(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)])
+    return np.concatenate([ot.run(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)])
 
 
 def _label_indices(labels: Sequence, ot: OpenTarget) -> np.ndarray:
@@ -170,7 +182,9 @@ def _label_indices(labels: Sequence, ot: OpenTarget) -> np.ndarray:
     index = {name: i for i, name in enumerate(ot.labels)}
     missing = sorted({str(v) for v in labels if v not in index})
     if missing:
-        raise EdgepackError(f"target '{ot.name}' has labels {ot.labels}; the given labels include {missing[:5]}")
+        raise EdgepackError(
+            f"target '{ot.name}' has labels {ot.labels}; the given labels include {missing[:5]}"
+        )
     return np.asarray([index[v] for v in labels], dtype=np.int64)
 
 
@@ -182,12 +196,16 @@ def _quality(ot: OpenTarget, out: np.ndarray, base: np.ndarray | None, labels: S
     classify = ot.task == "text-classification"
     if labels is not None and classify:
         r = classification_report(out.argmax(axis=1), _label_indices(labels, ot), num_classes=out.shape[1])
-        q.update(accuracy=r["accuracy"], macro_f1=r["macro_f1"], accuracy_ci95=r["accuracy_ci95"], n_eval=r["n"])
+        q.update(
+            accuracy=r["accuracy"], macro_f1=r["macro_f1"], accuracy_ci95=r["accuracy_ci95"], n_eval=r["n"]
+        )
     if base is not None and base.shape == out.shape:
         if classify:
             q["agreement_vs_baseline"] = float((out.argmax(axis=1) == base.argmax(axis=1)).mean())
         else:
-            cos = (out * base).sum(1) / np.clip(np.linalg.norm(out, axis=1) * np.linalg.norm(base, axis=1), 1e-12, None)
+            cos = (out * base).sum(1) / np.clip(
+                np.linalg.norm(out, axis=1) * np.linalg.norm(base, axis=1), 1e-12, None
+            )
             q.update(min_cosine_vs_baseline=float(cos.min()), mean_cosine_vs_baseline=float(cos.mean()))
     return q
 
@@ -214,16 +232,7 @@ def _time_workload(opened: list[OpenTarget], w: _Workload, cfg: BenchConfig) -> 
     return samples
 
 
-def run_benchmarks(targets: Sequence[Target], cfg: BenchConfig, baseline: str | None = None,
-                   labels: Sequence | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
-    """Benchmark ``targets`` in this process; returns one result dict per (target, batch size[, seq len]).
-
-    ``baseline`` names the target the ratios refer to (default: the first). ``labels`` (ints indexing the
-    model's outputs, or label names) align with ``cfg.texts`` and add accuracy for classifiers. ``log``
-    receives progress lines. Raises EdgepackError for duplicate names, an unknown baseline, or labels
-    that do not match the texts.
-    """
-    targets = list(targets)
+def _check(targets: list[Target], cfg: BenchConfig, baseline: str | None, labels: Sequence | None) -> str:
     if not targets:
         raise EdgepackError("nothing to benchmark: give at least one target")
     names = [t.name for t in targets]
@@ -234,50 +243,103 @@ def run_benchmarks(targets: Sequence[Target], cfg: BenchConfig, baseline: str | 
         raise EdgepackError(f"baseline '{baseline}' is not one of the targets: {', '.join(names)}")
     if labels is not None and (cfg.texts is None or len(labels) != len(cfg.texts)):
         raise EdgepackError(f"got {len(labels)} labels for {len(cfg.texts or ())} texts; they must align")
+    return baseline
+
+
+def _open_all(
+    targets: list[Target],
+    cfg: BenchConfig,
+    eval_texts: list[str],
+    opened: list[OpenTarget],
+    say: Callable[[str], None],
+) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Open every target (appending to ``opened``) and run it once over ``eval_texts`` (untimed).
+
+    Returns per-target memory info and outputs. Exports (the peer path) happen before the memory reading.
+    """
+    loaded: dict[str, dict] = {}
+    outputs: dict[str, np.ndarray] = {}
+    for t in targets:
+        say(f"loading {t.name} ({t.kind}) from {t.path}")
+        t.prepare()
+        before = rss_mb()
+        ot = t.open(cfg.threads, max(cfg.batch_sizes))
+        opened.append(ot)
+        if eval_texts:  # also the first warm-up
+            outputs[t.name] = _run_all(ot, eval_texts, max(cfg.batch_sizes))
+        else:
+            ot.run([synthetic_text(8)])
+        after = rss_mb()
+        loaded[t.name] = {
+            "load_rss_mb": None if before is None or after is None else round(after - before, 1)
+        }
+    return loaded, outputs
+
+
+def run_benchmarks(
+    targets: Sequence[Target],
+    cfg: BenchConfig,
+    baseline: str | None = None,
+    labels: Sequence | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Benchmark ``targets`` in this process; returns one result dict per (target, batch size[, seq len]).
+
+    ``baseline`` names the target the ratios refer to (default: the first). ``labels`` (ints indexing the
+    model's outputs, or label names) align with ``cfg.texts`` and add accuracy for classifiers. ``log``
+    receives progress lines. Peer targets without a ``work_dir`` share a temporary one (removed at the
+    end). Raises EdgepackError for duplicate names, an unknown baseline, or labels that do not match.
+    """
+    targets = list(targets)
+    baseline = _check(targets, cfg, baseline, labels)
     say = log or (lambda s: None)
     load, cores = _load_average(), os.cpu_count() or 1
     if load is not None and load > cores:
-        say(f"warning: load average {load:.1f} on {cores} cores: other processes compete for the CPU; "
-            "absolute timings are unreliable (ratios from interleaved rounds less so)")
+        say(
+            f"warning: load average {load:.1f} on {cores} cores: other processes compete for the CPU; "
+            "absolute timings are unreliable (ratios from interleaved rounds less so)"
+        )
     _preimport(targets)
-    opened: list[OpenTarget] = []
-    loaded: dict[str, dict] = {}
-    outputs: dict[str, np.ndarray] = {}
     eval_texts = list(cfg.texts if labels is not None else cfg.timed_texts) if cfg.texts else []
-    try:
-        for t in targets:
-            say(f"loading {t.name} ({t.kind}) from {t.path}")
-            before = rss_mb()
-            ot = t.open(cfg.threads, max(cfg.batch_sizes))
-            opened.append(ot)
-            if eval_texts:  # also the first warm-up
-                outputs[t.name] = _run_all(ot, eval_texts, max(cfg.batch_sizes))
-            else:
-                ot.run([synthetic_text(8)])
-            after = rss_mb()
-            loaded[t.name] = {"load_rss_mb": None if before is None else round(after - before, 1)}
-        for t in targets:
-            base = outputs.get(baseline) if t.name != baseline else None
-            if t.name in outputs:
-                loaded[t.name].update(_quality(opened[names.index(t.name)], outputs[t.name], base, labels))
-        rows = []
-        for w in _workloads(cfg):
-            what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_round} real texts"
-            say(f"timing batch {w.batch_size}, {what}, {len(opened)} targets interleaved")
-            samples = _time_workload(opened, w, cfg)
-            peak = peak_rss_mb()
+    opened: list[OpenTarget] = []
+    with tempfile.TemporaryDirectory(prefix="edgepack-bench-") as scratch:
+        targets = [
+            replace(t, work_dir=scratch) if t.kind == "peer-optimum" and t.work_dir is None else t
+            for t in targets
+        ]
+        try:
+            loaded, outputs = _open_all(targets, cfg, eval_texts, opened, say)
             for ot in opened:
-                rounds = len(samples[ot.name]) // len(w.batches)
-                rows.append({"target": ot.name, **ot.info, "batch_size": w.batch_size, "seq_len": w.seq_len,
-                             "texts_per_round": w.texts_per_round,
-                             **summarize_ms(samples[ot.name], w.texts_per_round * rounds),
-                             "size_bytes": ot.size_bytes, **loaded[ot.name],
-                             "peak_rss_mb": None if peak is None else round(peak, 1), "baseline": baseline})
-        _add_ratios(rows, baseline)
-        return rows
-    finally:
-        for ot in opened:
-            ot.close()
+                base = outputs.get(baseline) if ot.name != baseline else None
+                if ot.name in outputs:
+                    loaded[ot.name].update(_quality(ot, outputs[ot.name], base, labels))
+            rows = []
+            for w in _workloads(cfg):
+                what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_round} real texts"
+                say(f"timing batch {w.batch_size}, {what}, {len(opened)} targets interleaved")
+                samples = _time_workload(opened, w, cfg)
+                peak = peak_rss_mb()
+                for ot in opened:
+                    rounds = len(samples[ot.name]) // len(w.batches)
+                    rows.append(
+                        {
+                            "target": ot.name,
+                            **ot.info,
+                            "batch_size": w.batch_size,
+                            "seq_len": w.seq_len,
+                            "texts_per_round": w.texts_per_round,
+                            **summarize_ms(samples[ot.name], w.texts_per_round * rounds),
+                            "size_bytes": ot.size_bytes,
+                            **loaded[ot.name],
+                            "peak_rss_mb": None if peak is None else round(peak, 1),
+                            "baseline": baseline,
+                        }
+                    )
+        finally:
+            for ot in opened:
+                ot.close()
+    _add_ratios(rows, baseline)
+    return rows
 
 
 def _add_ratios(rows: list[dict], baseline: str) -> None:
@@ -286,4 +348,6 @@ def _add_ratios(rows: list[dict], baseline: str) -> None:
     for r in rows:
         b = base[(r["batch_size"], r["seq_len"])]
         r["ratio_vs_baseline"] = b["p50_ms"] / r["p50_ms"] if r["p50_ms"] > 0 else None
-        r["throughput_ratio_vs_baseline"] = r["texts_per_s"] / b["texts_per_s"] if b["texts_per_s"] > 0 else None
+        r["throughput_ratio_vs_baseline"] = (
+            r["texts_per_s"] / b["texts_per_s"] if b["texts_per_s"] > 0 else None
+        )

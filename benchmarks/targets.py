@@ -11,7 +11,7 @@ backend is timed on the same texts doing the same work:
   ``edgepack.runtime.Predictor`` on a registered backend (``ort-cpu``; ``ort-cuda``, ``tensorrt`` ... where
   the GPU backends are present).
 * ``Target.peer_optimum``: the path a user would otherwise take with optimum-onnx:
-  ``ORTModelForSequenceClassification.from_pretrained(dir, export=True)`` (or ``ORTModelForFeatureExtraction``),
+  ``ORTModelForSequenceClassification.from_pretrained(dir, export=True)`` (or ``...ForFeatureExtraction``),
   optionally ``ORTQuantizer`` dynamic int8 with ``AutoQuantizationConfig.avx512_vnni`` (per-tensor or
   per-channel), run with the HF tokenizer at ``padding=True``.
 
@@ -26,9 +26,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,9 @@ class Target:
         if self.kind not in KINDS:
             raise EdgepackError(f"unknown target kind {self.kind!r}; use one of {', '.join(KINDS)}")
         if self.quantize not in PEER_QUANTIZE:
-            raise EdgepackError(f"unknown peer quantization {self.quantize!r}; use one of {', '.join(PEER_QUANTIZE)}")
+            raise EdgepackError(
+                f"unknown peer quantization {self.quantize!r}; use one of {', '.join(PEER_QUANTIZE)}"
+            )
         if not Path(self.path).expanduser().exists():
             raise EdgepackError(f"target '{self.name}': model path not found: {self.path}")
 
@@ -86,17 +89,35 @@ class Target:
         return cls(name, "torch", str(path), max_length=max_length)
 
     @classmethod
-    def onnx(cls, name: str, path: str | os.PathLike, backend: str = "auto", max_length: int | None = None,
-             **predictor_options: Any) -> Target:
+    def onnx(
+        cls,
+        name: str,
+        path: str | os.PathLike,
+        backend: str = "auto",
+        max_length: int | None = None,
+        **predictor_options: Any,
+    ) -> Target:
         """An ``onnx`` or ``tensorrt`` artifact through ``edgepack.runtime.Predictor`` on ``backend``."""
         return cls(name, "onnx", str(path), backend=backend, max_length=max_length, options=predictor_options)
 
     @classmethod
-    def peer_optimum(cls, name: str, path: str | os.PathLike, quantize: str = "fp32",
-                     work_dir: str | os.PathLike | None = None, max_length: int | None = None) -> Target:
-        """optimum-onnx export (+ ``ORTQuantizer`` dynamic int8 when ``quantize`` says so) of a torch model."""
-        return cls(name, "peer-optimum", str(path), quantize=quantize,
-                   work_dir=None if work_dir is None else str(work_dir), max_length=max_length)
+    def peer_optimum(
+        cls,
+        name: str,
+        path: str | os.PathLike,
+        quantize: str = "fp32",
+        work_dir: str | os.PathLike | None = None,
+        max_length: int | None = None,
+    ) -> Target:
+        """optimum-onnx export (+ ``ORTQuantizer`` dynamic int8 if ``quantize`` says so) of a torch model."""
+        return cls(
+            name,
+            "peer-optimum",
+            str(path),
+            quantize=quantize,
+            work_dir=None if work_dir is None else str(work_dir),
+            max_length=max_length,
+        )
 
     @classmethod
     def auto(cls, name: str, path: str | os.PathLike, backend: str = "auto") -> Target:
@@ -110,10 +131,17 @@ class Target:
                 return cls.torch(name, p)
             if fmt in ("onnx", "tensorrt"):
                 return cls.onnx(name, p, backend=backend)
-            raise EdgepackError(f"{p} is a '{fmt}' artifact; bench runs 'hf', 'onnx' and 'tensorrt' artifacts")
+            raise EdgepackError(
+                f"{p} is a '{fmt}' artifact; bench runs 'hf', 'onnx' and 'tensorrt' artifacts"
+            )
         if p.is_dir() and ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
             return cls.torch(name, p)
         raise EdgepackError(f"{p} is neither an edgepack artifact nor a Hugging Face model folder")
+
+    def prepare(self) -> None:
+        """Do the one-off work before loading (the peer path's export and quantization into ``work_dir``)."""
+        if self.kind == "peer-optimum" and self.work_dir is not None:
+            peer_export(self.path, self.work_dir, self.quantize)
 
     def open(self, threads: int | None = None, batch_size: int = 32) -> OpenTarget:
         """Load the model with ``threads`` intra-op threads; ``batch_size`` is the runtime's largest batch."""
@@ -123,7 +151,7 @@ class Target:
 
 # --- shared post-processing ---------------------------------------------------------------
 def postprocess(task: str, extra: dict, logits_or_hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Logits (B, C) -> softmax probabilities; last_hidden_state (B, T, H) -> pooled (B, H), as the runtime does."""
+    """Logits (B, C) -> softmax probabilities; last_hidden_state (B, T, H) -> pooled (B, H), like the runtime."""
     from edgepack.runtime.text import cls_pool, mean_pool, softmax
 
     x = np.asarray(logits_or_hidden, dtype=np.float32)
@@ -168,9 +196,18 @@ def _open_torch(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
         return postprocess(lm.task, lm.extra, x.numpy(), enc["attention_mask"].numpy())
 
     src = Path(lm.source)
-    size = int(lm.artifact.manifest["files"]["weights"]["bytes"]) if lm.artifact and lm.artifact.has("weights") \
+    size = (
+        int(lm.artifact.manifest["files"]["weights"]["bytes"])
+        if lm.artifact and lm.artifact.has("weights")
         else weights_size(src)
-    info = {"kind": "torch", "backend": "torch-cpu", "precision": "fp32", "path": str(src), "threads": threads}
+    )
+    info = {
+        "kind": "torch",
+        "backend": "torch-cpu",
+        "precision": "fp32",
+        "path": str(src),
+        "threads": threads,
+    }
     return OpenTarget(t.name, run, lm.task, lm.labels, size, info)
 
 
@@ -186,8 +223,14 @@ def _open_onnx(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
             register_gpu_backends()
         except ImportError:
             pass
-    pred = Predictor.open(t.path, backend=t.backend, intra_op_threads=threads, max_length=t.max_length,
-                          batch_size=max(batch_size, 1), **t.options)
+    pred = Predictor.open(
+        t.path,
+        backend=t.backend,
+        intra_op_threads=threads,
+        max_length=t.max_length,
+        batch_size=max(batch_size, 1),
+        **t.options,
+    )
     art = pred.artifact
     model = art.file("model")
     size = model.stat().st_size + sum(p.stat().st_size for p in model.parent.glob(model.name + ".data"))
@@ -195,8 +238,13 @@ def _open_onnx(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
     ex = art.extra
     precision = ex.get("precision", "fp32") + ("-fused" if ex.get("fused") else "")
     providers = getattr(pred.runner, "providers", None)
-    info = {"kind": "onnx", "backend": t.backend if t.backend != "auto" else type(pred.runner).__name__,
-            "precision": precision, "path": str(art.path), "threads": threads}
+    info = {
+        "kind": "onnx",
+        "backend": t.backend if t.backend != "auto" else type(pred.runner).__name__,
+        "precision": precision,
+        "path": str(art.path),
+        "threads": threads,
+    }
     if providers:
         info["providers"] = list(providers)
     return OpenTarget(t.name, pred.infer, pred.task, pred.labels, int(size), info, sync=sync)
@@ -241,16 +289,24 @@ def _fingerprint(src: Path, quantize: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def peer_export(path: str | os.PathLike, work_dir: str | os.PathLike, quantize: str = "fp32") -> tuple[Path, dict]:
+def peer_export(
+    path: str | os.PathLike, work_dir: str | os.PathLike, quantize: str = "fp32"
+) -> tuple[Path, dict]:
     """Export (and quantize) ``path`` the optimum-onnx way into ``work_dir/<quantize>``; returns (dir, meta).
 
     A previous export in the same place is reused when the source and the variant are unchanged.
     """
     try:
-        from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification, ORTQuantizer
+        from optimum.onnxruntime import (
+            ORTModelForFeatureExtraction,
+            ORTModelForSequenceClassification,
+            ORTQuantizer,
+        )
         from optimum.onnxruntime.configuration import AutoQuantizationConfig
     except ImportError:
         raise MissingDependencyError("optimum-onnx", "tools", "the optimum peer benchmark") from None
+    if quantize not in PEER_QUANTIZE:
+        raise EdgepackError(f"unknown peer quantization {quantize!r}; use one of {', '.join(PEER_QUANTIZE)}")
     src_in, work = Path(path).expanduser().resolve(), Path(work_dir).expanduser().resolve()
     out = work / quantize
     work.mkdir(parents=True, exist_ok=True)
@@ -264,19 +320,30 @@ def peer_export(path: str | os.PathLike, work_dir: str | os.PathLike, quantize: 
     cls = ORTModelForSequenceClassification if task == "text-classification" else ORTModelForFeatureExtraction
     tmp = Path(tempfile.mkdtemp(dir=work, prefix=f".{quantize}.tmp-"))
     try:
-        model = cls.from_pretrained(src, export=True)
         file_name = "model.onnx"
         if quantize == "fp32":
-            model.save_pretrained(tmp)
-        else:
-            qcfg = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=quantize == "dynamic-per-channel")
-            ORTQuantizer.from_pretrained(model).quantize(save_dir=tmp, quantization_config=qcfg)
+            cls.from_pretrained(src, export=True).save_pretrained(tmp)
+        else:  # quantize the fp32 export (made once, shared by the int8 variants)
+            fp32_dir, _ = peer_export(src_in, work, "fp32")
+            qcfg = AutoQuantizationConfig.avx512_vnni(
+                is_static=False, per_channel=quantize == "dynamic-per-channel"
+            )
+            ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx").quantize(
+                save_dir=tmp, quantization_config=qcfg
+            )
             file_name = "model_quantized.onnx"
         from transformers import AutoTokenizer
 
         AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
-        meta = {"fingerprint": fp, "file_name": file_name, "task": task, "extra": extra, "labels": labels,
-                "source": str(src_in), "quantize": quantize}
+        meta = {
+            "fingerprint": fp,
+            "file_name": file_name,
+            "task": task,
+            "extra": extra,
+            "labels": labels,
+            "source": str(src_in),
+            "quantize": quantize,
+        }
         (tmp / "edgepack-peer.json").write_text(json.dumps(meta, indent=2))
         if out.exists():
             shutil.rmtree(out)
@@ -306,9 +373,14 @@ def _open_peer(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
             so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
         task = meta["task"]
-        cls = ORTModelForSequenceClassification if task == "text-classification" else ORTModelForFeatureExtraction
-        model = cls.from_pretrained(out, file_name=meta["file_name"], session_options=so,
-                                    provider="CPUExecutionProvider")
+        cls = (
+            ORTModelForSequenceClassification
+            if task == "text-classification"
+            else ORTModelForFeatureExtraction
+        )
+        model = cls.from_pretrained(
+            out, file_name=meta["file_name"], session_options=so, provider="CPUExecutionProvider"
+        )
         tok = AutoTokenizer.from_pretrained(out)
     except BaseException:
         if scratch:
@@ -325,10 +397,24 @@ def _open_peer(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
         x = res.logits if task == "text-classification" else res.last_hidden_state
         return postprocess(task, extra, x, enc["attention_mask"])
 
-    info = {"kind": "peer-optimum", "backend": "optimum-ort-cpu",
-            "precision": {"fp32": "fp32", "dynamic": "int8-dynamic",
-                          "dynamic-per-channel": "int8-dynamic-per-channel"}[t.quantize],
-            "path": str(out / meta["file_name"]), "threads": threads}
+    info = {
+        "kind": "peer-optimum",
+        "backend": "optimum-ort-cpu",
+        "precision": {
+            "fp32": "fp32",
+            "dynamic": "int8-dynamic",
+            "dynamic-per-channel": "int8-dynamic-per-channel",
+        }[t.quantize],
+        "path": str(out / meta["file_name"]),
+        "threads": threads,
+    }
     cleanup = (lambda: shutil.rmtree(scratch, ignore_errors=True)) if scratch else None
-    return OpenTarget(t.name, run, task, list(meta["labels"]), (out / meta["file_name"]).stat().st_size, info,
-                      cleanup=cleanup)
+    return OpenTarget(
+        t.name,
+        run,
+        task,
+        list(meta["labels"]),
+        (out / meta["file_name"]).stat().st_size,
+        info,
+        cleanup=cleanup,
+    )

