@@ -36,12 +36,15 @@ def work_dir_for(out: Path) -> Path:
 
 def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
             work_dir: str | os.PathLike | None = None, keep_work: bool = False,
-            on_step: Any = None) -> Artifact:
+            on_step: Any = None, cache_dir: str | os.PathLike | None = None) -> Artifact:
     """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student.
 
     Writes an ``hf`` artifact at ``out`` whose metrics hold the student's and the teacher's validation
     accuracy / macro-F1, parameter counts and weight sizes. Re-running after an interrupt resumes
-    from the last checkpoint in ``work_dir`` (default ``.OUT.work`` beside ``out``).
+    from the last checkpoint in ``work_dir`` (default ``.OUT.work`` beside ``out``). on_step(step) is
+    called after every optimizer step (progress hooks; tests raise from it to simulate a kill).
+    cache_dir: keep the teacher cache there (keyed by teacher weights, token ids and features) so
+    several students of one teacher share it.
     """
     import torch
 
@@ -49,7 +52,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
     from edgepack.distill.objective import DistillObjective
     from edgepack.distill.student import _layer_attr, make_student, student_layers
-    from edgepack.distill.teacher_cache import Needs, build_cache
+    from edgepack.distill.teacher_cache import Needs, build_cache, load_or_build_cache
     from edgepack.distill.trainer import train
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
 
@@ -90,8 +93,12 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     if device is not None:
         t_model.to(device)
     work.mkdir(parents=True, exist_ok=True)
-    cache = build_cache(t_model, enc_tr, Needs.from_matches(matches), tcfg.eval_batch_size, cfg.cache,
-                        work / "teacher_cache.safetensors", device, tcfg.progress)
+    needs = Needs.from_matches(matches)
+    if cache_dir is not None:
+        cache = load_or_build_cache(t_model, enc_tr, needs, Path(cache_dir), lm.source, tcfg, device)
+    else:
+        cache = build_cache(t_model, enc_tr, needs, tcfg.eval_batch_size, cfg.cache,
+                            work / "teacher_cache.safetensors", device, tcfg.progress)
     t_val = predict_logits(t_model, enc_va, tcfg.eval_batch_size, device)
     val_gold = ds.val_labels if ds.val_labels is not None else t_val.argmax(-1).tolist()
     teacher_metrics = classification_metrics(t_val, val_gold, ds.num_labels)

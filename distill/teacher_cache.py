@@ -119,3 +119,29 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
         save_file(tensors, str(path))
         return TeacherCache({}, needs, enc.lengths, heads, safe_open(str(path), framework="pt"))
     return TeacherCache(tensors, needs, enc.lengths, heads)
+
+
+def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Path, source: Any, cfg: Any,
+                        device: Any = None) -> TeacherCache:
+    """A disk cache in ``cache_dir`` keyed by the teacher's weights, the token ids and ``needs``."""
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    weights = Path(source) / "model.safetensors"
+    h.update(json.dumps([str(source), weights.stat().st_mtime_ns if weights.is_file() else 0,
+                         needs.hidden, needs.attention, needs.embedding]).encode())
+    for ids in enc.input_ids:
+        h.update(bytes(str(ids), "ascii"))
+    path = Path(cache_dir) / f"teacher_cache-{h.hexdigest()[:16]}.safetensors"
+    if path.is_file():
+        heads = int(getattr(teacher.config, "num_attention_heads", 0) or getattr(teacher.config, "n_heads", 0))
+        return TeacherCache({}, needs, enc.lengths, heads, safe_open(str(path), framework="pt"))
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    build_cache(teacher, enc, needs, cfg.eval_batch_size, "disk", tmp, device, cfg.progress)
+    tmp.replace(path)
+    return TeacherCache({}, needs, enc.lengths, int(getattr(teacher.config, "num_attention_heads", 0)),
+                        safe_open(str(path), framework="pt"))

@@ -105,8 +105,14 @@ def test_disk_cache_gives_the_same_student(setup, tmp_path):
                          train=TrainConfig(epochs=1, batch_size=8, max_steps=4, progress=False))
     a = distill(teacher, data, base, tmp_path / "mem")
     b = distill(teacher, data, DistillConfig(**{**base.__dict__, "cache": "disk"}), tmp_path / "disk")
-    for k, v in _weights(a).items():
-        torch.testing.assert_close(_weights(b)[k], v, atol=1e-6, rtol=0)
+    shared = tmp_path / "shared"
+    c1 = distill(teacher, data, base, tmp_path / "c1", cache_dir=shared)
+    stamp = {p.name: p.stat().st_mtime_ns for p in shared.iterdir()}
+    c2 = distill(teacher, data, base, tmp_path / "c2", cache_dir=shared)  # reuses the file
+    assert len(stamp) == 1 and {p.name: p.stat().st_mtime_ns for p in shared.iterdir()} == stamp
+    for other in (b, c1, c2):
+        for k, v in _weights(a).items():
+            torch.testing.assert_close(_weights(other)[k], v, atol=1e-6, rtol=0)
 
 
 def test_distill_errors(setup, tmp_path, tiny_encoder):
