@@ -132,6 +132,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
                    "params": count_parameters(student), "teacher_params": count_parameters(t_model),
                    "size_bytes": (w.dir / files["weights"]).stat().st_size, "teacher_size_bytes": t_bytes,
                    "train_seconds": round(result.seconds, 1), "steps": result.steps,
+                   "resumed_from_step": result.resumed_from_step,
                    "best_epoch": result.best.get("epoch"), "history": result.history}
         extra = {"teacher": str(lm.source), "student_layers_from_teacher":
                  list(student_layers(cfg.student, n_T)) if cfg.student.init != "random" else [],

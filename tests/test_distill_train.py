@@ -21,7 +21,7 @@ def setup(tmp_path_factory):
     teacher = make_tiny_model(d / "teacher", layers=4, labels=["neg", "pos"], seed=3)
     words = " ".join(SAMPLE_TEXTS).split()
     rows = [(" ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i % 9)), "pos" if i % 3 else "neg")
-            for i in range(120)]
+            for i in range(64)]
     with open(d / "data.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["text", "label"])
@@ -74,8 +74,8 @@ def test_resume_after_interrupt_matches_uninterrupted(setup, tmp_path, grad_accu
                         features=("hidden",), train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, grad_accum=grad_accum,
                                                                 checkpoint_every=2, progress=False))
     ref = distill(teacher, data, cfg, tmp_path / "ref")
-    # kill mid-epoch-2 (epoch 1 has 12 batches): the last checkpoint is at an earlier step
-    kill = 9 if grad_accum == 1 else 5
+    # kill mid-epoch-2 (epoch 1 has 7 batches = 7 or 4 steps): the last checkpoint is an earlier step
+    kill = 9 if grad_accum == 1 else 7
     with pytest.raises(Killed):
         distill(teacher, data, cfg, tmp_path / "run", on_step=_kill_at(kill))
     assert (tmp_path / ".run.work" / "checkpoint" / "state.json").is_file()
@@ -86,6 +86,7 @@ def test_resume_after_interrupt_matches_uninterrupted(setup, tmp_path, grad_accu
     for k in w_ref:
         torch.testing.assert_close(w_got[k], w_ref[k], atol=1e-6, rtol=0)
     assert got.metrics["history"] == ref.metrics["history"]
+    assert got.metrics["resumed_from_step"] == (8 if grad_accum == 1 else 6) and ref.metrics["resumed_from_step"] == 0
 
 
 def test_checkpoint_of_another_run_is_refused(setup, tmp_path):
