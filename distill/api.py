@@ -20,11 +20,14 @@ from edgepack.errors import EdgepackError
 
 
 def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
-    """Load ``data``; the teacher's label names fix the label order unless they are generic (LABEL_i)."""
+    """Load ``data``; the teacher's label names fix the label order unless they are generic (LABEL_i).
+
+    Unlabeled data (``label_column=None``) takes the teacher's label names; the teacher labels it.
+    """
     if isinstance(data, Dataset):
         return data
     generic = all(l == f"LABEL_{i}" for i, l in enumerate(labels))
-    if data.labels is None and labels and not generic and data.label_column:
+    if data.labels is None and labels and (not generic or not data.label_column):
         data = dataclasses.replace(data, labels=tuple(labels))
     return load_data(data)
 

@@ -112,7 +112,10 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
         acc.unwrap_model(model).load_state_dict(load_file(ck / "model.safetensors"))
         opt.optimizer.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True))
         sched.load_state_dict(saved.pop("scheduler"))
-        torch.set_rng_state(load_file(ck / "rng.safetensors")["cpu"])
+        rng = load_file(ck / "rng.safetensors")
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
         state, resumed = saved, saved["step"]
         acc.print(f"resuming {desc} from step {resumed} (epoch {saved['epoch'] + 1}, batch {saved['batch']})")
 
@@ -125,7 +128,10 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
         sd = {k: v.detach().cpu().contiguous() for k, v in acc.unwrap_model(model).state_dict().items()}
         save_file(sd, tmp / "model.safetensors")
         torch.save(opt.optimizer.state_dict(), tmp / "optimizer.pt")
-        save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        save_file(rng, tmp / "rng.safetensors")
         (tmp / "state.json").write_text(json.dumps({**state, "scheduler": sched.state_dict()}, indent=1))
         old = work_dir / "checkpoint.old"
         shutil.rmtree(old, ignore_errors=True)

@@ -127,3 +127,12 @@ def test_distill_errors(setup, tmp_path, tiny_encoder):
 
         distill(teacher, data, DistillConfig(student=StudentConfig(num_layers=2), layer_map=(LayerMatch(7, 0),)),
                 tmp_path / "e")
+
+
+def test_unlabeled_data_is_labelled_by_the_teacher(setup, tmp_path):
+    teacher, data = setup
+    cfg = DistillConfig(student=StudentConfig(num_layers=1), train=TrainConfig(epochs=1, batch_size=8, progress=False))
+    art = distill(teacher, DataSpec(path=data.path, label_column=None), cfg, tmp_path / "u")
+    assert art.labels == ["neg", "pos"]
+    # with no gold labels the validation "accuracy" is agreement with the teacher (teacher scores 1.0)
+    assert art.metrics["teacher_accuracy"] == 1.0 and art.metrics["accuracy"] == art.metrics["agreement"]
