@@ -70,6 +70,11 @@ def register(sub) -> None:
         "--min-seconds", type=float, default=0.0, help="keep timing at least this long per workload"
     )
     p.add_argument(
+        "--isolated-memory",
+        action="store_true",
+        help="also measure each target's peak memory alone in a fresh process (a few seconds per target)",
+    )
+    p.add_argument(
         "--backend", default="auto", help="runtime backend for onnx/tensorrt artifacts (default: auto)"
     )
     p.add_argument("--json", metavar="OUT", help="write the results (with config and environment) as JSON")
@@ -181,6 +186,7 @@ def _bench(args) -> int:
         repeats=args.repeats,
         min_seconds=args.min_seconds,
         max_timed_texts=args.num_texts,
+        isolated_memory=args.isolated_memory,
     )
     rows = run_benchmarks(
         targets,

@@ -112,51 +112,51 @@ def _fidelity_cell(r: dict) -> str:
     return "–"
 
 
+def _columns(baseline: str, has_acc: bool, has_alone: bool) -> list[tuple[str, Any]]:
+    """(header, cell function) pairs for the Markdown tables."""
+    cols: list[tuple[str, Any]] = [
+        ("target", lambda r: r["target"]),
+        ("backend", lambda r: str(r.get("backend", ""))),
+        ("precision", lambda r: str(r.get("precision", ""))),
+        ("p50 ms", lambda r: _fmt(r["p50_ms"], ".2f")),
+        ("p90 ms", lambda r: _fmt(r["p90_ms"], ".2f")),
+        ("p99 ms", lambda r: _fmt(r["p99_ms"], ".2f")),
+        ("texts/s", lambda r: _fmt(r["texts_per_s"])),
+        ("size MB", lambda r: _fmt(r["size_bytes"] / 1e6)),
+        ("load RSS MB", lambda r: _fmt(r.get("load_rss_mb"))),
+    ]
+    if has_alone:
+        cols.append(("peak RSS MB alone", lambda r: _fmt(r.get("peak_rss_isolated_mb"))))
+    cols.append(
+        (
+            f"speed-up vs {baseline}",
+            lambda r: f"{r['ratio_vs_baseline']:.2f}x" if r.get("ratio_vs_baseline") else "–",
+        )
+    )
+    if has_acc:
+        cols.append(("accuracy [95% CI]", _quality_cell))
+    cols.append((f"agreement with {baseline}", _fidelity_cell))
+    return cols
+
+
 def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
     """One table per workload (batch size, and sequence length or real texts), ratios vs the baseline."""
     if not results:
         return "(no benchmark results)"
     baseline = results[0].get("baseline", "")
-    has_acc = any(r.get("accuracy") is not None for r in results)
+    cols = _columns(
+        baseline,
+        any(r.get("accuracy") is not None for r in results),
+        any(r.get("peak_rss_isolated_mb") is not None for r in results),
+    )
     lines = [f"## {title}", ""] if title else []
-    workloads = list(dict.fromkeys((r["batch_size"], r["seq_len"]) for r in results))
-    for bs, seq in workloads:
+    for bs, seq in dict.fromkeys((r["batch_size"], r["seq_len"]) for r in results):
         rows = [r for r in results if (r["batch_size"], r["seq_len"]) == (bs, seq)]
         what = f"sequence length {seq}" if seq else f"{rows[0]['texts_per_round']} real texts"
         threads = rows[0].get("threads")
         lines += [f"### batch {bs}, {what}" + (f", {threads} threads" if threads else ""), ""]
-        head = (
-            [
-                "target",
-                "backend",
-                "precision",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "texts/s",
-                "size MB",
-                "load RSS MB",
-                f"speed-up vs {baseline}",
-            ]
-            + (["accuracy [95% CI]"] if has_acc else [])
-            + [f"agreement with {baseline}"]
-        )
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [
-                r["target"],
-                str(r.get("backend", "")),
-                str(r.get("precision", "")),
-                _fmt(r["p50_ms"], ".2f"),
-                _fmt(r["p90_ms"], ".2f"),
-                _fmt(r["p99_ms"], ".2f"),
-                _fmt(r["texts_per_s"]),
-                _fmt(r["size_bytes"] / 1e6),
-                _fmt(r.get("load_rss_mb")),
-                f"{r['ratio_vs_baseline']:.2f}x" if r.get("ratio_vs_baseline") else "–",
-            ]
-            cells += ([_quality_cell(r)] if has_acc else []) + [_fidelity_cell(r)]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(cell(r) for _, cell in cols) + " |" for r in rows]
         lines.append("")
     lines.append(
         f"Speed-up = {baseline} p50 / target p50 at the same batch size, measured in one process with "

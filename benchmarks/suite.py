@@ -20,8 +20,9 @@ Result rows (one per target and workload): ``p50_ms p90_ms p99_ms mean_ms texts_
 ``ratio_vs_baseline`` (baseline p50 / this p50: the speed-up, > 1 is faster),
 ``throughput_ratio_vs_baseline``, ``size_bytes``, ``load_rss_mb`` (resident memory added by loading and
 first running this target, psutil or /proc), ``peak_rss_mb`` (the process's peak so far, which covers every
-target loaded before it: compare targets' memory with ``load_rss_mb``), and, when ``labels`` are given,
-``accuracy macro_f1 accuracy_ci95`` (bootstrap); ``agreement_vs_baseline`` (same top label) or
+target loaded before it: compare targets with ``load_rss_mb``, or set ``isolated_memory`` for
+``peak_rss_isolated_mb``, the peak of a fresh process running only that target), and, when ``labels`` are
+given, ``accuracy macro_f1 accuracy_ci95`` (bootstrap); ``agreement_vs_baseline`` (same top label) or
 ``min_cosine_vs_baseline``/``mean_cosine_vs_baseline`` (embeddings) on the evaluation texts.
 """
 
@@ -65,6 +66,7 @@ class BenchConfig:
     min_seconds: float = 0.0  # keep adding rounds until a workload has run this long
     max_timed_texts: int | None = 64  # timing uses the first N texts; accuracy uses all of them
     seq_len_calls: int = 8  # calls per round and target in seq-len mode
+    isolated_memory: bool = False  # also measure each target's peak RSS alone in a fresh process (slower)
 
     def __post_init__(self) -> None:
         tup = lambda v: None if v is None else tuple(v)
@@ -143,7 +145,18 @@ def rss_mb() -> float | None:
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process so far in MiB (``resource.getrusage``)."""
+    """Peak resident memory of this process so far in MiB.
+
+    Linux: ``VmHWM`` from /proc/self/status (``ru_maxrss`` survives ``exec``, so a child started from a
+    large parent would report the parent's peak); elsewhere ``resource.getrusage``.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
@@ -262,6 +275,13 @@ def _open_all(
     for t in targets:
         say(f"loading {t.name} ({t.kind}) from {t.path}")
         t.prepare()
+        info: dict = {}
+        if cfg.isolated_memory:
+            from edgepack.benchmarks.memory import isolated_peak_rss_mb
+
+            texts = eval_texts or [synthetic_text(max(cfg.seq_lens or (8,)))] * max(cfg.batch_sizes)
+            peak = isolated_peak_rss_mb(t, texts, max(cfg.batch_sizes), cfg.threads)
+            info["peak_rss_isolated_mb"] = round(peak, 1)
         before = rss_mb()
         ot = t.open(cfg.threads, max(cfg.batch_sizes))
         opened.append(ot)
@@ -270,9 +290,8 @@ def _open_all(
         else:
             ot.run([synthetic_text(8)])
         after = rss_mb()
-        loaded[t.name] = {
-            "load_rss_mb": None if before is None or after is None else round(after - before, 1)
-        }
+        info["load_rss_mb"] = None if before is None or after is None else round(after - before, 1)
+        loaded[t.name] = info
     return loaded, outputs
 
 

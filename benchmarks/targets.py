@@ -232,22 +232,30 @@ def _open_onnx(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
         **t.options,
     )
     art = pred.artifact
-    model = art.file("model")
+    model = art.file("model" if art.has("model") else "engine")  # onnx graph, or TensorRT plan
     size = model.stat().st_size + sum(p.stat().st_size for p in model.parent.glob(model.name + ".data"))
-    sync = getattr(pred.runner, "synchronize", None)
     ex = art.extra
-    precision = ex.get("precision", "fp32") + ("-fused" if ex.get("fused") else "")
-    providers = getattr(pred.runner, "providers", None)
     info = {
-        "kind": "onnx",
-        "backend": t.backend if t.backend != "auto" else type(pred.runner).__name__,
-        "precision": precision,
+        "kind": "onnx" if art.format == "onnx" else art.format,
+        "backend": _resolved_backend(t.backend, art.format),
+        "precision": ex.get("precision", "fp32") + ("-fused" if ex.get("fused") else ""),
         "path": str(art.path),
         "threads": threads,
     }
-    if providers:
-        info["providers"] = list(providers)
+    if getattr(pred.runner, "providers", None):
+        info["providers"] = list(pred.runner.providers)
+    sync = getattr(pred.runner, "synchronize", None)
     return OpenTarget(t.name, pred.infer, pred.task, pred.labels, int(size), info, sync=sync)
+
+
+def _resolved_backend(backend: str, fmt: str) -> str:
+    """The backend name "auto" picks for this format, as ``edgepack.runtime.backends.open_runner`` does."""
+    from edgepack.runtime.backends import AUTO_ORDER, BACKENDS
+
+    if backend != "auto":
+        return backend
+    names = (n for n in AUTO_ORDER if fmt in BACKENDS[n].formats and BACKENDS[n].available())
+    return next(names, "auto")
 
 
 # --- peer path: optimum-onnx --------------------------------------------------------------

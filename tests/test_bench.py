@@ -212,3 +212,36 @@ def test_real_minilm_synthetic_lengths_and_peer_int8_fidelity(minilm_path, tmp_p
     got = q.run(TEXTS)
     assert got.shape == ref.shape == (len(TEXTS), 384) and q.task == "feature-extraction"
     assert (got * ref).sum(axis=1).min() > 0.97  # cosine; measured ~0.99 for per-channel int8 on this model
+
+
+def test_isolated_memory_lean_runtime_needs_less_than_torch(tiny_bert, tiny_onnx):
+    from edgepack.benchmarks.suite import BenchConfig, Target, run_benchmarks, to_markdown
+
+    cfg = BenchConfig(batch_sizes=(7,), threads=1, texts=TEXTS, warmup=0, repeats=1, isolated_memory=True)
+    rows = run_benchmarks([Target.torch("torch", tiny_bert), Target.onnx("onnx", tiny_onnx)], cfg)
+    alone = {r["target"]: r["peak_rss_isolated_mb"] for r in rows}
+    # the lean runtime process never imports torch (hundreds of MB); a tiny model adds little to either
+    assert 0 < alone["onnx"] < alone["torch"] - 100
+    assert "peak RSS MB alone" in to_markdown(rows)
+
+
+def test_isolated_memory_reports_child_failure(tiny_onnx):
+    import dataclasses
+
+    from edgepack.benchmarks.memory import isolated_peak_rss_mb
+    from edgepack.benchmarks.targets import Target
+
+    bad = dataclasses.replace(Target.onnx("o", tiny_onnx), backend="no-such-backend")
+    with pytest.raises(
+        EdgepackError, match="memory measurement of 'o' failed: .*unknown backend 'no-such-backend'"
+    ):
+        isolated_peak_rss_mb(bad, TEXTS, 2, 1)
+
+
+def test_auto_target_kinds_and_resolved_backend(tiny_bert, tiny_onnx):
+    from edgepack.benchmarks.targets import Target
+
+    assert Target.auto("a", tiny_bert).kind == "torch"
+    t = Target.auto("b", tiny_onnx)
+    assert t.kind == "onnx"
+    assert t.open(threads=1).info["backend"] == "ort-cpu"
