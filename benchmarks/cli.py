@@ -65,7 +65,13 @@ def register(sub) -> None:
     )
     p.add_argument("--threads", type=int, default=2, help="intra-op threads per target (default: 2)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per target and workload (default: 3)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds over the texts (default: 3)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes over the texts (default: 3)")
+    p.add_argument(
+        "--interleave",
+        type=int,
+        default=8,
+        help="calls per target before the next one takes a turn (default: 8)",
+    )
     p.add_argument(
         "--min-seconds", type=float, default=0.0, help="keep timing at least this long per workload"
     )
@@ -184,6 +190,7 @@ def _bench(args) -> int:
         seq_lens=seq_lens,
         warmup=args.warmup,
         repeats=args.repeats,
+        interleave=args.interleave,
         min_seconds=args.min_seconds,
         max_timed_texts=args.num_texts,
         isolated_memory=args.isolated_memory,

@@ -10,11 +10,11 @@
 Protocol. Every target is loaded first (threads fixed: ``torch.set_num_threads`` / ORT
 ``intra_op_num_threads``) and run once over the evaluation texts untimed (warm-up, outputs for accuracy
 and agreement with the baseline). Then, per workload (batch size x real texts, or batch size x synthetic
-sequence length), each target gets ``warmup`` untimed calls and the timed rounds follow: a round runs
-every target over every batch once, the target order rotating from round to round, so background load
-on a shared machine falls on all targets alike. Each call is timed end to end (tokenize, run,
-post-process) with ``perf_counter_ns``; GPU runners are synchronized after each call. Rounds repeat
-``repeats`` times and until ``min_seconds`` have passed.
+sequence length), each target gets ``warmup`` untimed calls, then the targets take turns of ``interleave``
+calls each (the order rotating from turn to turn), all walking through the same batches, until each has
+made ``repeats`` passes over them and ``min_seconds`` have passed: background load on a shared machine
+falls on all targets alike. Each call is timed end to end (tokenize, run, post-process) with
+``perf_counter_ns``; GPU runners are synchronized after each call.
 
 Result rows (one per target and workload): ``p50_ms p90_ms p99_ms mean_ms texts_per_s n`` (timing),
 ``ratio_vs_baseline`` (baseline p50 / this p50: the speed-up, > 1 is faster),
@@ -62,10 +62,11 @@ class BenchConfig:
     texts: tuple[str, ...] | None = None  # real texts; ``labels`` passed to run_benchmarks align with these
     seq_lens: tuple[int, ...] | None = None  # synthetic texts of exactly this many tokens (with [CLS]/[SEP])
     warmup: int = 3  # untimed calls per target and workload before timing
-    repeats: int = 3  # timed rounds (each round: every target over every batch once)
-    min_seconds: float = 0.0  # keep adding rounds until a workload has run this long
+    repeats: int = 3  # timed passes of every target over every batch
+    min_seconds: float = 0.0  # keep adding passes until a workload has run this long
     max_timed_texts: int | None = 64  # timing uses the first N texts; accuracy uses all of them
     seq_len_calls: int = 8  # calls per round and target in seq-len mode
+    interleave: int = 8  # calls per target before the next target takes its turn
     isolated_memory: bool = False  # also measure each target's peak RSS alone in a fresh process (slower)
 
     def __post_init__(self) -> None:
@@ -90,8 +91,14 @@ class BenchConfig:
             raise EdgepackError(f"sequence lengths must be integers >= 3, got {list(self.seq_lens)}")
         if self.threads is not None and self.threads < 1:
             raise EdgepackError(f"threads must be >= 1, got {self.threads}")
-        if self.warmup < 0 or self.repeats < 1 or self.min_seconds < 0 or self.seq_len_calls < 1:
-            raise EdgepackError("need warmup >= 0, repeats >= 1, min_seconds >= 0, seq_len_calls >= 1")
+        if (
+            min(self.repeats, self.seq_len_calls, self.interleave) < 1
+            or self.warmup < 0
+            or self.min_seconds < 0
+        ):
+            raise EdgepackError(
+                "need warmup >= 0, repeats >= 1, min_seconds >= 0, seq_len_calls >= 1, interleave >= 1"
+            )
         if self.max_timed_texts is not None and self.max_timed_texts < 1:
             raise EdgepackError("max_timed_texts must be >= 1 (or None for all texts)")
 
@@ -223,26 +230,37 @@ def _quality(ot: OpenTarget, out: np.ndarray, base: np.ndarray | None, labels: S
     return q
 
 
-def _time_workload(opened: list[OpenTarget], w: _Workload, cfg: BenchConfig) -> dict[str, list[float]]:
-    """Per-call latencies (ms) of every target on workload ``w``, rounds interleaved and rotated."""
+def _time_workload(
+    opened: list[OpenTarget], w: _Workload, cfg: BenchConfig
+) -> tuple[dict[str, list[float]], int]:
+    """Per-call latencies (ms) of every target on workload ``w``, and the texts each target processed.
+
+    Targets take turns every ``cfg.interleave`` calls (the order rotating each turn), each walking through
+    the same batches, until every target has made ``repeats`` passes over them (and ``min_seconds`` passed).
+    """
     for ot in opened:
         for i in range(cfg.warmup):
             ot.run(w.batches[i % len(w.batches)])
             if ot.sync:
                 ot.sync()
     samples: dict[str, list[float]] = {ot.name: [] for ot in opened}
-    start, rounds = time.perf_counter(), 0
-    while rounds < cfg.repeats or time.perf_counter() - start < cfg.min_seconds:
-        k = rounds % len(opened)
+    n, texts = len(w.batches), 0
+    goal, done, turn = n * cfg.repeats, 0, 0
+    start = time.perf_counter()
+    while done < goal or time.perf_counter() - start < cfg.min_seconds:
+        if done >= goal:
+            goal += n  # whole extra passes, so every text keeps the same weight
+        chunk = [w.batches[(done + j) % n] for j in range(min(cfg.interleave, goal - done))]
+        k = turn % len(opened)
         for ot in opened[k:] + opened[:k]:
-            for batch in w.batches:
+            for batch in chunk:
                 t0 = time.perf_counter_ns()
                 ot.run(batch)
                 if ot.sync:
                     ot.sync()
                 samples[ot.name].append((time.perf_counter_ns() - t0) / 1e6)
-        rounds += 1
-    return samples
+        done, turn, texts = done + len(chunk), turn + 1, texts + sum(len(b) for b in chunk)
+    return samples, texts
 
 
 def _check(targets: list[Target], cfg: BenchConfig, baseline: str | None, labels: Sequence | None) -> str:
@@ -316,7 +334,7 @@ def run_benchmarks(
     if load is not None and load > cores:
         say(
             f"warning: load average {load:.1f} on {cores} cores: other processes compete for the CPU; "
-            "absolute timings are unreliable (ratios from interleaved rounds less so)"
+            "absolute timings are unreliable (ratios from interleaved turns less so)"
         )
     _preimport(targets)
     eval_texts = list(cfg.texts if labels is not None else cfg.timed_texts) if cfg.texts else []
@@ -336,10 +354,9 @@ def run_benchmarks(
             for w in _workloads(cfg):
                 what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_round} real texts"
                 say(f"timing batch {w.batch_size}, {what}, {len(opened)} targets interleaved")
-                samples = _time_workload(opened, w, cfg)
+                samples, texts_done = _time_workload(opened, w, cfg)
                 peak = peak_rss_mb()
                 for ot in opened:
-                    rounds = len(samples[ot.name]) // len(w.batches)
                     rows.append(
                         {
                             "target": ot.name,
@@ -347,7 +364,7 @@ def run_benchmarks(
                             "batch_size": w.batch_size,
                             "seq_len": w.seq_len,
                             "texts_per_round": w.texts_per_round,
-                            **summarize_ms(samples[ot.name], w.texts_per_round * rounds),
+                            **summarize_ms(samples[ot.name], texts_done),
                             "size_bytes": ot.size_bytes,
                             **loaded[ot.name],
                             "peak_rss_mb": None if peak is None else round(peak, 1),

@@ -245,3 +245,30 @@ def test_auto_target_kinds_and_resolved_backend(tiny_bert, tiny_onnx):
     t = Target.auto("b", tiny_onnx)
     assert t.kind == "onnx"
     assert t.open(threads=1).info["backend"] == "ort-cpu"
+
+
+def test_targets_take_turns_over_the_same_batches():
+    from edgepack.benchmarks.suite import BenchConfig, _time_workload, _Workload
+    from edgepack.benchmarks.targets import OpenTarget
+
+    log: list[tuple[str, str]] = []
+
+    def fake(name):
+        return OpenTarget(
+            name,
+            lambda texts: log.append((name, texts[0])) or np.zeros((len(texts), 2)),
+            "text-classification",
+            [],
+            0,
+            {},
+        )
+
+    batches = [[f"t{i}"] for i in range(5)]
+    cfg = BenchConfig(batch_sizes=(1,), texts=TEXTS, warmup=1, repeats=2, interleave=3)
+    samples, texts = _time_workload([fake("A"), fake("B")], _Workload(1, None, batches), cfg)
+    assert texts == 10 and len(samples["A"]) == len(samples["B"]) == 10
+    timed = log[2:]  # after one warm-up call each
+    turns = [n for n, _ in timed]
+    assert "".join(turns) == "AAABBB" + "BBBAAA" + "AAABBB" + "BA"  # order rotates every turn
+    for name in "AB":  # each target walked the batches in order, twice
+        assert [t for n, t in timed if n == name] == [f"t{i}" for i in range(5)] * 2
