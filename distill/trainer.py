@@ -19,17 +19,20 @@ every process over the whole validation set, and only the main process writes ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgepack.distill.batching import batch_plan
 from edgepack.distill.configs import TrainConfig, config_to_dict
+
 from edgepack.errors import EdgepackError
 
 
@@ -170,9 +173,9 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
         for batch in dl:
             state["batch"] += 1
             last = state["batch"] % cfg.grad_accum == 0 or state["batch"] == per_proc
-            ctx = acc.no_sync(model) if not last else _null()
+            ctx = acc.no_sync(model) if not last else contextlib.nullcontext()
             with ctx, acc.autocast():
-                loss, parts = model(**batch)
+                loss, _parts = model(**batch)
                 acc.backward(loss / cfg.grad_accum)
             loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
             seen += int(batch["input_ids"].shape[0])
@@ -216,11 +219,3 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
         acc.unwrap_model(model).load_state_dict(load_file(work_dir / "best.safetensors"))
     elapsed = time.perf_counter() - t0
     return TrainResult(state["history"], state["best"], state["step"], elapsed, seen / max(elapsed, 1e-9), resumed)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill import losses  # noqa: E402
+from edgepack.distill import losses
 
 LN3 = math.log(3.0)
 

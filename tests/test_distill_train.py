@@ -6,13 +6,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.artifact import Artifact  # noqa: E402
-from edgepack.distill.api import distill  # noqa: E402
-from edgepack.distill.configs import DistillConfig, TrainConfig  # noqa: E402
-from edgepack.distill.data import DataSpec  # noqa: E402
-from edgepack.distill.student import StudentConfig  # noqa: E402
-from edgepack.errors import EdgepackError  # noqa: E402
-from edgepack.testing import SAMPLE_TEXTS, make_tiny_model  # noqa: E402
+from edgepack.artifact import Artifact
+from edgepack.distill.api import distill
+from edgepack.distill.configs import DistillConfig, TrainConfig
+from edgepack.distill.data import DataSpec
+from edgepack.distill.student import StudentConfig
+from edgepack.errors import EdgepackError
+from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
 
 
 @pytest.fixture(scope="module")

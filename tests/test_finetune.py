@@ -7,12 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill.batching import encode, pad_batch  # noqa: E402
-from edgepack.distill.configs import FinetuneConfig, LoraSettings, TrainConfig  # noqa: E402
-from edgepack.distill.data import DataSpec  # noqa: E402
-from edgepack.distill.finetune import finetune  # noqa: E402
-from edgepack.errors import EdgepackError, MissingDependencyError  # noqa: E402
-from edgepack.testing import SAMPLE_TEXTS  # noqa: E402
+from edgepack.distill.batching import encode, pad_batch
+from edgepack.distill.configs import FinetuneConfig, LoraSettings, TrainConfig
+from edgepack.distill.data import DataSpec
+from edgepack.distill.finetune import finetune
+from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.testing import SAMPLE_TEXTS
 
 FAST = TrainConfig(epochs=2, batch_size=8, lr=3e-3, progress=False)
 
