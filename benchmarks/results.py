@@ -152,7 +152,7 @@ def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
     lines = [f"## {title}", ""] if title else []
     for bs, seq in dict.fromkeys((r["batch_size"], r["seq_len"]) for r in results):
         rows = [r for r in results if (r["batch_size"], r["seq_len"]) == (bs, seq)]
-        what = f"sequence length {seq}" if seq else f"{rows[0]['texts_per_round']} real texts"
+        what = f"sequence length {seq}" if seq else f"{rows[0]['texts_per_pass']} real texts"
         threads = rows[0].get("threads")
         lines += [f"### batch {bs}, {what}" + (f", {threads} threads" if threads else ""), ""]
         lines += ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]

@@ -120,7 +120,7 @@ class _Workload:
     batches: list[list[str]]
 
     @property
-    def texts_per_round(self) -> int:
+    def texts_per_pass(self) -> int:
         return sum(len(b) for b in self.batches)
 
 
@@ -352,7 +352,7 @@ def run_benchmarks(
                     loaded[ot.name].update(_quality(ot, outputs[ot.name], base, labels))
             rows = []
             for w in _workloads(cfg):
-                what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_round} real texts"
+                what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_pass} real texts"
                 say(f"timing batch {w.batch_size}, {what}, {len(opened)} targets interleaved")
                 samples, texts_done = _time_workload(opened, w, cfg)
                 peak = peak_rss_mb()
@@ -363,7 +363,7 @@ def run_benchmarks(
                             **ot.info,
                             "batch_size": w.batch_size,
                             "seq_len": w.seq_len,
-                            "texts_per_round": w.texts_per_round,
+                            "texts_per_pass": w.texts_per_pass,
                             **summarize_ms(samples[ot.name], texts_done),
                             "size_bytes": ot.size_bytes,
                             **loaded[ot.name],

@@ -60,7 +60,7 @@ def test_result_rows_structure_and_ratios(rows, tiny_onnx):
     assert by[("torch", 1)]["ratio_vs_baseline"] == 1.0
     # whole batches only: 14 texts -> 14 calls at batch 1, 3 calls (12 texts) at batch 4; 2 rounds each
     assert (
-        by[("onnx", 1)]["n"] == 28 and by[("onnx", 4)]["n"] == 6 and by[("onnx", 4)]["texts_per_round"] == 12
+        by[("onnx", 1)]["n"] == 28 and by[("onnx", 4)]["n"] == 6 and by[("onnx", 4)]["texts_per_pass"] == 12
     )
     assert by[("onnx", 1)]["size_bytes"] == (tiny_onnx / "model.onnx").stat().st_size
     assert by[("onnx", 1)]["kind"] == "onnx" and by[("torch", 1)]["precision"] == "fp32"
@@ -143,7 +143,7 @@ def test_seq_len_mode_uses_exact_token_lengths(tiny_bert, tiny_onnx):
         ("onnx", 32),
         ("torch", 32),
     ]
-    assert all(r["n"] == 3 and r["texts_per_round"] == 6 and r["baseline"] == "onnx" for r in rows)
+    assert all(r["n"] == 3 and r["texts_per_pass"] == 6 and r["baseline"] == "onnx" for r in rows)
     assert "accuracy" not in rows[0]
 
 

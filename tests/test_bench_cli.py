@@ -102,7 +102,7 @@ def test_bench_compares_torch_and_onnx_on_a_text_file(capsys, tiny_bert, tiny_on
     ]
     assert all(r["baseline"] == "teacher" and r["threads"] == 1 for r in rows)
     assert rows[1]["agreement_vs_baseline"] == 1.0
-    assert report["config"]["texts"] == "14 texts" and rows[0]["texts_per_round"] == 14
+    assert report["config"]["texts"] == "14 texts" and rows[0]["texts_per_pass"] == 14
     assert (
         "### batch 4, 12 real texts, 1 threads" in out
         and (tmp_path / "r.md").read_text().strip() == out.strip()
