@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgepack.config import config_from_dict
 from edgepack.errors import EdgepackError
 
 IMPORTANCE_METHODS = ("auto", "taylor", "activation")
@@ -111,27 +111,9 @@ class PruneConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PruneConfig:
         """Build from a dict (JSON/YAML); unknown keys raise EdgepackError."""
-        return _from_dict(cls, d)
+        return config_from_dict(cls, d)
 
     @classmethod
     def from_json(cls, text: str) -> PruneConfig:
         return cls.from_dict(json.loads(text))
 
-
-def _from_dict(cls: type, d: dict[str, Any]) -> Any:
-    if not isinstance(d, dict):
-        raise EdgepackError(f"{cls.__name__} needs a mapping, got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise EdgepackError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for k, v in d.items():
-        hint = hints[k]
-        if dataclasses.is_dataclass(hint) and isinstance(v, dict):
-            v = _from_dict(hint, v)
-        elif typing.get_origin(hint) is tuple and isinstance(v, list):
-            v = tuple(v)
-        kwargs[k] = v
-    return cls(**kwargs)

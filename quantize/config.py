@@ -7,10 +7,10 @@ fully describes how a candidate is built, so it is recorded in the candidate's m
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgepack.config import config_from_dict, config_to_dict
 from edgepack.errors import EdgepackError
 
 # Node patterns (fnmatch on node names and on the initializer names a node reads; a pattern without
@@ -124,35 +124,6 @@ class QuantizeConfig:
         return dataclasses.replace(base, exclude=merged)
 
 
-def to_dict(cfg: Any) -> dict:
-    """A JSON-ready dict of a (nested) config dataclass; tuples become lists."""
-    def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (tuple, list)):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        return v
-
-    return conv(cfg)
-
-
-def from_dict(cls: type, data: dict) -> Any:
-    """Rebuild config ``cls`` from ``to_dict`` output (lists -> tuples, nested dicts -> configs)."""
-    if not isinstance(data, dict):
-        raise EdgepackError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise EdgepackError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+# The package's public names for the shared converters (edgepack.config).
+to_dict = config_to_dict
+from_dict = config_from_dict

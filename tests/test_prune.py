@@ -234,7 +234,7 @@ def test_clear_errors(lm):
         PruneConfig(sparsity=0.5, semi_structured_24=True).validate()
     with pytest.raises(EdgepackError, match="recovery alpha"):
         PruneConfig(recovery=RecoveryConfig(alpha=2.0)).validate()
-    with pytest.raises(EdgepackError, match="unknown PruneConfig field"):
+    with pytest.raises(EdgepackError, match=r"unknown PruneConfig option\(s\) head_fractoin; valid: "):
         PruneConfig.from_dict({"head_fractoin": 0.5})
     with pytest.raises(EdgepackError, match="taylor importance needs a classification model"):
         from edgepack.prune.importance import compute_importance
