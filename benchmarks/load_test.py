@@ -57,9 +57,16 @@ class Phase:
         ok = sorted(self.latencies_ok)
         err = sorted(self.latencies_err)
         n_ok = self.statuses.get(200, 0)
-        return {"requests": sum(self.statuses.values()), "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-                "elapsed_s": round(self.elapsed, 3), "throughput_rps": round(n_ok / self.elapsed, 1) if self.elapsed else 0,
-                "p50_ms": _pct(ok, 50), "p99_ms": _pct(ok, 99), "err_p50_ms": _pct(err, 50), "err_p99_ms": _pct(err, 99)}
+        return {
+            "requests": sum(self.statuses.values()),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "elapsed_s": round(self.elapsed, 3),
+            "throughput_rps": round(n_ok / self.elapsed, 1) if self.elapsed else 0,
+            "p50_ms": _pct(ok, 50),
+            "p99_ms": _pct(ok, 99),
+            "err_p50_ms": _pct(err, 50),
+            "err_p99_ms": _pct(err, 99),
+        }
 
 
 def _pct(sorted_s: list[float], q: float) -> float | None:
@@ -69,8 +76,10 @@ def _pct(sorted_s: list[float], q: float) -> float | None:
 
 
 async def _one(reader, writer, body: bytes) -> tuple[int, bool]:
-    writer.write(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    writer.write(
+        b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     status = int((await reader.readline()).split()[1])
     length, close = 0, False
     while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -84,8 +93,15 @@ async def _one(reader, writer, body: bytes) -> tuple[int, bool]:
     return status, close
 
 
-async def _client(port: int, texts: list[str], per_req: int, phase: Phase, stop_at: float, budget: list[int],
-                  rng: random.Random) -> None:
+async def _client(
+    port: int,
+    texts: list[str],
+    per_req: int,
+    phase: Phase,
+    stop_at: float,
+    budget: list[int],
+    rng: random.Random,
+) -> None:
     reader = writer = None
     while time.perf_counter() < stop_at and budget[0] > 0:
         budget[0] -= 1
@@ -107,14 +123,25 @@ async def _client(port: int, texts: list[str], per_req: int, phase: Phase, stop_
         writer.close()
 
 
-async def run_load(port: int, texts: list[str], clients: int, duration: float, max_requests: int,
-                   per_req: int = 1, seed: int = 0) -> Phase:
+async def run_load(
+    port: int,
+    texts: list[str],
+    clients: int,
+    duration: float,
+    max_requests: int,
+    per_req: int = 1,
+    seed: int = 0,
+) -> Phase:
     """``clients`` closed-loop clients for at most ``duration`` s and ``max_requests`` requests."""
     phase = Phase()
     budget = [max_requests]
     t0 = time.perf_counter()
-    await asyncio.gather(*(_client(port, texts, per_req, phase, t0 + duration, budget, random.Random(seed + i))
-                           for i in range(clients)))
+    await asyncio.gather(
+        *(
+            _client(port, texts, per_req, phase, t0 + duration, budget, random.Random(seed + i))
+            for i in range(clients)
+        )
+    )
     phase.elapsed = time.perf_counter() - t0
     return phase
 
@@ -140,7 +167,9 @@ def rss_mb(pid: int) -> dict:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(("VmRSS:", "VmHWM:")):
-            out["rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
+            out["rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"] = round(
+                int(line.split()[1]) / 1024, 1
+            )
     return out
 
 
@@ -149,8 +178,18 @@ class ServerProcess:
 
     def __init__(self, artifact: str, *args: str):
         self.port = _free_port()
-        self.cmd = [sys.executable, "-m", "edgepack.cli", "serve", artifact, "--port", str(self.port),
-                    "--log-level", "warning", *args]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "edgepack.cli",
+            "serve",
+            artifact,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *args,
+        ]
 
     def __enter__(self) -> ServerProcess:
         t0 = time.perf_counter()
@@ -188,11 +227,17 @@ def _merge(phases: list[Phase]) -> Phase:
 
 
 def _batch_stats(metrics: str) -> dict:
-    vals = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-            if line.startswith(("edgepack_batch_size_", "edgepack_inference_seconds_"))}
+    vals = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("edgepack_batch_size_", "edgepack_inference_seconds_"))
+    }
     n = vals.get("edgepack_batch_size_count", 0)
-    return {"model_calls": int(n), "mean_batch_size": round(vals["edgepack_batch_size_sum"] / n, 2) if n else None,
-            "mean_call_ms": round(1000 * vals["edgepack_inference_seconds_sum"] / n, 2) if n else None}
+    return {
+        "model_calls": int(n),
+        "mean_batch_size": round(vals["edgepack_batch_size_sum"] / n, 2) if n else None,
+        "mean_call_ms": round(1000 * vals["edgepack_inference_seconds_sum"] / n, 2) if n else None,
+    }
 
 
 def throughput_phases(artifact: str, texts: list[str], args) -> dict:
@@ -209,14 +254,30 @@ def throughput_phases(artifact: str, texts: list[str], args) -> dict:
         rounds: dict[str, list[Phase]] = {name: [] for name in servers}
         for r in range(args.rounds):
             for name, srv in servers.items():
-                rounds[name].append(asyncio.run(run_load(
-                    srv.port, texts, args.clients, args.duration / args.rounds, args.max_requests // args.rounds,
-                    args.texts_per_request, seed=1000 * r)))
+                rounds[name].append(
+                    asyncio.run(
+                        run_load(
+                            srv.port,
+                            texts,
+                            args.clients,
+                            args.duration / args.rounds,
+                            args.max_requests // args.rounds,
+                            args.texts_per_request,
+                            seed=1000 * r,
+                        )
+                    )
+                )
         for name, srv in servers.items():
             per_round = [ph.summary()["throughput_rps"] for ph in rounds[name]]
-            results[name] = {"args": modes[name], **_merge(rounds[name]).summary(), "rps_per_round": per_round,
-                             **_batch_stats(srv.metrics()), "cold_start_s": srv.cold_start_s,
-                             "idle": srv.idle_rss, "after_load": rss_mb(srv.proc.pid)}
+            results[name] = {
+                "args": modes[name],
+                **_merge(rounds[name]).summary(),
+                "rps_per_round": per_round,
+                **_batch_stats(srv.metrics()),
+                "cold_start_s": srv.cold_start_s,
+                "idle": srv.idle_rss,
+                "after_load": rss_mb(srv.proc.pid),
+            }
     finally:
         for srv in servers.values():
             if hasattr(srv, "proc"):
@@ -226,22 +287,45 @@ def throughput_phases(artifact: str, texts: list[str], args) -> dict:
 
 def overload_phase(artifact: str, texts: list[str], args) -> dict:
     """Far more clients than the queue holds, then a light load: 503s must be quick, then all 200."""
-    with ServerProcess(artifact, "--max-queue", str(args.overload_queue), "--max-batch", str(args.max_batch),
-                       *args.server_args) as srv:
-        heavy = asyncio.run(run_load(srv.port, texts, args.overload_clients, args.duration / 2, args.max_requests,
-                                     args.texts_per_request))
+    with ServerProcess(
+        artifact,
+        "--max-queue",
+        str(args.overload_queue),
+        "--max-batch",
+        str(args.max_batch),
+        *args.server_args,
+    ) as srv:
+        heavy = asyncio.run(
+            run_load(
+                srv.port,
+                texts,
+                args.overload_clients,
+                args.duration / 2,
+                args.max_requests,
+                args.texts_per_request,
+            )
+        )
         light = asyncio.run(run_load(srv.port, texts, 4, 3.0, 400, args.texts_per_request))
-        return {"queue_bound": args.overload_queue, "clients": args.overload_clients, "overload": heavy.summary(),
-                "recovery": light.summary(), "rss_after": rss_mb(srv.proc.pid)}
+        return {
+            "queue_bound": args.overload_queue,
+            "clients": args.overload_clients,
+            "overload": heavy.summary(),
+            "recovery": light.summary(),
+            "rss_after": rss_mb(srv.proc.pid),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", help="an onnx artifact directory")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds per mode, at most (default: %(default)s)")
+    p.add_argument(
+        "--duration", type=float, default=20.0, help="seconds per mode, at most (default: %(default)s)"
+    )
     p.add_argument("--rounds", type=int, default=4, help="alternating rounds per mode (default: %(default)s)")
-    p.add_argument("--max-requests", type=int, default=20000, help="requests per phase, at most (default: %(default)s)")
+    p.add_argument(
+        "--max-requests", type=int, default=20000, help="requests per phase, at most (default: %(default)s)"
+    )
     p.add_argument("--texts-per-request", type=int, default=1)
     p.add_argument("--words", type=int, default=0, help="cut every text to its first N words (short queries)")
     p.add_argument("--max-batch", type=int, default=32)
@@ -249,17 +333,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overload-clients", type=int, default=256)
     p.add_argument("--overload-queue", type=int, default=32)
     p.add_argument("--skip-overload", action="store_true")
-    p.add_argument("--server-args", default="", help='more `edgepack serve` options for every phase, e.g. "--intra-op-threads 1"')
+    p.add_argument(
+        "--server-args",
+        default="",
+        help='more `edgepack serve` options for every phase, e.g. "--intra-op-threads 1"',
+    )
     p.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = p.parse_args(argv)
     args.server_args = args.server_args.split()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     texts = review_texts()
     if args.words:
-        texts = [" ".join(t.split()[:args.words]) for t in texts]
-    result = {"artifact": str(Path(args.artifact).resolve()), "clients": args.clients, "cpu_count": os.cpu_count(),
-              "server_args": args.server_args, "words": args.words or None, "load_average_before": os.getloadavg()[0],
-              **throughput_phases(args.artifact, texts, args)}
+        texts = [" ".join(t.split()[: args.words]) for t in texts]
+    result = {
+        "artifact": str(Path(args.artifact).resolve()),
+        "clients": args.clients,
+        "cpu_count": os.cpu_count(),
+        "server_args": args.server_args,
+        "words": args.words or None,
+        "load_average_before": os.getloadavg()[0],
+        **throughput_phases(args.artifact, texts, args),
+    }
     result["speedup"] = round(result["batched"]["throughput_rps"] / result["unbatched"]["throughput_rps"], 2)
     if not args.skip_overload:
         result["overload"] = overload_phase(args.artifact, texts, args)

@@ -26,10 +26,11 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from edgepack.errors import EdgepackError
 
@@ -77,7 +78,7 @@ class BatchStats:
 
 
 class _Request:
-    __slots__ = ("texts", "future", "results", "pending", "enqueued")
+    __slots__ = ("enqueued", "future", "pending", "results", "texts")
 
     def __init__(self, texts: list[str]):
         self.texts = texts
@@ -90,8 +91,12 @@ class _Request:
 class DynamicBatcher:
     """Gather concurrent requests into length-grouped batches for ``fn``; see the module docstring."""
 
-    def __init__(self, fn: BatchFn, cfg: BatcherConfig = BatcherConfig(),
-                 on_batch: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        fn: BatchFn,
+        cfg: BatcherConfig = BatcherConfig(),
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
         """``on_batch(batch_size, seconds)`` is called after every model call (for metrics)."""
         self.fn = fn
         self.cfg = cfg
@@ -101,8 +106,10 @@ class DynamicBatcher:
         self._queued_texts = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"edgepack-batcher-{i}", daemon=True)
-                         for i in range(cfg.workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"edgepack-batcher-{i}", daemon=True)
+            for i in range(cfg.workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -211,7 +218,7 @@ class DynamicBatcher:
         failed: set[int] = set()
         step = self.cfg.max_batch if self.cfg.batching else len(items)
         for start in range(0, len(items), step):
-            chunk = [it for it in items[start:start + step] if it[0] not in failed]
+            chunk = [it for it in items[start : start + step] if it[0] not in failed]
             if not chunk:
                 continue
             t0 = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -83,23 +83,29 @@ class ServerMetrics:
     def render(self) -> str:
         """The exposition text for GET /metrics."""
         with self._lock:
-            lines = ["# HELP edgepack_requests_total HTTP requests answered, by endpoint and status code.",
-                     "# TYPE edgepack_requests_total counter"]
+            lines = [
+                "# HELP edgepack_requests_total HTTP requests answered, by endpoint and status code.",
+                "# TYPE edgepack_requests_total counter",
+            ]
             for (ep, status), n in sorted(self._requests.items()):
                 lines.append(f'edgepack_requests_total{{endpoint="{_escape(ep)}",status="{status}"}} {n}')
-            lines += ["# HELP edgepack_request_latency_seconds Time to answer POST /v1/predict.",
-                      "# TYPE edgepack_request_latency_seconds histogram",
-                      *self._latency.lines("edgepack_request_latency_seconds"),
-                      "# HELP edgepack_batch_size Texts per model call.",
-                      "# TYPE edgepack_batch_size histogram",
-                      *self._batch.lines("edgepack_batch_size"),
-                      "# HELP edgepack_inference_seconds Time of one model call.",
-                      "# TYPE edgepack_inference_seconds histogram",
-                      *self._inference.lines("edgepack_inference_seconds"),
-                      "# HELP edgepack_texts_total Texts run through the model.",
-                      "# TYPE edgepack_texts_total counter",
-                      f"edgepack_texts_total {self._texts}"]
-        lines += ["# HELP edgepack_queue_depth Texts waiting for the model.",
-                  "# TYPE edgepack_queue_depth gauge",
-                  f"edgepack_queue_depth {int(self.queue_depth())}"]
+            lines += [
+                "# HELP edgepack_request_latency_seconds Time to answer POST /v1/predict.",
+                "# TYPE edgepack_request_latency_seconds histogram",
+                *self._latency.lines("edgepack_request_latency_seconds"),
+                "# HELP edgepack_batch_size Texts per model call.",
+                "# TYPE edgepack_batch_size histogram",
+                *self._batch.lines("edgepack_batch_size"),
+                "# HELP edgepack_inference_seconds Time of one model call.",
+                "# TYPE edgepack_inference_seconds histogram",
+                *self._inference.lines("edgepack_inference_seconds"),
+                "# HELP edgepack_texts_total Texts run through the model.",
+                "# TYPE edgepack_texts_total counter",
+                f"edgepack_texts_total {self._texts}",
+            ]
+        lines += [
+            "# HELP edgepack_queue_depth Texts waiting for the model.",
+            "# TYPE edgepack_queue_depth gauge",
+            f"edgepack_queue_depth {int(self.queue_depth())}",
+        ]
         return "\n".join(lines) + "\n"

@@ -16,18 +16,18 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
+from edgepack.runtime.batcher import BatcherClosedError, BatcherConfig, DynamicBatcher, QueueFullError
+from edgepack.runtime.metrics_prom import CONTENT_TYPE, ServerMetrics
+from edgepack.runtime.openapi import openapi_spec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from edgepack.runtime.batcher import BatcherClosedError, BatcherConfig, DynamicBatcher, QueueFullError
-from edgepack.runtime.metrics_prom import CONTENT_TYPE, ServerMetrics
-from edgepack.runtime.openapi import openapi_spec
 
 ENV_CONFIG = "EDGEPACK_SERVE_CONFIG"  # JSON {"artifact": ..., "cfg": {...}} for multi-process workers
 
@@ -53,8 +53,14 @@ class ServeConfig:
     model_batch: int | None = 8  # texts per ORT run within a batch, sorted by tokens; None: max_batch
 
     def batcher_config(self) -> BatcherConfig:
-        return BatcherConfig(max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
-                             timeout_s=self.timeout_s, workers=self.threads, batching=self.batching)
+        return BatcherConfig(
+            max_batch=self.max_batch,
+            max_wait_ms=self.max_wait_ms,
+            max_queue=self.max_queue,
+            timeout_s=self.timeout_s,
+            workers=self.threads,
+            batching=self.batching,
+        )
 
 
 class RequestError(Exception):
@@ -78,11 +84,16 @@ def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
     except (ValueError, RecursionError) as e:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(doc, dict):
-        raise RequestError(422, "invalid_request", f'expected a JSON object {{"texts": [...]}}, got {_kind(doc)}')
+        raise RequestError(
+            422, "invalid_request", f'expected a JSON object {{"texts": [...]}}, got {_kind(doc)}'
+        )
     unknown = sorted(set(doc) - {"texts"})
     if unknown:
-        raise RequestError(422, "invalid_request", f"unknown field(s): {', '.join(map(repr, unknown))[:200]}; "
-                                                   "the only field is 'texts'")
+        raise RequestError(
+            422,
+            "invalid_request",
+            f"unknown field(s): {', '.join(map(repr, unknown))[:200]}; the only field is 'texts'",
+        )
     if "texts" not in doc:
         raise RequestError(422, "invalid_request", "missing field 'texts' (a list of strings)")
     texts = doc["texts"]
@@ -91,24 +102,37 @@ def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
     if not texts:
         raise RequestError(422, "empty_input", "'texts' is empty; send at least one text")
     if len(texts) > cfg.max_texts:
-        raise RequestError(422, "too_many_texts", f"{len(texts)} texts in one request; the limit is {cfg.max_texts}")
+        raise RequestError(
+            422, "too_many_texts", f"{len(texts)} texts in one request; the limit is {cfg.max_texts}"
+        )
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise RequestError(422, "invalid_request", f"texts[{i}] must be a string, got {_kind(t)}")
         if not t.strip():
             raise RequestError(422, "empty_input", f"texts[{i}] is empty or only whitespace")
         if len(t) > cfg.max_chars:
-            raise RequestError(422, "text_too_long", f"texts[{i}] has {len(t)} characters; the limit is {cfg.max_chars}")
+            raise RequestError(
+                422, "text_too_long", f"texts[{i}] has {len(t)} characters; the limit is {cfg.max_chars}"
+            )
         try:
             t.encode("utf-8")
         except UnicodeEncodeError:
-            raise RequestError(422, "invalid_text", f"texts[{i}] contains an unpaired surrogate escape") from None
+            raise RequestError(
+                422, "invalid_text", f"texts[{i}] contains an unpaired surrogate escape"
+            ) from None
     return texts
 
 
 def _kind(v: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(v), type(v).__name__)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -147,7 +171,9 @@ class ModelState:
         try:
             pred = self.load()
             pred.predict(["warm up"])  # first run initialises the session's kernels
-            self.batcher = DynamicBatcher(pred.predict, self.cfg.batcher_config(), on_batch=self.metrics.observe_batch)
+            self.batcher = DynamicBatcher(
+                pred.predict, self.cfg.batcher_config(), on_batch=self.metrics.observe_batch
+            )
             self.metrics.queue_depth = lambda: self.batcher.queue_depth
             self.predictor = pred
             self.ready_after_s = time.perf_counter() - self.started
@@ -169,12 +195,23 @@ def model_summary(pred: Any, cfg: ServeConfig) -> dict:
     art = pred.artifact
     m = art.manifest
     extra = {k: v for k, v in art.extra.items() if k != "torch_source"}
-    return {"name": art.path.name, "format": art.format, "stage": art.stage, "task": art.task,
-            "labels": art.labels, "inputs": art.inputs, "outputs": art.outputs, "extra": extra,
-            "metrics": art.metrics, "created": m.get("created"),
-            "files": {role: {"path": f["path"], "sha256": f["sha256"], "bytes": f.get("bytes")}
-                      for role, f in m["files"].items()},
-            "serving": {k: v for k, v in asdict(cfg).items() if k not in ("host", "port")}}
+    return {
+        "name": art.path.name,
+        "format": art.format,
+        "stage": art.stage,
+        "task": art.task,
+        "labels": art.labels,
+        "inputs": art.inputs,
+        "outputs": art.outputs,
+        "extra": extra,
+        "metrics": art.metrics,
+        "created": m.get("created"),
+        "files": {
+            role: {"path": f["path"], "sha256": f["sha256"], "bytes": f.get("bytes")}
+            for role, f in m["files"].items()
+        },
+        "serving": {k: v for k, v in asdict(cfg).items() if k not in ("host", "port")},
+    }
 
 
 KNOWN_PATHS = ("/v1/predict", "/healthz", "/readyz", "/v1/model", "/metrics", "/openapi.json")
@@ -191,8 +228,9 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
             return error_response(503, "shutting_down", "the server is shutting down")
         if state.error:
             return error_response(503, "load_failed", f"the model failed to load: {state.error}")
-        return error_response(503, "not_ready", "the model is still loading",
-                              {"Retry-After": str(cfg.retry_after_s)})
+        return error_response(
+            503, "not_ready", "the model is still loading", {"Retry-After": str(cfg.retry_after_s)}
+        )
 
     async def predict(request: Request) -> Response:
         if not state.ready:
@@ -200,13 +238,18 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if ctype != "application/json":
-                raise RequestError(415, "unsupported_media_type",
-                                   f"send Content-Type: application/json (got {ctype or 'none'!r})")
+                raise RequestError(
+                    415,
+                    "unsupported_media_type",
+                    f"send Content-Type: application/json (got {ctype or 'none'!r})",
+                )
             texts = parse_predict_body(await read_body(request, cfg.max_body_bytes), cfg)
             try:
                 fut = state.batcher.submit(texts)
             except QueueFullError as e:
-                raise RequestError(503, "overloaded", str(e), {"Retry-After": str(cfg.retry_after_s)}) from None
+                raise RequestError(
+                    503, "overloaded", str(e), {"Retry-After": str(cfg.retry_after_s)}
+                ) from None
             except BatcherClosedError:
                 raise RequestError(503, "shutting_down", "the server is shutting down") from None
             try:
@@ -237,9 +280,15 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
 
     async def openapi(request: Request) -> Response:
         pred = state.predictor
-        return JSONResponse(openapi_spec(max_texts=cfg.max_texts, max_chars=cfg.max_chars,
-                                         max_body_bytes=cfg.max_body_bytes, task=getattr(pred, "task", None),
-                                         labels=getattr(pred, "labels", None)))
+        return JSONResponse(
+            openapi_spec(
+                max_texts=cfg.max_texts,
+                max_chars=cfg.max_chars,
+                max_body_bytes=cfg.max_body_bytes,
+                task=getattr(pred, "task", None),
+                labels=getattr(pred, "labels", None),
+            )
+        )
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -254,11 +303,19 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
         yield
         await asyncio.to_thread(state.stop)
 
-    routes = [Route("/v1/predict", predict, methods=["POST"]), Route("/healthz", healthz),
-              Route("/readyz", readyz), Route("/v1/model", model), Route("/metrics", metrics_endpoint),
-              Route("/openapi.json", openapi)]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: internal_error})
+    routes = [
+        Route("/v1/predict", predict, methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/v1/model", model),
+        Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+    )
     app.state.model = state
     app.state.metrics = metrics
     return _MetricsMiddleware(app, metrics)
@@ -287,7 +344,9 @@ class _MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope.get("path", "")
-            self.metrics.observe_request(path if path in KNOWN_PATHS else "other", status, time.perf_counter() - t0)
+            self.metrics.observe_request(
+                path if path in KNOWN_PATHS else "other", status, time.perf_counter() - t0
+            )
 
 
 def app_from_env() -> Any:
@@ -301,16 +360,26 @@ def open_predictor(artifact_dir: str, cfg: ServeConfig) -> Any:
     """Open the lean-runtime Predictor for ``artifact_dir`` with the server's settings."""
     from edgepack.runtime.predictor import Predictor
 
-    return Predictor.open(artifact_dir, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads,
-                          max_length=cfg.max_length, batch_size=cfg.model_batch or cfg.max_batch)
+    return Predictor.open(
+        artifact_dir,
+        backend=cfg.backend,
+        intra_op_threads=cfg.intra_op_threads,
+        max_length=cfg.max_length,
+        batch_size=cfg.model_batch or cfg.max_batch,
+    )
 
 
 def serve(artifact_dir: str, cfg: ServeConfig = ServeConfig(), log_level: str = "info") -> None:
     """Run the server until SIGINT/SIGTERM (blocking). Several processes when ``cfg.workers > 1``."""
     import uvicorn
 
-    common = dict(host=cfg.host, port=cfg.port, log_level=log_level, access_log=False,
-                  timeout_graceful_shutdown=int(cfg.timeout_s) + 5)
+    common = {
+        "host": cfg.host,
+        "port": cfg.port,
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(cfg.timeout_s) + 5,
+    }
     if cfg.workers > 1:
         os.environ[ENV_CONFIG] = json.dumps({"artifact": str(artifact_dir), "cfg": asdict(cfg)})
         uvicorn.run("edgepack.runtime.server:app_from_env", factory=True, workers=cfg.workers, **common)

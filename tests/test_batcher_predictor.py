@@ -4,8 +4,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from edgepack.runtime.batcher import BatcherConfig, DynamicBatcher
+
 from edgepack.testing import SAMPLE_TEXTS
 
 
@@ -23,7 +23,9 @@ def test_batched_predictions_match_direct_ones_from_many_threads(predictor):
     jobs = [[SAMPLE_TEXTS[(i * 3 + j) % len(SAMPLE_TEXTS)] for j in range(1 + i % 3)] for i in range(30)]
     got: dict[int, list] = {}
     with DynamicBatcher(predictor.predict, BatcherConfig(max_batch=8, max_wait_ms=20)) as b:
-        threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, b.predict(jobs[i]))) for i in range(30)]
+        threads = [
+            threading.Thread(target=lambda i=i: got.__setitem__(i, b.predict(jobs[i]))) for i in range(30)
+        ]
         for t in threads:
             t.start()
         for t in threads:
