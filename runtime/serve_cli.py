@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s, loopback only)"
     )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=32, help="texts per model call (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=32, help="texts gathered into one batch (default: %(default)s)")
     p.add_argument(
         "--max-wait-ms",
         type=float,

@@ -36,7 +36,7 @@ ENV_CONFIG = "EDGEPACK_SERVE_CONFIG"  # JSON {"artifact": ..., "cfg": {...}} for
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch: int = 32  # texts per model call
+    max_batch: int = 32  # texts gathered into one batch (one Predictor.predict call)
     max_wait_ms: float = 5.0  # wait for company before running a batch
     max_queue: int = 512  # texts waiting; more -> 503
     timeout_s: float = 30.0  # per request; -> 504
