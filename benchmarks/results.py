@@ -162,4 +162,19 @@ def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
         f"Speed-up = {baseline} p50 / target p50 at the same batch size, measured in one process with "
         "targets interleaved; latency is end to end (tokenize + run + post-process)."
     )
+    lines += _load_note(results)
     return "\n".join(lines)
+
+
+def _load_note(results: Sequence[dict]) -> list[str]:
+    """A caution when other processes competed for the CPU while timing (1-minute load average > cores)."""
+    loads = [r["load_avg"] for r in results if r.get("load_avg") is not None]
+    cores = os.cpu_count() or 1
+    if not loads or max(loads) <= cores:
+        return []
+    note = (
+        f"Caution: the load average reached {max(loads):.1f} on {cores} cores while timing: other processes "
+        "competed for the CPU. Absolute latencies are inflated, and multi-threaded torch suffers most "
+        "(its threads wait for each other at every op); compare ratios, ideally also at 1 thread."
+    )
+    return ["", note]

@@ -355,7 +355,7 @@ def run_benchmarks(
                 what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_pass} real texts"
                 say(f"timing batch {w.batch_size}, {what}, {len(opened)} targets interleaved")
                 samples, texts_done = _time_workload(opened, w, cfg)
-                peak = peak_rss_mb()
+                peak, load = peak_rss_mb(), _load_average()
                 for ot in opened:
                     rows.append(
                         {
@@ -369,6 +369,7 @@ def run_benchmarks(
                             **loaded[ot.name],
                             "peak_rss_mb": None if peak is None else round(peak, 1),
                             "baseline": baseline,
+                            "load_avg": None if load is None else round(load, 2),
                         }
                     )
         finally:

@@ -272,3 +272,15 @@ def test_targets_take_turns_over_the_same_batches():
     assert "".join(turns) == "AAABBB" + "BBBAAA" + "AAABBB" + "BA"  # order rotates every turn
     for name in "AB":  # each target walked the batches in order, twice
         assert [t for n, t in timed if n == name] == [f"t{i}" for i in range(5)] * 2
+
+
+def test_markdown_cautions_when_the_cpu_was_busy(rows):
+    import os
+
+    from edgepack.benchmarks.suite import to_markdown
+
+    busy = [{**r, "load_avg": (os.cpu_count() or 1) + 3.0} for r in rows]
+    quiet = [{**r, "load_avg": 0.0} for r in rows]
+    assert "Caution: the load average reached" in to_markdown(busy)
+    assert "Caution" not in to_markdown(quiet)
+    assert all("load_avg" in r for r in rows)
