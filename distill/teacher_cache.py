@@ -8,6 +8,7 @@ as one flat tensor plus offsets), then re-padded to each student batch's length.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Pat
         heads = int(getattr(teacher.config, "num_attention_heads", 0) or getattr(teacher.config, "n_heads", 0))
         return TeacherCache({}, needs, enc.lengths, heads, safe_open(str(path), framework="pt"))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temp file
     build_cache(teacher, enc, needs, cfg.eval_batch_size, "disk", tmp, device, cfg.progress)
     tmp.replace(path)
     return TeacherCache({}, needs, enc.lengths, int(getattr(teacher.config, "num_attention_heads", 0)),
