@@ -161,6 +161,8 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
         labels = (
             [r.get("label") for r in rows] if all(r.get("label") not in (None, "") for r in rows) else None
         )
+        if labels and all(str(v).isdigit() for v in labels):
+            labels = [int(v) for v in labels]  # class indices
         return [str(r["text"]) for r in rows], labels
     from edgepack.distill.data import example_spec, load_data
 

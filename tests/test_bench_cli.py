@@ -145,3 +145,11 @@ def test_help_teaches(capsys):
         main(["bench", "--help"])
     out = capsys.readouterr().out
     assert "--peer TORCH_MODEL_DIR" in out and "default: 1,8" in out and "examples:" in out
+
+
+def test_bench_jsonl_with_integer_labels(tiny_onnx, tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(json.dumps({"text": t, "label": str(i % 2)}) for i, t in enumerate(SAMPLE_TEXTS)))
+    args = ["bench", str(tiny_onnx), "--texts", str(f), "--accuracy", "--batch-sizes", "7", "--threads", "1"]
+    assert main([*args, "--warmup", "0", "--repeats", "1", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["n_eval"] == 7
