@@ -5,14 +5,12 @@ The CLI and the YAML recipe layer both build these same objects (``config_from_d
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import typing
 from dataclasses import dataclass, field
-from typing import Any
 
 from edgepack.distill.layer_map import LayerMatch
 from edgepack.distill.student import StudentConfig
+
+from edgepack.config import config_from_dict, config_to_dict  # noqa: F401  (re-exported)
 from edgepack.errors import EdgepackError
 
 
@@ -90,37 +88,3 @@ class DistillConfig:
             raise EdgepackError(f"temperature must be > 0, got {self.temperature}")
         if self.cache not in ("memory", "disk", "none"):
             raise EdgepackError(f"cache must be memory, disk or none, got {self.cache!r}")
-
-
-def config_to_dict(cfg: Any) -> dict:
-    """A JSON-friendly dict of a config dataclass (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def config_from_dict(cls: type, data: dict | None) -> Any:
-    """Build ``cls`` from a dict (as written by ``config_to_dict``, a JSON file or a YAML recipe).
-
-    Unknown keys raise EdgepackError naming the valid ones.
-    """
-    data = dict(data or {})
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise EdgepackError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
-    return cls(**{k: _convert(hints[k], v) for k, v in data.items()})
-
-
-def _convert(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(tp):
-        return value if isinstance(value, tp) else config_from_dict(tp, value)
-    if origin is tuple:
-        item = args[0] if args else Any
-        return tuple(_convert(item, v) for v in value)
-    return value
