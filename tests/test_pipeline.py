@@ -75,3 +75,16 @@ def test_recipe_errors(tmp_path):
     bad.write_text("teacher: {model: x}\nexport: {onnx: {opsett: 3}}\n")
     with pytest.raises(EdgepackError, match="opsett"):
         load_recipe(bad)
+
+
+def test_packaged_default_recipe_validates(tmp_path):
+    """The recipe `make demo` runs must build every stage's config (a typo there fails minutes in otherwise)."""
+    pytest.importorskip("yaml")
+    pytest.importorskip("torch")
+    from edgepack.recipe import load_recipe
+
+    r = load_recipe(None, output=tmp_path / "out")
+    cfgs = r.configs()
+    assert {"data", "onnx", "finetune", "distill", "prune", "quantize"} <= set(cfgs)
+    assert cfgs["prune"].recovery.steps > 0 and cfgs["prune"].ffn_fraction == 0.5
+    assert cfgs["distill"].student.num_layers == 3
