@@ -13,7 +13,7 @@ install:
 # The main job: the built-in recipe (fine-tune MiniLM on Rotten Tomatoes -> distill -> prune -> ONNX -> INT8
 # -> Triton repo -> benchmarks + report). Re-running skips finished stages. Output: $(OUT)/default.
 demo: install
-	HF_HUB_OFFLINE=1 edgepack run --output $(OUT)/default
+	HF_HUB_OFFLINE=1 $(PY) -m edgepack run --output $(OUT)/default
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: install
