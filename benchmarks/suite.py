@@ -11,7 +11,8 @@ Protocol. Every target is loaded first (threads fixed: ``torch.set_num_threads``
 ``intra_op_num_threads``) and run once over the evaluation texts untimed (warm-up, outputs for accuracy
 and agreement with the baseline). Then, per workload (batch size x real texts, or batch size x synthetic
 sequence length), each target gets ``warmup`` untimed calls, then the targets take turns of ``interleave``
-calls each (the order rotating from turn to turn), all walking through the same batches, until each has
+calls each (the order rotating from turn to turn; each turn starts with ``settle`` untimed calls so a
+target is not charged for the previous one's thread pool winding down), all walking through the same batches, until each has
 made ``repeats`` passes over them and ``min_seconds`` have passed: background load on a shared machine
 falls on all targets alike. Each call is timed end to end (tokenize, run, post-process) with
 ``perf_counter_ns``; GPU runners are synchronized after each call.
@@ -67,6 +68,9 @@ class BenchConfig:
     max_timed_texts: int | None = 64  # timing uses the first N texts; accuracy uses all of them
     seq_len_calls: int = 8  # calls per round and target in seq-len mode
     interleave: int = 8  # calls per target before the next target takes its turn
+    # untimed calls at the start of every turn: the previous target's library may still hold the cores
+    # (OpenMP/ORT worker threads spin for a while after a call), which a model deployed alone never sees
+    settle: int = 1
     isolated_memory: bool = False  # also measure each target's peak RSS alone in a fresh process (slower)
 
     def __post_init__(self) -> None:
@@ -93,11 +97,11 @@ class BenchConfig:
             raise EdgepackError(f"threads must be >= 1, got {self.threads}")
         if (
             min(self.repeats, self.seq_len_calls, self.interleave) < 1
-            or self.warmup < 0
+            or min(self.warmup, self.settle) < 0
             or self.min_seconds < 0
         ):
             raise EdgepackError(
-                "need warmup >= 0, repeats >= 1, min_seconds >= 0, seq_len_calls >= 1, interleave >= 1"
+                "need warmup >= 0, settle >= 0, repeats >= 1, min_seconds >= 0, seq_len_calls >= 1, interleave >= 1"
             )
         if self.max_timed_texts is not None and self.max_timed_texts < 1:
             raise EdgepackError("max_timed_texts must be >= 1 (or None for all texts)")
@@ -253,6 +257,10 @@ def _time_workload(
         chunk = [w.batches[(done + j) % n] for j in range(min(cfg.interleave, goal - done))]
         k = turn % len(opened)
         for ot in opened[k:] + opened[:k]:
+            for batch in chunk[: cfg.settle] if len(opened) > 1 else ():
+                ot.run(batch)
+                if ot.sync:
+                    ot.sync()
             for batch in chunk:
                 t0 = time.perf_counter_ns()
                 ot.run(batch)

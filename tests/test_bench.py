@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -264,7 +266,7 @@ def test_targets_take_turns_over_the_same_batches():
         )
 
     batches = [[f"t{i}"] for i in range(5)]
-    cfg = BenchConfig(batch_sizes=(1,), texts=TEXTS, warmup=1, repeats=2, interleave=3)
+    cfg = BenchConfig(batch_sizes=(1,), texts=TEXTS, warmup=1, repeats=2, interleave=3, settle=0)
     samples, texts = _time_workload([fake("A"), fake("B")], _Workload(1, None, batches), cfg)
     assert texts == 10 and len(samples["A"]) == len(samples["B"]) == 10
     timed = log[2:]  # after one warm-up call each
@@ -272,6 +274,13 @@ def test_targets_take_turns_over_the_same_batches():
     assert "".join(turns) == "AAABBB" + "BBBAAA" + "AAABBB" + "BA"  # order rotates every turn
     for name in "AB":  # each target walked the batches in order, twice
         assert [t for n, t in timed if n == name] == [f"t{i}" for i in range(5)] * 2
+
+    # settle=1: every turn starts with one untimed call on the turn's first batch; timed samples unchanged
+    log.clear()
+    samples, _ = _time_workload([fake("A"), fake("B")], _Workload(1, None, batches), replace(cfg, settle=1))
+    assert len(samples["A"]) == len(samples["B"]) == 10
+    assert "".join(n for n, _ in log[2:]) == "AAAABBBB" + "BBBBAAAA" + "AAAABBBB" + "BBAA"
+    assert log[2:4] == [("A", "t0"), ("A", "t0")]
 
 
 def test_markdown_cautions_when_the_cpu_was_busy(rows):
