@@ -141,6 +141,22 @@ def _read_parquet(p: Path) -> list[dict]:
     return pq.read_table(p).to_pylist()
 
 
+def align_labels(labels: list[int] | None, names: list[str], model_names: list[str], where: str) -> list[int] | None:
+    """Re-index ``labels`` (indices into ``names``) into a model's label order, matched by name.
+
+    Generic model names (LABEL_0, ...) or equal orders keep the indices. Raises EdgepackError when the
+    names differ (a model trained on other labels).
+    """
+    if labels is None or not names or not model_names or list(names) == list(model_names):
+        return labels
+    if all(n == f"LABEL_{i}" for i, n in enumerate(model_names)):
+        return labels
+    if sorted(names) != sorted(model_names):
+        raise EdgepackError(f"{where}: the data's labels {list(names)} are not the model's {list(model_names)}")
+    pos = [list(model_names).index(n) for n in names]
+    return [pos[i] for i in labels]
+
+
 def _label_names(values: list[str], given: tuple[str, ...] | None, where: str) -> list[str]:
     distinct = sorted(set(values))
     if given is not None:
@@ -213,10 +229,13 @@ def load_data(spec: DataSpec) -> Dataset:
 
     texts = cells(spec.text_column, "text")
     pairs = cells(spec.text_pair_column, "text pair") if spec.text_pair_column else None
-    labels, names = None, list(spec.labels or [])
+    given = spec.labels
+    if given is None and spec.path is None and spec.label_column == "label":
+        given = EXAMPLE_LABELS  # one label order for the example, however the spec was built
+    labels, names = None, list(given or [])
     if spec.label_column:
         values = cells(spec.label_column, "label")
-        names = _label_names(values, spec.labels, where)
+        names = _label_names(values, given, where)
         labels = [_to_index(v, names) for v in values]
     train, val = stratified_split(labels, len(texts), spec.val_fraction, spec.seed)
 

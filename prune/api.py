@@ -10,6 +10,7 @@ holds the full lists of removed heads and neurons.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import json
 import os
@@ -111,6 +112,12 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
     if classifier and d.label_names and len(d.label_names) != model.config.num_labels:
         raise EdgepackError(f"the data has {len(d.label_names)} labels {list(d.label_names)} but the model has "
                             f"{model.config.num_labels} ({lm.labels})")
+    if classifier and d.label_names and lm.labels:  # same names, maybe another order: use the model's
+        from edgepack.distill.data import align_labels
+
+        d = dataclasses.replace(d, train_labels=align_labels(d.train_labels, d.label_names, lm.labels, "pruning data"),
+                                val_labels=align_labels(d.val_labels, d.label_names, lm.labels, "pruning data"),
+                                label_names=list(lm.labels))
     before = _quality(model, model, tok, d, classifier, cfg.eval_examples)
     params_before = count_parameters(model)
     original = copy.deepcopy(model)

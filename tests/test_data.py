@@ -107,3 +107,16 @@ def test_embedded_example():
     assert len(ds.train_texts) + len(ds.val_texts) == 12808
     frac_fresh = sum(ds.val_labels) / len(ds.val_labels)
     assert abs(frac_fresh - 7403 / 12808) < 0.002
+    # a recipe's `data: {path: null}` is the same example: same label order, same split
+    plain = load_data(DataSpec())
+    assert plain.label_names == ds.label_names and plain.val_texts == ds.val_texts
+
+
+def test_align_labels_matches_names_not_positions():
+    from edgepack.distill.data import align_labels
+
+    assert align_labels([0, 1, 1], ["neg", "pos"], ["pos", "neg"], "x") == [1, 0, 0]
+    assert align_labels([0, 1], ["neg", "pos"], ["neg", "pos"], "x") == [0, 1]
+    assert align_labels([0, 1], ["neg", "pos"], ["LABEL_0", "LABEL_1"], "x") == [0, 1]
+    with pytest.raises(EdgepackError, match=r"the data's labels \['neg', 'pos'\] are not the model's"):
+        align_labels([0, 1], ["neg", "pos"], ["cat", "dog"], "x")

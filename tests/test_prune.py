@@ -120,6 +120,23 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
     assert reopened.metrics["accuracy"] == pytest.approx(float((pred == torch.tensor(LABELS)).float().mean()))
 
 
+def test_data_labels_are_matched_to_the_model_by_name(tiny_bert, tmp_path):
+    """The same data with its label names in the other order scores the same (labels re-indexed)."""
+    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.config import PruneConfig
+
+    cfg = PruneConfig(ffn_fraction=0.5, latency_runs=0)
+    flipped = [1 - y for y in LABELS]
+    a = prune(tiny_bert, TextData(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["negative", "positive"]), cfg,
+              tmp_path / "a")
+    b = prune(tiny_bert, TextData(SAMPLE_TEXTS, flipped, SAMPLE_TEXTS, flipped, ["positive", "negative"]), cfg,
+              tmp_path / "b")
+    assert a.metrics["accuracy"] == b.metrics["accuracy"]
+    assert a.extra["before"] == b.extra["before"]
+    with pytest.raises(EdgepackError, match="are not the model's"):
+        prune(tiny_bert, TextData(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["cat", "dog"]), cfg, tmp_path / "c")
+
+
 def test_saved_pruned_model_matches_in_memory_model(lm, tmp_path):
     from edgepack.prune import structured
     from transformers import AutoModelForSequenceClassification
