@@ -103,3 +103,18 @@ def test_update_metrics_keeps_checksums_valid(tmp_path):
     again = Artifact.open(art.path)
     assert again.metrics == {"acc": 0.9, "latency_ms": 1.5}
     assert json.loads((art.path / "manifest.json").read_text())["metrics"]["latency_ms"] == 1.5
+
+
+def test_atomic_text_write_gets_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from edgepack.artifact import _atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        _atomic_write_text(tmp_path / "report.md", "hello")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.md").read_text() == "hello"
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o644  # not mkstemp's 0600
