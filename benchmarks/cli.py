@@ -69,8 +69,15 @@ def register(sub) -> None:
     p.add_argument(
         "--interleave",
         type=int,
-        default=8,
-        help="calls per target before the next one takes a turn (default: 8)",
+        default=16,
+        help="timed calls per target before the next one takes a turn (default: 16)",
+    )
+    p.add_argument(
+        "--settle",
+        type=int,
+        default=3,
+        help="untimed calls at the start of every turn, so a target's weights are back in cache and the "
+        "previous library's threads are idle before timing resumes (default: 3)",
     )
     p.add_argument(
         "--min-seconds", type=float, default=0.0, help="keep timing at least this long per workload"
@@ -193,6 +200,7 @@ def _bench(args) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
         interleave=args.interleave,
+        settle=args.settle,
         min_seconds=args.min_seconds,
         max_timed_texts=args.num_texts,
         isolated_memory=args.isolated_memory,

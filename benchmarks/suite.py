@@ -67,10 +67,13 @@ class BenchConfig:
     min_seconds: float = 0.0  # keep adding passes until a workload has run this long
     max_timed_texts: int | None = 64  # timing uses the first N texts; accuracy uses all of them
     seq_len_calls: int = 8  # calls per round and target in seq-len mode
-    interleave: int = 8  # calls per target before the next target takes its turn
-    # untimed calls at the start of every turn: the previous target's library may still hold the cores
-    # (OpenMP/ORT worker threads spin for a while after a call), which a model deployed alone never sees
-    settle: int = 1
+    interleave: int = 16  # timed calls per target before the next target takes its turn
+    # Untimed calls at the start of every turn. A model deployed alone never sees what the previous target
+    # leaves behind: its own weights evicted from cache by a larger model (the INT8 student's first batch-1
+    # call after the teacher's turn: 1.9 ms instead of 0.6-0.9) and that library's worker threads still
+    # spinning. Measured: settle 1 / interleave 8 gave the INT8 student 8.7x vs the teacher, 3/16 9.1x,
+    # 4/32 9.4x, and the two alone, interleaved 9.4x.
+    settle: int = 3
     isolated_memory: bool = False  # also measure each target's peak RSS alone in a fresh process (slower)
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ class BenchSettings:
     batch_sizes: tuple[int, ...] = (1, 8)
     threads: int = 2
     texts: int = 64  # real validation texts timed per target
+    repeats: int = 5  # timed passes over those texts per target and batch size
     peer: bool = True  # also time optimum-onnx ORTModel (+ ORTQuantizer) on the same texts
 
 

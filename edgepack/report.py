@@ -151,7 +151,7 @@ def write_report(recipe: Any, cfgs: dict, pipe: Any, roles: dict, out: Path) -> 
     targets = report_targets(recipe, pipe, roles, recipe.output / ".peer")
     bench = recipe.bench
     cfg = BenchConfig(batch_sizes=tuple(bench.batch_sizes), threads=bench.threads, texts=tuple(ds.val_texts),
-                      max_timed_texts=bench.texts)
+                      max_timed_texts=bench.texts, repeats=bench.repeats)
     rows = run_benchmarks(targets, cfg, baseline=TEACHER, labels=ds.val_labels, log=lambda s: print("  " + s))
     paths = {t.name: t.path for t in targets}
     lines = summarize(rows, cfg.batch_sizes, paths)

@@ -33,7 +33,8 @@ def register(sub) -> None:
 
     f = targets.add_parser(
         "optimize", help="fuse an ONNX artifact's transformer subgraphs with ONNX Runtime's optimizer",
-        description="Fuse Attention / EmbedLayerNorm / SkipLayerNorm / BiasGelu and validate against the parent.",
+        description="Fuse Attention / EmbedLayerNorm / BiasGelu (and, for GPU, SkipLayerNorm) and validate "
+                    "against the parent.",
     )
     f.add_argument("source", help="an fp32 'onnx' artifact")
     f.add_argument("out", help="output artifact directory")
@@ -41,6 +42,9 @@ def register(sub) -> None:
                    help="1 (default): portable fusions; 2/99 add ORT-specific ones")
     f.add_argument("--gpu", action="store_true", help="fuse for the CUDA execution provider")
     f.add_argument("--atol", type=float, default=1e-4, help="max abs difference vs the parent (default: 1e-4)")
+    f.add_argument("--skip-layer-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="fuse residual Add + LayerNorm into SkipLayerNormalization (default: only with --gpu; "
+                        "ONNX Runtime's CPU kernel for it is slower than the unfused ops)")
     f.set_defaults(func=_optimize)
 
     if importlib.util.find_spec("edgepack.export.gpu_cli") is not None:
@@ -63,7 +67,8 @@ def _onnx(args) -> int:
 def _optimize(args) -> int:
     from edgepack.export.fusion import FusionConfig, optimize_onnx
 
-    art = optimize_onnx(args.source, args.out, FusionConfig(opt_level=args.opt_level, use_gpu=args.gpu, atol=args.atol))
+    art = optimize_onnx(args.source, args.out, FusionConfig(
+        opt_level=args.opt_level, use_gpu=args.gpu, atol=args.atol, skip_layer_norm=args.skip_layer_norm))
     fused = ", ".join(f"{k} x{v}" for k, v in art.metrics["fused_ops"].items()) or "nothing"
     print(f"wrote {art.path}  (fused: {fused}; max |fused - parent| = {art.metrics['max_abs_diff']:.2e})")
     return 0

@@ -87,6 +87,32 @@ def test_fusion_is_validated_and_fuses_attention(cls_onnx, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _op_types(path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_cpu_fusion_keeps_layernorm_unfused_and_runtime_does_not_refuse_it(cls_onnx, tmp_path):
+    from edgepack.export.fusion import FusionConfig, optimize_onnx
+    from edgepack.runtime.ort import OrtRunner
+
+    cpu = optimize_onnx(cls_onnx, tmp_path / "cpu")
+    assert "SkipLayerNormalization" not in _op_types(cpu.file("model"))
+    assert cpu.config["skip_layer_norm"] is False
+    gpu_style = optimize_onnx(cls_onnx, tmp_path / "sln", FusionConfig(skip_layer_norm=True))
+    assert "SkipLayerNormalization" in _op_types(gpu_style.file("model"))
+    assert gpu_style.metrics["max_abs_diff"] < 1e-4
+    # ORT would fuse Add + LayerNormalization again when the session loads; the CPU runner prevents it
+    OrtRunner(cpu.file("model"), optimized_model_path=tmp_path / "ours.onnx")
+    assert "SkipLayerNormalization" not in _op_types(tmp_path / "ours.onnx")
+    OrtRunner(cpu.file("model"), disabled_optimizers=(), optimized_model_path=tmp_path / "ort.onnx")
+    assert "SkipLayerNormalization" in _op_types(tmp_path / "ort.onnx")
+    np.testing.assert_allclose(
+        Predictor.open(cpu.path).infer(SAMPLE_TEXTS), Predictor.open(gpu_style.path).infer(SAMPLE_TEXTS), atol=1e-5
+    )
+
+
 def test_lora_adapter_is_merged_before_export(tiny_bert, tmp_path):
     peft = pytest.importorskip("peft")
     lm = load_model(tiny_bert)
