@@ -144,14 +144,16 @@ def _read_parquet(p: Path) -> list[dict]:
 def align_labels(labels: list[int] | None, names: list[str], model_names: list[str], where: str) -> list[int] | None:
     """Re-index ``labels`` (indices into ``names``) into a model's label order, matched by name.
 
-    Generic model names (LABEL_0, ...) or equal orders keep the indices. Raises EdgepackError when the
-    names differ (a model trained on other labels).
+    Equal orders, or a model with generic names (LABEL_0, ...) and at least as many classes, keep the
+    indices. The data may hold fewer classes than the model (an evaluation set without some class). Raises
+    EdgepackError when a data label is not one of the model's (a model trained on other labels).
     """
     if labels is None or not names or not model_names or list(names) == list(model_names):
         return labels
-    if all(n == f"LABEL_{i}" for i, n in enumerate(model_names)):
+    if all(n == f"LABEL_{i}" for i, n in enumerate(model_names)) and len(names) <= len(model_names):
         return labels
-    if sorted(names) != sorted(model_names):
+    foreign = [n for n in names if n not in model_names]
+    if foreign:
         raise EdgepackError(f"{where}: the data's labels {list(names)} are not the model's {list(model_names)}")
     pos = [list(model_names).index(n) for n in names]
     return [pos[i] for i in labels]

@@ -68,14 +68,12 @@ def as_text_data(data: Any, max_eval: int | None = None) -> TextData:
 
 def _labels_for(parent: Artifact, td: TextData) -> list[int] | None:
     """Eval labels re-indexed into the artifact's label order (by name)."""
+    from edgepack.distill.data import align_labels
+
     if td.eval_labels is None or parent.task != "text-classification":
         return None
-    if not td.label_names or not parent.labels or list(td.label_names) == parent.labels:
-        return list(td.eval_labels)
-    missing = [n for n in td.label_names if n not in parent.labels]
-    if missing:
-        raise EdgepackError(f"data labels {td.label_names} do not match the model's labels {parent.labels}")
-    return [parent.labels.index(td.label_names[i]) for i in td.eval_labels]
+    return align_labels(list(td.eval_labels), list(td.label_names or []), list(parent.labels or []),
+                        "quantization eval data")
 
 
 def build_candidate(parent: Artifact, method: str, mcfg: Any, out: Path, calibration_texts: Sequence[str]) -> Artifact:

@@ -118,5 +118,8 @@ def test_align_labels_matches_names_not_positions():
     assert align_labels([0, 1, 1], ["neg", "pos"], ["pos", "neg"], "x") == [1, 0, 0]
     assert align_labels([0, 1], ["neg", "pos"], ["neg", "pos"], "x") == [0, 1]
     assert align_labels([0, 1], ["neg", "pos"], ["LABEL_0", "LABEL_1"], "x") == [0, 1]
+    assert align_labels([0, 0], ["pos"], ["neg", "pos"], "x") == [1, 1]  # eval data without some class
+    with pytest.raises(EdgepackError, match="not the model's"):
+        align_labels([0, 2], ["a", "b", "c"], ["LABEL_0", "LABEL_1"], "x")  # more classes than the model
     with pytest.raises(EdgepackError, match=r"the data's labels \['neg', 'pos'\] are not the model's"):
         align_labels([0, 1], ["neg", "pos"], ["cat", "dog"], "x")

@@ -183,3 +183,17 @@ def test_configs_round_trip_through_json():
     assert cfg.method_config("dynamic-int8").per_channel is False
     with pytest.raises(EdgepackError, match=r"unknown QuantizeConfig option\(s\) nope; valid: "):
         from_dict(QuantizeConfig, {"nope": 1})
+
+
+def test_eval_labels_are_matched_to_the_model_by_name():
+    from types import SimpleNamespace
+
+    from edgepack.quantize.api import TextData, _labels_for
+
+    model = SimpleNamespace(task="text-classification", labels=["rotten", "fresh"])
+    td = TextData(["a", "b", "c"], [0, 1, 1], [], label_names=["fresh", "rotten"])
+    assert _labels_for(model, td) == [1, 0, 0]
+    only_fresh = TextData(["a"], [0], [], label_names=["fresh"])  # an eval set without some class
+    assert _labels_for(model, only_fresh) == [1]
+    with pytest.raises(EdgepackError, match="not the model's"):
+        _labels_for(model, TextData(["a"], [0], [], label_names=["cat", "dog"]))
