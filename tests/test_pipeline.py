@@ -86,5 +86,5 @@ def test_packaged_default_recipe_validates(tmp_path):
     r = load_recipe(None, output=tmp_path / "out")
     cfgs = r.configs()
     assert {"data", "onnx", "finetune", "distill", "prune", "quantize"} <= set(cfgs)
-    assert cfgs["prune"].recovery.steps > 0 and cfgs["prune"].ffn_fraction == 0.5
+    assert cfgs["prune"].recovery.steps > 0 and cfgs["prune"].ffn_fraction == 0.75
     assert cfgs["distill"].student.num_layers == 3
