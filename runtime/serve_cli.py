@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model-batch",
         type=int,
-        default=8,
+        default=16,
         help="texts per ONNX Runtime run inside a gathered batch, sorted by token count so "
         "similar lengths share a run: less padding on CPU (default: %(default)s; use "
         "--max-batch's value on a GPU)",
