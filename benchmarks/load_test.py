@@ -1,6 +1,7 @@
 """Load test for ``edgepack serve`` on loopback: throughput with and without dynamic batching,
 p50/p99 latency, an overload phase (503s past the queue bound, then recovery), resident memory
-and cold start of the serving process.
+and cold start of the serving process, and first the model alone at batch 1 and 16 (no HTTP): the
+ceiling for what batching can give on this machine.
 
 Each phase starts its own server process (the real CLI) on 127.0.0.1, so RSS and cold start are
 those of a fresh process. Clients are asyncio coroutines on keep-alive HTTP/1.1 connections (cheap
@@ -285,6 +286,34 @@ def throughput_phases(artifact: str, texts: list[str], args) -> dict:
     return results
 
 
+def model_only_bound(artifact: str, texts: list[str], batch_sizes=(1, 16), rounds: int = 3,
+                     max_texts: int = 512) -> dict:
+    """Texts/s of the model alone (``Predictor.infer`` in this process, no HTTP) at each batch size, on the
+    same texts sorted by length, rounds interleaved. The ratio of the best batch to batch 1 bounds what any
+    server's batching can give on this machine (per-request HTTP work does not shrink with batching)."""
+    import time
+
+    from edgepack.runtime.predictor import Predictor
+
+    texts = texts[:max_texts]
+    preds = {bs: Predictor.open(artifact, batch_size=bs) for bs in batch_sizes}
+    for p in preds.values():
+        p.infer(texts[:64])  # warm up
+    spent = {bs: 0.0 for bs in preds}
+    for _ in range(rounds):
+        for bs, p in preds.items():
+            t0 = time.perf_counter()
+            p.infer(texts)  # more texts than batch_size: sorted by token count, cut into batches
+            spent[bs] += time.perf_counter() - t0
+    tps = {bs: rounds * len(texts) / spent[bs] for bs in preds}
+    base = tps[min(tps)]
+    return {
+        "texts": len(texts),
+        "texts_per_s": {str(bs): round(v, 1) for bs, v in tps.items()},
+        "best_vs_batch1": round(max(tps.values()) / base, 2),
+    }
+
+
 def overload_phase(artifact: str, texts: list[str], args) -> dict:
     """Far more clients than the queue holds, then a light load: 503s must be quick, then all 200."""
     with ServerProcess(
@@ -334,10 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overload-queue", type=int, default=32)
     p.add_argument("--skip-overload", action="store_true")
     p.add_argument(
+        "--skip-model-bound",
+        action="store_true",
+        help="skip timing the model alone at batch 1 and 16 (the ceiling for batching's gain here)",
+    )
+    p.add_argument(
         "--server-args",
         default="",
         help='more `edgepack serve` options for every phase, e.g. "--intra-op-threads 1"',
     )
+    p.add_argument("--model-bound-batch", type=int, default=16, help="batch size for the model-only bound")
     p.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = p.parse_args(argv)
     args.server_args = args.server_args.split()
@@ -352,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         "server_args": args.server_args,
         "words": args.words or None,
         "load_average_before": os.getloadavg()[0],
-        **throughput_phases(args.artifact, texts, args),
     }
+    if not args.skip_model_bound:
+        result["model_only"] = model_only_bound(args.artifact, texts, (1, args.model_bound_batch))
+    result.update(throughput_phases(args.artifact, texts, args))
     result["speedup"] = round(result["batched"]["throughput_rps"] / result["unbatched"]["throughput_rps"], 2)
     if not args.skip_overload:
         result["overload"] = overload_phase(args.artifact, texts, args)

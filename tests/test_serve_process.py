@@ -156,3 +156,13 @@ def test_cli_refuses_a_torch_artifact(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2 and "serve needs an exported one" in r.stderr
+
+
+def test_model_only_bound_times_each_batch_size(tiny_onnx):
+    from edgepack.benchmarks.load_test import model_only_bound
+    from edgepack.testing import SAMPLE_TEXTS
+
+    got = model_only_bound(str(tiny_onnx), list(SAMPLE_TEXTS) * 4, batch_sizes=(1, 4), rounds=1)
+    assert got["texts"] == 4 * len(SAMPLE_TEXTS)
+    assert set(got["texts_per_s"]) == {"1", "4"} and all(v > 0 for v in got["texts_per_s"].values())
+    assert got["best_vs_batch1"] >= 1.0  # batch 1 is one of the candidates
