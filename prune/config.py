@@ -31,6 +31,7 @@ class RecoveryConfig:
     max_length: int = 64
     weight_decay: float = 0.01
     seed: int = 0
+    freeze_embeddings: bool = False  # keep word embeddings fixed (far less optimizer work on CPU)
 
     def validate(self) -> None:
         if self.steps < 0:

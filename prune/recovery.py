@@ -69,6 +69,12 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
             enc, _ = next(batches(tokenizer, [texts[i] for i in chunk], None, 64, cfg.max_length))
             for i, row in zip(chunk, _outputs(teacher, enc, classifier)):
                 targets[i] = row.clone()
+    frozen = []
+    if cfg.freeze_embeddings and hasattr(student, "get_input_embeddings"):
+        emb = student.get_input_embeddings().weight
+        if emb.requires_grad:
+            emb.requires_grad_(False)
+            frozen.append(emb)
     params = [p for p in student.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -98,6 +104,8 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
             losses.append(loss.item())
     finally:
         student.eval()
+        for p in frozen:
+            p.requires_grad_(True)
     k = max(1, len(losses) // 10)
     return {"steps": cfg.steps, "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
             "examples_seen": len(idx)}

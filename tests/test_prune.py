@@ -289,6 +289,21 @@ def test_recovery_pulls_pruned_model_toward_teacher(lm):
     assert kl() < 0.5 * start
 
 
+def test_recovery_can_keep_word_embeddings_fixed(lm):
+    from edgepack.prune import recovery
+    from edgepack.prune.config import RecoveryConfig
+
+    teacher = copy.deepcopy(lm.model)
+    with torch.no_grad():  # a teacher that disagrees, so the student gets real gradients
+        teacher.classifier.weight.mul_(50.0)
+    emb = lm.model.get_input_embeddings().weight
+    emb_before, layer_before = emb.detach().clone(), lm.model.classifier.weight.detach().clone()
+    recovery.recover(lm.model, teacher, lm.tokenizer, SAMPLE_TEXTS * 4, None,
+                     RecoveryConfig(steps=5, batch_size=8, lr=1e-2, weight_decay=0.0, freeze_embeddings=True))
+    assert torch.equal(emb.detach(), emb_before) and emb.requires_grad  # unchanged, and trainable again
+    assert not torch.equal(lm.model.classifier.weight.detach(), layer_before)
+
+
 def test_feature_extraction_model_prunes_with_activation_importance(tiny_encoder, tmp_path):
     from edgepack.prune.api import TextData, prune
     from edgepack.prune.config import PruneConfig
