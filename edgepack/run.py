@@ -47,7 +47,7 @@ def build_stages(recipe: Recipe, cfgs: dict[str, Any]) -> tuple[list[Stage], dic
             teacher = str(Path(recipe.output) / teacher_stage) if teacher_stage else base
         stages.append(Stage("pruned", torch_parent,
                             {"data": data, "cfg": pc, "base": recipe.teacher_model,
-                             "recovery_teacher": teacher_stage or recipe.teacher_model if teacher else None},
+                             "recovery_teacher": (teacher_stage or recipe.teacher_model) if teacher else None},
                             lambda p, out: prune(source(p), load_data(data), pc, out, teacher=teacher)))
         torch_parent = "pruned"
     from edgepack.export.onnx_export import export_onnx
