@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
