@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgepack.cpu import TARGETS, host_cpu
+
 _METHODS = ("dynamic-int8", "dynamic-int8-per-tensor", "static-int8-minmax", "static-int8-entropy",
             "static-int8-percentile", "fp16")
 
@@ -19,8 +21,14 @@ Every candidate is measured against the parent in this process: accuracy on the 
 and latency at batch 8 on real texts. The fastest candidate within --max-accuracy-drop that is also
 faster than the parent is written; a table of all candidates is printed and stored in the manifest.
 
+INT8 on x86 depends on the CPU that runs the model: without VNNI (AVX2-only CPUs) full 8-bit weights
+saturate the integer kernels, so --target-cpu avx2 (7-bit weights) is the choice for a model that must be
+right on any x86 machine. The target is recorded; the runtime warns when a model quantized for
+avx512-vnni is opened on a CPU without VNNI.
+
 examples:
   edgepack quantize out/onnx out/int8                               # built-in example data, 1-point budget
+  edgepack quantize out/onnx out/int8 --target-cpu avx2             # built on a VNNI server, runs on AVX2 boxes
   edgepack quantize out/onnx out/int8 --data reviews.csv --max-accuracy-drop 0.5
   edgepack quantize out/fused out/int8 --methods dynamic-int8,static-int8-entropy --exclude classifier
 """
@@ -48,6 +56,10 @@ def register(sub) -> None:
                    help="keep every node of this op type float, e.g. Gather (repeatable)")
     p.add_argument("--eval-samples", type=int, default=1000, help="validation texts scored (default: 1000)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--target-cpu", default="auto", choices=TARGETS,
+                   help="the CPU the INT8 model will run on: avx2 = any x86 without VNNI (7-bit weights, "
+                        "right everywhere), avx512-vnni = x86 with VNNI (full 8-bit weights, wrong on AVX2-only "
+                        f"CPUs), arm64; default: auto = this machine ({host_cpu().target})")
     p.set_defaults(func=_quantize)
 
     t = sub.add_parser(
@@ -75,7 +87,7 @@ def _quantize(args) -> int:
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         max_accuracy_drop=args.max_accuracy_drop,
         exclude=Exclusions(nodes=tuple(args.exclude), op_types=tuple(args.exclude_op_type)),
-        max_eval_samples=args.eval_samples, intra_op_threads=args.threads,
+        max_eval_samples=args.eval_samples, intra_op_threads=args.threads, target_cpu=args.target_cpu,
     )
     art = quantize(args.source, spec, cfg, args.out)
     m = art.metrics

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgepack.config import config_from_dict, config_to_dict
+from edgepack.cpu import check_target, needs_reduce_range, resolve_target
 from edgepack.errors import EdgepackError
 
 # Node patterns (fnmatch on node names and on the initializer names a node reads; a pattern without
@@ -37,10 +38,19 @@ class DynamicInt8Config:
     # ORT's CPU QAttention is ~2x slower with per-channel weights than per-tensor (measured on MiniLM),
     # so fused Attention nodes get per-tensor weights while the other MatMuls stay per-channel.
     attention_per_tensor: bool = True
-    reduce_range: bool = False  # 7-bit weights, only for CPUs without VNNI that saturate
+    # the CPU the model will run on (edgepack.cpu): auto | avx2 | avx512-vnni | arm64; auto = this machine
+    target_cpu: str = "auto"
+    reduce_range: bool | None = None  # 7-bit weights; None: what target_cpu needs (True for avx2)
     weight_type: str = "qint8"  # qint8 | quint8
     op_types: tuple[str, ...] = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization")
     exclude: Exclusions = Exclusions()
+
+    def __post_init__(self) -> None:
+        check_target(self.target_cpu)
+
+    def resolved(self) -> DynamicInt8Config:
+        """This config with ``target_cpu`` and ``reduce_range`` decided (what the artifact records)."""
+        return _resolve(self)
 
 
 @dataclass(frozen=True)
@@ -60,11 +70,25 @@ class StaticInt8Config:
     per_channel: bool = True
     activation_type: str = "quint8"  # u8 activations x s8 weights: the fast path on x86 CPUs
     weight_type: str = "qint8"
+    target_cpu: str = "auto"  # as in DynamicInt8Config
+    reduce_range: bool | None = None  # None: what target_cpu needs
     percentile: float = 99.999  # for method="percentile"
     op_types: tuple[str, ...] = ("MatMul", "Gather")
     matmul_const_weight_only: bool = True  # False also quantizes the attention score/context MatMuls
     calibration: CalibrationConfig = CalibrationConfig()
     exclude: Exclusions = Exclusions()
+
+    def __post_init__(self) -> None:
+        check_target(self.target_cpu)
+
+    def resolved(self) -> StaticInt8Config:
+        return _resolve(self)
+
+
+def _resolve(cfg: Any) -> Any:
+    target = resolve_target(cfg.target_cpu)
+    rr = needs_reduce_range(target) if cfg.reduce_range is None else cfg.reduce_range
+    return dataclasses.replace(cfg, target_cpu=target, reduce_range=rr)
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,7 @@ class QuantizeConfig:
     latency_rounds: int = 5  # rounds interleave all models; the median round counts
     intra_op_threads: int | None = None
     backend: str = "auto"  # runtime backend the latency is measured on (the target)
+    target_cpu: str = "auto"  # INT8 methods quantize for this CPU (edgepack.cpu.TARGETS); auto = this machine
     overrides: dict = field(default_factory=dict)  # method name -> config dict replacing its defaults
 
     def __post_init__(self) -> None:
@@ -113,6 +138,7 @@ class QuantizeConfig:
             raise EdgepackError(f"max_accuracy_drop must be >= 0 points, got {self.max_accuracy_drop}")
         if self.latency_batch_size < 1 or self.latency_batches < 1 or self.latency_rounds < 1:
             raise EdgepackError("latency_batch_size, latency_batches and latency_rounds must be >= 1")
+        check_target(self.target_cpu)
 
     def method_config(self, name: str) -> Any:
         """The config for ``name`` with overrides and the stage-wide exclusions applied."""
@@ -121,7 +147,10 @@ class QuantizeConfig:
             base = from_dict(type(base), {**to_dict(base), **self.overrides[name]})
         merged = Exclusions(nodes=base.exclude.nodes + self.exclude.nodes,
                             op_types=base.exclude.op_types + self.exclude.op_types)
-        return dataclasses.replace(base, exclude=merged)
+        changes: dict[str, Any] = {"exclude": merged}
+        if hasattr(base, "target_cpu") and "target_cpu" not in self.overrides.get(name, {}):
+            changes["target_cpu"] = self.target_cpu
+        return dataclasses.replace(base, **changes)
 
 
 # The package's public names for the shared converters (edgepack.config).

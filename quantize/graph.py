@@ -6,14 +6,15 @@ import fnmatch
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions, to_dict
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
 from edgepack.errors import EdgepackError
-from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions, to_dict
 
 # Ops that compute on int8 data once ONNX Runtime has optimized the session graph.
 INT8_OPS = frozenset({
@@ -63,7 +64,6 @@ def runtime_op_summary(model_path: str | os.PathLike) -> dict[str, int]:
     DynamicQuantizeLinear+MatMulInteger folds are counted as they really execute.
     """
     import onnx
-
     from edgepack.runtime.ort import import_onnxruntime
 
     ort = import_onnxruntime()
@@ -134,12 +134,12 @@ def open_onnx_parent(source: str | os.PathLike | Artifact, need_fp32: bool = Tru
 
 def write_onnx_candidate(
     parent: Artifact, out: str | os.PathLike, build: Callable[[Path, Path], dict], *,
-    precision: str, method: str, cfg: Any,
+    precision: str, method: str, cfg: Any, extra: dict | None = None,
 ) -> Artifact:
     """Run ``build(parent_model, out_model) -> extra metrics`` into a new artifact shaped like the parent.
 
     The artifact keeps the parent's inputs/outputs/labels/extra (so ``Predictor`` opens it unchanged),
-    sets ``extra.precision``, copies the tokenizer and records size, SQNR and op counts vs the parent.
+    sets ``extra.precision`` (plus ``extra``), copies the tokenizer and records size, SQNR and op counts vs the parent.
     """
     with ArtifactWriter(Path(out)) as w:
         model = w.dir / "model.onnx"
@@ -153,8 +153,13 @@ def write_onnx_candidate(
             stage="quantize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={"model": "model.onnx", "tokenizer": "tokenizer.json"},
             parent=parent, config={"method": method, **to_dict(cfg)}, metrics=metrics,
-            extra={**parent.extra, "precision": precision, "quantization": method},
+            extra={**parent.extra, "precision": precision, "quantization": method, **(extra or {})},
         )
+
+
+def int8_extra(cfg: Any) -> dict:
+    """The manifest fields that say which CPUs an INT8 model is right on (read by the runtime)."""
+    return {"target_cpu": cfg.target_cpu, "reduce_range": bool(cfg.reduce_range), "weight_type": cfg.weight_type}
 
 
 def quiet_quantization_logs() -> None:

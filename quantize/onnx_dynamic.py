@@ -11,10 +11,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgepack.quantize.config import DynamicInt8Config
+from edgepack.quantize.graph import (
+    excluded_nodes,
+    int8_extra,
+    open_onnx_parent,
+    quiet_quantization_logs,
+    write_onnx_candidate,
+)
+
 from edgepack.artifact import Artifact
 from edgepack.errors import EdgepackError
-from edgepack.quantize.config import DynamicInt8Config
-from edgepack.quantize.graph import excluded_nodes, open_onnx_parent, quiet_quantization_logs, write_onnx_candidate
 
 _WEIGHT_TYPES = ("qint8", "quint8")
 
@@ -24,6 +31,7 @@ def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    cfg = cfg.resolved()
     if cfg.weight_type not in _WEIGHT_TYPES:
         raise EdgepackError(f"weight_type must be one of {_WEIGHT_TYPES}, got {cfg.weight_type!r}")
     quiet_quantization_logs()
@@ -56,7 +64,12 @@ def quantize_dynamic_onnx(
     source: str | os.PathLike | Artifact, out: str | os.PathLike, cfg: DynamicInt8Config = DynamicInt8Config(),
     method: str = "dynamic-int8",
 ) -> Artifact:
-    """Dynamic-INT8 quantize an fp32 ``onnx`` artifact into ``out`` (precision ``int8-dynamic``)."""
+    """Dynamic-INT8 quantize an fp32 ``onnx`` artifact into ``out`` (precision ``int8-dynamic``).
+
+    The artifact records the target CPU and whether weights are 7-bit (``extra.target_cpu``,
+    ``extra.reduce_range``), so the runtime can warn when it runs on a CPU that saturates.
+    """
     parent = open_onnx_parent(source)
+    cfg = cfg.resolved()
     return write_onnx_candidate(parent, out, lambda s, d: quantize_dynamic_model(s, d, cfg),
-                                precision="int8-dynamic", method=method, cfg=cfg)
+                                precision="int8-dynamic", method=method, cfg=cfg, extra=int8_extra(cfg))

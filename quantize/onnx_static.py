@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+
+from edgepack.quantize.calibration import calibration_batches, make_reader
+from edgepack.quantize.config import StaticInt8Config
+from edgepack.quantize.graph import (
+    excluded_nodes,
+    int8_extra,
+    open_onnx_parent,
+    quiet_quantization_logs,
+    write_onnx_candidate,
+)
 
 from edgepack.artifact import Artifact
 from edgepack.errors import EdgepackError
-from edgepack.quantize.calibration import calibration_batches, make_reader
-from edgepack.quantize.config import StaticInt8Config
-from edgepack.quantize.graph import excluded_nodes, open_onnx_parent, quiet_quantization_logs, write_onnx_candidate
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 _QTYPES = ("qint8", "quint8")
@@ -36,6 +43,7 @@ def quantize_static_model(src: str | os.PathLike, dst: str | os.PathLike, batche
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     _check(cfg)
+    cfg = cfg.resolved()
     quiet_quantization_logs()
     with tempfile.TemporaryDirectory() as tmp:
         # symbolic shape inference types the fused com.microsoft ops, so their outputs get calibrated too
@@ -59,7 +67,7 @@ def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8C
     # ORT writes its augmented calibration model into its own temporary directory
     quantize_static(
         str(src), str(dst), make_reader(batches), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
-        per_channel=cfg.per_channel, activation_type=qtype[cfg.activation_type],
+        per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=qtype[cfg.activation_type],
         weight_type=qtype[cfg.weight_type], nodes_to_exclude=skip, calibrate_method=calib, extra_options=extra,
     )
     return {"calibration_batches": len(batches), "calibration_samples": sum(len(b["input_ids"]) for b in batches),
@@ -72,7 +80,9 @@ def quantize_static_onnx(
 ) -> Artifact:
     """Static-INT8 (QDQ) quantize an fp32 ``onnx`` artifact, calibrated on ``calibration_texts``."""
     _check(cfg)
+    cfg = cfg.resolved()
     parent = open_onnx_parent(source)
     batches = calibration_batches(parent, calibration_texts, cfg.calibration, same_shape=cfg.method != "minmax")
     return write_onnx_candidate(parent, out, lambda s, d: quantize_static_model(s, d, batches, cfg),
-                                precision="int8-static", method=method or f"static-int8-{cfg.method}", cfg=cfg)
+                                precision="int8-static", method=method or f"static-int8-{cfg.method}", cfg=cfg,
+                                extra=int8_extra(cfg))

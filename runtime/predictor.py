@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
-from edgepack.artifact import Artifact, ArtifactError
-from edgepack.errors import EdgepackError
 from edgepack.runtime.backends import open_runner
 from edgepack.runtime.text import Text, TextEncoder, cls_pool, mean_pool, softmax
+
+from edgepack.artifact import Artifact, ArtifactError
+from edgepack.cpu import int8_mismatch
+from edgepack.errors import EdgepackError
 
 RUNNABLE_FORMATS = ("onnx", "tensorrt")
 
@@ -53,6 +55,7 @@ class Predictor:
             raise EdgepackError(f"max_length must be between 1 and the model's limit {limit}")
         encoder = TextEncoder(art.file("tokenizer"), max_length or limit, extra.get("pad_token_id"))
         runner = open_runner(art, backend, intra_op_threads=intra_op_threads, **backend_opts)
+        _warn_int8_mismatch(art, runner)
         return cls(art, runner, encoder, batch_size)
 
     @property
@@ -110,6 +113,22 @@ class Predictor:
     def warmup(self) -> None:
         """Run one short batch so the first real request does not pay for lazy initialisation."""
         self.infer(["warm up"])
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_int8_mismatch(art: Artifact, runner: Any) -> None:
+    """Warn once per model when an INT8 model quantized for VNNI runs on a CPU whose kernels saturate."""
+    extra = art.extra
+    on_cpu = next(iter(getattr(runner, "providers", None) or ["CPUExecutionProvider"])) == "CPUExecutionProvider"
+    if not str(extra.get("precision", "")).startswith("int8") or not on_cpu or str(art.path) in _WARNED:
+        return
+    why = int8_mismatch(extra.get("reduce_range"), extra.get("weight_type", "qint8"))
+    if why:
+        _WARNED.add(str(art.path))
+        target = extra.get("target_cpu", "a CPU with VNNI (quantized before targets were recorded)")
+        warnings.warn(f"{art.path} was quantized for {target}; {why}", RuntimeWarning, stacklevel=3)
 
 
 def _check_texts(texts: Sequence[Text]) -> list[Text]:
