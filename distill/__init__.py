@@ -13,8 +13,6 @@ from edgepack.distill.configs import (
     FinetuneConfig,
     LoraSettings,
     TrainConfig,
-    config_from_dict,
-    config_to_dict,
 )
 from edgepack.distill.data import DataSpec, Dataset, example_spec, load_data
 from edgepack.distill.finetune import finetune
@@ -23,6 +21,6 @@ from edgepack.distill.student import StudentConfig
 
 __all__ = [
     "DataSpec", "Dataset", "DistillConfig", "FinetuneConfig", "LayerMatch", "LoraSettings", "StudentConfig",
-    "TrainConfig", "config_from_dict", "config_to_dict", "default_layer_map", "distill", "example_spec",
+    "TrainConfig", "default_layer_map", "distill", "example_spec",
     "finetune", "load_data",
 ]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.artifact import Artifact, ArtifactWriter
-from edgepack.distill.configs import DistillConfig, config_to_dict
+from edgepack.config import config_to_dict
+from edgepack.distill.configs import DistillConfig
 from edgepack.distill.data import DataSpec, Dataset, load_data
 from edgepack.errors import EdgepackError
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.artifact import Artifact, ArtifactWriter, is_artifact
-from edgepack.distill.configs import FinetuneConfig, LoraSettings, config_to_dict
+from edgepack.config import config_to_dict
+from edgepack.distill.configs import FinetuneConfig, LoraSettings
 from edgepack.distill.data import DataSpec, Dataset
 from edgepack.errors import EdgepackError, MissingDependencyError
 
@@ -53,8 +54,6 @@ def _load_base(src: Path, labels: list[str], quantize: str | None = None) -> Any
             from transformers import BitsAndBytesConfig
         except ImportError:
             raise MissingDependencyError("bitsandbytes", "gpu-tools", f"LoRA on a {quantize} base") from None
-        if quantize not in ("8bit", "4bit"):
-            raise EdgepackError(f"quantize_base must be 8bit or 4bit, got {quantize!r}")
         kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=quantize == "8bit",
                                                        load_in_4bit=quantize == "4bit")
     else:

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.distill.batching import batch_plan
-from edgepack.distill.configs import TrainConfig, config_to_dict
+from edgepack.distill.configs import TrainConfig
 
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 

@@ -50,9 +50,11 @@ class Recipe:
 
     def configs(self) -> dict[str, Any]:
         """Build (and so validate) every stage's config dataclass."""
-        from edgepack.distill.configs import DistillConfig, FinetuneConfig, config_from_dict
+        from edgepack.distill.configs import DistillConfig, FinetuneConfig
         from edgepack.distill.data import DataSpec
         from edgepack.export.onnx_export import OnnxExportConfig
+
+        from edgepack.config import config_from_dict
 
         out: dict[str, Any] = {"data": config_from_dict(DataSpec, self.data),
                                "onnx": config_from_dict(OnnxExportConfig, self.export.onnx)}
@@ -63,11 +65,11 @@ class Recipe:
         if self.prune is not None:
             from edgepack.prune.config import PruneConfig
 
-            out["prune"] = PruneConfig.from_dict(self.prune).validate()
+            out["prune"] = config_from_dict(PruneConfig, self.prune)
         if self.quantize is not None:
-            from edgepack.quantize.config import QuantizeConfig, from_dict
+            from edgepack.quantize.config import QuantizeConfig
 
-            out["quantize"] = from_dict(QuantizeConfig, self.quantize)
+            out["quantize"] = config_from_dict(QuantizeConfig, self.quantize)
         return out
 
 

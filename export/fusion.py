@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import check_choice, check_fields, check_positive, config_to_dict
 from edgepack.errors import EdgepackError
 
+OPT_LEVELS = (0, 1, 2, 99)  # onnxruntime.transformers optimizer levels
 FUSABLE_MODEL_TYPES = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
                        "electra": "bert", "mpnet": "bert"}
 
@@ -30,6 +32,11 @@ class FusionConfig:
     # LayerNormalization (3-layer INT8 student: batch 8 5.5 ms unfused vs 8.0 ms fused), and the runtime
     # keeps ORT from fusing it again online (edgepack.runtime.ort.CPU_DISABLED_OPTIMIZERS).
     skip_layer_norm: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_choice(self, "opt_level", OPT_LEVELS)
+        check_positive(self, "atol")
 
 
 def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
@@ -67,7 +74,7 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
         return w.commit(
             stage="optimize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={"model": "model.onnx", "tokenizer": "tokenizer.json"}, parent=parent,
-            config={**cfg.__dict__, "skip_layer_norm": bool(skip_ln)},
+            config={**config_to_dict(cfg), "skip_layer_norm": bool(skip_ln)},
             metrics={"max_abs_diff": diff, "size_bytes": (w.dir / "model.onnx").stat().st_size,
                      "fused_ops": stats},
             extra={**ex, "fused": True},

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import check_choice, check_fields, check_min, check_positive, config_to_dict
 from edgepack.errors import EdgepackError
 from edgepack.hf import LoadedModel, load_model
 
 # (batch, sequence length) pairs checked against torch, besides real sample sentences.
 VALIDATION_SHAPES = ((1, 3), (7, 40))
+TASKS = ("text-classification", "feature-extraction")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,13 @@ class OnnxExportConfig:
     task: str | None = None  # None: from the model's architecture
     atol: float = 1e-4  # max abs difference allowed vs torch (logits, or last_hidden_state)
     max_length: int | None = None  # runtime truncation; None: the model's limit (<= 512)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 11, "opset")  # the exporter needs opset 11+ for BERT-style graphs
+        check_choice(self, "task", TASKS)
+        check_positive(self, "atol")
+        check_min(self, 2, "max_length")
 
 
 def onnx_io_spec(model_path: Path) -> tuple[list[dict], list[dict]]:
@@ -77,7 +86,7 @@ def export_onnx(
         return w.commit(
             stage="export", format="onnx", task=lm.task, labels=lm.labels, inputs=inputs, outputs=outputs,
             files={"model": "model.onnx", "tokenizer": "tokenizer.json"}, parent=parent,
-            config={**cfg.__dict__, "source": str(lm.source)},
+            config={**config_to_dict(cfg), "source": str(lm.source)},
             metrics={"max_abs_diff": max_diff, "size_bytes": (w.dir / "model.onnx").stat().st_size,
                      **({k: v for k, v in parent.metrics.items() if k in ("accuracy", "macro_f1")} if parent else {})},
             extra={

@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.export.triton_pbtxt import Ident, format_pbtxt
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import ConfigError, check_choice, check_fields, check_min, config_to_dict
 from edgepack.errors import EdgepackError
 
 NP_TO_TRITON = {
@@ -46,6 +47,7 @@ NP_TO_TRITON = {
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}
 TOKENIZER_MODES = ("ensemble", "client")
+ORT_TRT_PRECISIONS = ("FP32", "FP16")
 
 
 @dataclass(frozen=True)
@@ -63,29 +65,22 @@ class TritonConfig:
     version: int = 1
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.model_name):
-            raise EdgepackError(f"model name {self.model_name!r} may only use letters, digits, _ . -")
-        if self.max_batch_size < 0:
-            raise EdgepackError("max_batch_size must be >= 0 (0 disables Triton's batching)")
+            raise ConfigError("model_name", f"may only use letters, digits, _ . -, got {self.model_name!r}")
+        check_min(self, 0, "max_batch_size", "max_queue_delay_us")
+        check_min(self, 1, "instance_count", "pad_to_multiple_of", "version")
+        if any(g < 0 for g in self.gpus):
+            raise ConfigError("gpus", f"must be GPU ids >= 0, got {list(self.gpus)}")
         bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
         if bad:
-            raise EdgepackError(
-                f"preferred batch sizes {bad} must lie in 1..max_batch_size ({self.max_batch_size})"
-            )
-        if self.max_queue_delay_us < 0 or self.instance_count < 1 or self.version < 1:
-            raise EdgepackError("queue delay must be >= 0, instance count >= 1 and version >= 1")
-        if self.instance_kind not in KINDS:
-            raise EdgepackError(
-                f"instance kind must be one of {', '.join(KINDS)}, got {self.instance_kind!r}"
-            )
-        if self.tokenizer not in TOKENIZER_MODES:
-            raise EdgepackError(
-                f"tokenizer must be one of {', '.join(TOKENIZER_MODES)}, got {self.tokenizer!r}"
-            )
+            raise ConfigError("preferred_batch_sizes",
+                              f"{bad} must lie in 1..max_batch_size ({self.max_batch_size})", ": ")
+        check_choice(self, "instance_kind", tuple(KINDS))
+        check_choice(self, "tokenizer", TOKENIZER_MODES)
         if self.tokenizer == "ensemble" and self.max_batch_size == 0:
-            raise EdgepackError("the tokenizer ensemble needs max_batch_size >= 1")
-        if self.ort_trt_accelerator not in (None, "FP32", "FP16"):
-            raise EdgepackError("ort_trt_accelerator must be FP32, FP16 or unset")
+            raise ConfigError("max_batch_size", "must be >= 1 for the tokenizer ensemble (tokenizer: ensemble)")
+        check_choice(self, "ort_trt_accelerator", ORT_TRT_PRECISIONS)
 
 
 def triton_dtype(np_name: str) -> str:
@@ -302,7 +297,7 @@ def export_triton(
             outputs=art.outputs,
             files=files,
             parent=art,
-            config={**asdict(cfg), "backend": PLATFORMS[art.format][0]},
+            config={**config_to_dict(cfg), "backend": PLATFORMS[art.format][0]},
             metrics={k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1", "size_bytes")},
             extra={
                 **art.extra,

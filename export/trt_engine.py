@@ -33,6 +33,7 @@ from edgepack.export.trt_profiles import (
 )
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter, sha256_file
+from edgepack.config import ConfigError, check_between, check_choice, check_fields, check_min, config_to_dict
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -54,12 +55,13 @@ class TrtBuildConfig:
     calib_seq: int | None = None  # None: shapes.opt_seq
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise EdgepackError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.workspace_mb < 16:
-            raise EdgepackError("workspace_mb must be at least 16")
-        if not 0 <= self.optimization_level <= 5:
-            raise EdgepackError("optimization_level must be between 0 and 5")
+        check_fields(self)
+        check_choice(self, "precision", PRECISIONS)
+        check_min(self, 16, "workspace_mb")
+        check_between(self, "optimization_level", 0, 5)
+        check_min(self, 1, "calib_batch_size", "calib_max_batches", "calib_seq")
+        if any(b < 1 for b in self.seq_buckets):
+            raise ConfigError("seq_buckets", f"must be sequence lengths >= 1, got {list(self.seq_buckets)}")
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ def build_engine(
             outputs=with_dtypes(art.outputs, io_dtypes),
             files=files,
             parent=art,
-            config={**_cfg_dict(cfg), "int8_mode": int8, "device": device},
+            config={**config_to_dict(cfg), "int8_mode": int8, "device": device},
             metrics={
                 "build_seconds": round(time.perf_counter() - t0, 2),
                 "size_bytes": len(plan),
@@ -272,7 +274,7 @@ def build_engine(
                 "precision": cfg.precision,
                 "int8_mode": int8,
                 "sparse_weights": cfg.sparse_weights,
-                "profiles": [r.to_dict() for r in ranges],
+                "profiles": [config_to_dict(r) for r in ranges],
                 "onnx_sha256": sha256_file(art.file("model")),
                 "calibration_batches": len(calib),
             },
@@ -312,13 +314,6 @@ def engine_profiles(art: Artifact) -> list[ShapeRange]:
 def with_dtypes(specs: list[dict], dtypes: dict[str, str]) -> list[dict]:
     """Manifest IO specs with the engine's dtypes where it changed them (e.g. int64 -> int32)."""
     return [{**s, "dtype": dtypes.get(s["name"], s["dtype"])} for s in specs]
-
-
-def _cfg_dict(cfg: TrtBuildConfig) -> dict:
-    d = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
-    d["shapes"] = cfg.shapes.to_dict()
-    d["seq_buckets"] = list(cfg.seq_buckets)
-    return d
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:

@@ -15,11 +15,12 @@ INT8 calibration feeds TensorRT fixed-shape batches of real, tokenized samples
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from edgepack.config import check_fields
 from edgepack.errors import EdgepackError
 
 BATCH_NAMES = ("batch", "batch_size", "n", "N")
@@ -40,6 +41,7 @@ class ShapeRange:
     max_seq: int = 128
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for what, lo, mid, hi in (
             ("batch", self.min_batch, self.opt_batch, self.max_batch),
             ("sequence", self.min_seq, self.opt_seq, self.max_seq),
@@ -54,9 +56,6 @@ class ShapeRange:
     def contains(self, batch: int, seq: int) -> bool:
         """Whether a (batch, seq) input fits this profile."""
         return self.min_batch <= batch <= self.max_batch and self.min_seq <= seq <= self.max_seq
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def parse_range(text: str, what: str) -> tuple[int, int, int]:

@@ -14,7 +14,6 @@ import dataclasses
 import gzip
 import json
 import os
-import random
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 from edgepack.prune.config import PruneConfig
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 
@@ -97,12 +97,11 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
     the unpruned source). Raises EdgepackError for bad configs, data or models.
     """
     import torch
-    from edgepack.prune import arch, importance, recovery, structured, unstructured
+    from edgepack.prune import arch, recovery, steps, unstructured
     from edgepack.prune.evaluate import compare_latency
 
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
 
-    cfg.validate()
     torch.manual_seed(cfg.seed)
     lm = load_model(source.path if isinstance(source, Artifact) else source)
     model, tok = lm.model, lm.tokenizer
@@ -123,29 +122,9 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
     original = copy.deepcopy(model)
     teacher_model = load_model(teacher, task=lm.task).model if teacher else original
 
-    report: dict[str, Any] = {"dropped_layers": [], "removed_heads": {}, "removed_ffn": {}}
-    if cfg.drop_layers:
-        report["dropped_layers"] = structured.drop_layers(model, cfg.drop_layers)
-    if cfg.head_fraction or cfg.ffn_fraction:
-        method = cfg.importance if cfg.importance != "auto" else ("taylor" if classifier else "activation")
-        # a seeded random subset, so an ordered training file still gives a mix of classes
-        pick = random.Random(cfg.seed).sample(range(len(d.train_texts)), min(cfg.importance_examples,
-                                                                             len(d.train_texts)))
-        labels = [d.train_labels[i] for i in pick] if d.train_labels is not None and classifier else None
-        imp = importance.compute_importance(model, tok, [d.train_texts[i] for i in pick], labels, method,
-                                            cfg.batch_size, cfg.max_length)
-        report["importance"] = {"method": method, "examples": imp.examples}
-        if cfg.head_fraction:
-            chosen = structured.select_heads(model, imp.heads, cfg.head_fraction, cfg.head_scope)
-            report["removed_heads"] = structured.prune_heads(model, chosen)
-        if cfg.ffn_fraction:
-            chosen_ffn = structured.select_ffn(imp.ffn, cfg.ffn_fraction, cfg.ffn_multiple_of)
-            structured.prune_ffn(model, chosen_ffn)
-            report["removed_ffn"] = chosen_ffn
-    if cfg.sparsity:
-        unstructured.magnitude_prune(model, cfg.sparsity, cfg.include_embeddings)
-    elif cfg.semi_structured_24:
-        unstructured.semi_structured_24(model)
+    ctx = steps.PruneContext(model, tok, cfg, d, classifier)
+    steps.run_steps(ctx)
+    report = ctx.report
     rec_labels = d.train_labels if classifier else None
     report["recovery"] = recovery.recover(model, teacher_model, tok, list(d.train_texts), rec_labels,
                                           cfg.recovery, progress)
@@ -184,4 +163,4 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
         outputs = [{"name": "logits", "dtype": "float32", "shape": ["batch", len(lm.labels)]}] if classifier else []
         return w.commit(stage="prune", format="hf", task=lm.task, files=files, labels=lm.labels,
                         inputs=hf_inputs_spec(tok), outputs=outputs, parent=lm.artifact,
-                        config=cfg.to_dict(), metrics=metrics, extra=extra)
+                        config=config_to_dict(cfg), metrics=metrics, extra=extra)

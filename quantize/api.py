@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 from edgepack.quantize.budget import Measurement, Row, format_table, score, select, time_predictors
-from edgepack.quantize.config import DynamicInt8Config, Fp16Config, QuantizeConfig, StaticInt8Config, to_dict
+from edgepack.quantize.config import QuantizeConfig
 from edgepack.quantize.graph import open_onnx_parent
+from edgepack.quantize.methods import builder_for
 
 
 class NoCandidateError(EdgepackError):
@@ -77,20 +79,8 @@ def _labels_for(parent: Artifact, td: TextData) -> list[int] | None:
 
 
 def build_candidate(parent: Artifact, method: str, mcfg: Any, out: Path, calibration_texts: Sequence[str]) -> Artifact:
-    """Build one method's candidate artifact at ``out``."""
-    if isinstance(mcfg, DynamicInt8Config):
-        from edgepack.quantize.onnx_dynamic import quantize_dynamic_onnx
-
-        return quantize_dynamic_onnx(parent, out, mcfg, method=method)
-    if isinstance(mcfg, StaticInt8Config):
-        from edgepack.quantize.onnx_static import quantize_static_onnx
-
-        return quantize_static_onnx(parent, out, calibration_texts, mcfg, method=method)
-    if isinstance(mcfg, Fp16Config):
-        from edgepack.quantize.fp16 import convert_fp16_onnx
-
-        return convert_fp16_onnx(parent, out, mcfg, method=method)
-    raise EdgepackError(f"no builder for {type(mcfg).__name__}")
+    """Build one method's candidate artifact at ``out`` with the builder registered for ``type(mcfg)``."""
+    return builder_for(mcfg)(parent, out, mcfg, method, calibration_texts)
 
 
 def measure(parent: Artifact, candidates: dict[str, Artifact | str], td: TextData, cfg: QuantizeConfig
@@ -171,7 +161,7 @@ def _write_selected(parent: Artifact, cand: Artifact, best: Row, pm: Measurement
         return w.commit(
             stage="quantize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={r: cand.manifest["files"][r]["path"] for r in ("model", "tokenizer")},
-            parent=parent, config={**to_dict(cfg), "selected": best.m.name, "method_config": cand.config},
+            parent=parent, config={**config_to_dict(cfg), "selected": best.m.name, "method_config": cand.config},
             metrics=metrics, extra=cand.extra,
         )
 

@@ -1,7 +1,9 @@
-"""Frozen configs for every quantization method, the method registry, and dict/JSON round-trips.
+"""Frozen configs for every quantization method and the stage, and the method-name presets.
 
-A method name (``--methods dynamic-int8,static-int8-entropy``) maps to one config instance; a config
-fully describes how a candidate is built, so it is recorded in the candidate's manifest.
+A method name (``--methods dynamic-int8,static-int8-entropy``) maps to one config instance (``METHODS``);
+a config fully describes how a candidate is built, so it is recorded in the candidate's manifest. The
+builder for each config type is registered in ``edgepack.quantize.methods``. Every config checks itself
+when built; dicts / JSON / YAML go through ``edgepack.config``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgepack.config import config_from_dict, config_to_dict
-from edgepack.cpu import check_target, needs_reduce_range, resolve_target
-from edgepack.errors import EdgepackError
+from edgepack.config import (
+    ConfigError,
+    check_choice,
+    check_fields,
+    check_min,
+    config_from_dict,
+    config_to_dict,
+)
+from edgepack.cpu import TARGETS, needs_reduce_range, resolve_target
 
 # Node patterns (fnmatch on node names and on the initializer names a node reads; a pattern without
 # wildcards matches as a substring). Presets name the usual suspects of a BERT-style encoder.
@@ -20,6 +28,8 @@ EXCLUDE_PRESETS = {
     "classifier": ("classifier", "pooler"),
     "embeddings": ("embeddings", "EmbedLayerNormalization"),
 }
+QTYPES = ("qint8", "quint8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,9 @@ class Exclusions:
 
     nodes: tuple[str, ...] = ()  # e.g. ("classifier", "*layer.5*")  or presets "classifier", "embeddings"
     op_types: tuple[str, ...] = ()  # e.g. ("Gather", "EmbedLayerNormalization")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,9 @@ class DynamicInt8Config:
     exclude: Exclusions = Exclusions()
 
     def __post_init__(self) -> None:
-        check_target(self.target_cpu)
+        check_fields(self)
+        check_choice(self, "target_cpu", TARGETS)
+        check_choice(self, "weight_type", QTYPES)
 
     def resolved(self) -> DynamicInt8Config:
         """This config with ``target_cpu`` and ``reduce_range`` decided (what the artifact records)."""
@@ -60,6 +75,11 @@ class CalibrationConfig:
     num_samples: int = 128
     batch_size: int = 8
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 1, "num_samples", "batch_size")
+        check_min(self, 0, "seed")
 
 
 @dataclass(frozen=True)
@@ -79,7 +99,13 @@ class StaticInt8Config:
     exclude: Exclusions = Exclusions()
 
     def __post_init__(self) -> None:
-        check_target(self.target_cpu)
+        check_fields(self)
+        check_choice(self, "method", CALIBRATION_METHODS)
+        check_choice(self, "activation_type", QTYPES)
+        check_choice(self, "weight_type", QTYPES)
+        check_choice(self, "target_cpu", TARGETS)
+        if not 50.0 < self.percentile <= 100.0:
+            raise ConfigError("percentile", f"must be in (50, 100], got {self.percentile}")
 
     def resolved(self) -> StaticInt8Config:
         return _resolve(self)
@@ -98,6 +124,9 @@ class Fp16Config:
     keep_io_types: bool = True  # inputs/outputs stay int64/float32, so the runtime is unchanged
     op_block_list: tuple[str, ...] = ("Pow", "ReduceMean", "Sqrt", "Softmax", "LayerNormalization", "Erf")
     exclude: Exclusions = Exclusions()
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 METHODS: dict[str, Any] = {
@@ -128,23 +157,31 @@ class QuantizeConfig:
     overrides: dict = field(default_factory=dict)  # method name -> config dict replacing its defaults
 
     def __post_init__(self) -> None:
+        check_fields(self)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise EdgepackError(f"unknown quantization method(s) {', '.join(map(repr, unknown))}; "
-                                f"known: {', '.join(METHODS)}")
+            raise ConfigError("methods", f"has unknown quantization method(s) {', '.join(map(repr, unknown))}; "
+                                         f"known: {', '.join(METHODS)}")
         if not self.methods:
-            raise EdgepackError("give at least one quantization method")
-        if self.max_accuracy_drop < 0:
-            raise EdgepackError(f"max_accuracy_drop must be >= 0 points, got {self.max_accuracy_drop}")
-        if self.latency_batch_size < 1 or self.latency_batches < 1 or self.latency_rounds < 1:
-            raise EdgepackError("latency_batch_size, latency_batches and latency_rounds must be >= 1")
-        check_target(self.target_cpu)
+            raise ConfigError("methods", "must name at least one quantization method")
+        check_min(self, 0, "max_accuracy_drop")
+        check_min(self, 1, "max_eval_samples", "latency_batch_size", "latency_batches", "latency_rounds",
+                  "intra_op_threads")
+        check_choice(self, "target_cpu", TARGETS)
+        for name in self.overrides:  # build each override now, so a bad one fails here naming its key
+            if name not in METHODS:
+                raise ConfigError("overrides", f"names unknown quantization method {name!r}; "
+                                               f"known: {', '.join(METHODS)}")
+            try:
+                self.method_config(name)
+            except ConfigError as e:
+                raise e.under(f"overrides.{name}") from None
 
     def method_config(self, name: str) -> Any:
         """The config for ``name`` with overrides and the stage-wide exclusions applied."""
         base = METHODS[name]
         if name in self.overrides:
-            base = from_dict(type(base), {**to_dict(base), **self.overrides[name]})
+            base = config_from_dict(type(base), {**config_to_dict(base), **self.overrides[name]})
         merged = Exclusions(nodes=base.exclude.nodes + self.exclude.nodes,
                             op_types=base.exclude.op_types + self.exclude.op_types)
         changes: dict[str, Any] = {"exclude": merged}
@@ -152,7 +189,3 @@ class QuantizeConfig:
             changes["target_cpu"] = self.target_cpu
         return dataclasses.replace(base, **changes)
 
-
-# The package's public names for the shared converters (edgepack.config).
-to_dict = config_to_dict
-from_dict = config_from_dict

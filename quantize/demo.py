@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.artifact import Artifact
+from edgepack.config import config_to_dict
 from edgepack.quantize.api import as_text_data, build_candidate, measure
 from edgepack.quantize.budget import format_table, select
-from edgepack.quantize.config import QuantizeConfig, to_dict
+from edgepack.quantize.config import QuantizeConfig
 from edgepack.quantize.graph import open_onnx_parent
 
 # (candidate name, graph it is built from, method)
@@ -57,7 +58,7 @@ def run_demo(onnx_artifact: str | os.PathLike | Artifact, data: Any, out_dir: st
     table = format_table(pm, rows, cfg.max_accuracy_drop)
     result = {
         "parent": str(parent.path), "task": parent.task, "eval_texts": len(td.eval_texts),
-        "labelled": td.eval_labels is not None, "config": to_dict(cfg), "selected": best.m.name if best else None,
+        "labelled": td.eval_labels is not None, "config": config_to_dict(cfg), "selected": best.m.name if best else None,
         "parent_row": {"accuracy": pm.accuracy, "size_bytes": pm.size_bytes, "latency_ms": pm.latency_ms},
         "candidates": [r.to_dict() for r in rows], "table": table,
     }

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions, to_dict
+from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 # Ops that compute on int8 data once ONNX Runtime has optimized the session graph.
@@ -152,7 +153,7 @@ def write_onnx_candidate(
         return w.commit(
             stage="quantize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={"model": "model.onnx", "tokenizer": "tokenizer.json"},
-            parent=parent, config={"method": method, **to_dict(cfg)}, metrics=metrics,
+            parent=parent, config={"method": method, **config_to_dict(cfg)}, metrics=metrics,
             extra={**parent.extra, "precision": precision, "quantization": method, **(extra or {})},
         )
 

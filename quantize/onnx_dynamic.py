@@ -21,9 +21,6 @@ from edgepack.quantize.graph import (
 )
 
 from edgepack.artifact import Artifact
-from edgepack.errors import EdgepackError
-
-_WEIGHT_TYPES = ("qint8", "quint8")
 
 
 def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: DynamicInt8Config) -> dict:
@@ -32,8 +29,6 @@ def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     cfg = cfg.resolved()
-    if cfg.weight_type not in _WEIGHT_TYPES:
-        raise EdgepackError(f"weight_type must be one of {_WEIGHT_TYPES}, got {cfg.weight_type!r}")
     quiet_quantization_logs()
     model = onnx.load(str(src))
     skip = excluded_nodes(model, cfg.exclude)

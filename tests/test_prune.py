@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgepack.config import config_from_dict, config_to_dict
 from edgepack.errors import EdgepackError
 from edgepack.testing import SAMPLE_TEXTS
 
@@ -108,7 +109,8 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
     assert reopened.metrics["params"] < reopened.extra["params_before"]
     assert sum(reopened.extra["heads_per_layer"]) == 6 and reopened.extra["ffn_size"] == 32
     assert reopened.extra["removed_ffn_per_layer"] == {"0": 32, "1": 32}
-    assert PruneConfig.from_dict(reopened.config) == cfg
+    assert config_from_dict(PruneConfig, reopened.config) == cfg
+    assert json.loads(reopened.file("pruning").read_text())["steps"] == ["heads", "ffn"]
     full = json.loads(reopened.file("pruning").read_text())
     assert len(full["removed_ffn"]["0"]) == 32
     plain = AutoModelForSequenceClassification.from_pretrained(art.path).eval()
@@ -244,15 +246,17 @@ def test_clear_errors(lm):
     with pytest.raises(EdgepackError, match="cannot drop all 2 layers"):
         structured.drop_layers(lm.model, [0, 1])
     with pytest.raises(EdgepackError, match=r"ffn_fraction must be in \[0, 1\)"):
-        PruneConfig(ffn_fraction=1.0).validate()
+        PruneConfig(ffn_fraction=1.0)
     with pytest.raises(EdgepackError, match=r"head_fraction must be in \[0, 1\)"):
-        PruneConfig(head_fraction=-0.1).validate()
+        PruneConfig(head_fraction=-0.1)
     with pytest.raises(EdgepackError, match="either sparsity"):
-        PruneConfig(sparsity=0.5, semi_structured_24=True).validate()
-    with pytest.raises(EdgepackError, match="recovery alpha"):
-        PruneConfig(recovery=RecoveryConfig(alpha=2.0)).validate()
+        PruneConfig(sparsity=0.5, semi_structured_24=True)
+    with pytest.raises(EdgepackError, match=r"^recovery.alpha must be in \[0, 1\], got 2.0$"):
+        config_from_dict(PruneConfig, {"recovery": {"alpha": 2.0}})
+    with pytest.raises(EdgepackError, match=r"^alpha must be in \[0, 1\], got 2.0$"):
+        RecoveryConfig(alpha=2.0)
     with pytest.raises(EdgepackError, match=r"unknown PruneConfig option\(s\) head_fractoin; valid: "):
-        PruneConfig.from_dict({"head_fractoin": 0.5})
+        config_from_dict(PruneConfig, {"head_fractoin": 0.5})
     with pytest.raises(EdgepackError, match="taylor importance needs a classification model"):
         from edgepack.prune.importance import compute_importance
 
@@ -263,7 +267,7 @@ def test_config_round_trips_through_json():
     from edgepack.prune.config import PruneConfig, RecoveryConfig
 
     cfg = PruneConfig(head_fraction=0.5, drop_layers=(1, -1), recovery=RecoveryConfig(steps=7, lr=3e-5))
-    again = PruneConfig.from_json(cfg.to_json())
+    again = config_from_dict(PruneConfig, json.loads(json.dumps(config_to_dict(cfg))))
     assert again == cfg and isinstance(again.drop_layers, tuple) and again.recovery.steps == 7
 
 

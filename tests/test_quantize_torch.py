@@ -37,10 +37,10 @@ def test_torch_dynamic_int8_round_trip_sqnr(tiny_bert, tmp_path):
 
 def test_torch_quant_bad_method(tiny_bert, tmp_path):
     from edgepack.errors import EdgepackError
-    from edgepack.quantize.torch_quant import TorchQuantConfig, quantize_torch
+    from edgepack.quantize.torch_quant import TorchQuantConfig
 
-    with pytest.raises(EdgepackError, match="unknown torch quantization method 'int2'"):
-        quantize_torch(tiny_bert, tmp_path / "x", TorchQuantConfig(method="int2"))
+    with pytest.raises(EdgepackError, match="^method must be one of torch-dynamic-int8, bnb-int8, bnb-nf4, got 'int2'$"):
+        TorchQuantConfig(method="int2")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed")

@@ -10,6 +10,7 @@ from edgepack.export.triton_check import check_repository
 from edgepack.export.triton_pbtxt import Ident, as_list, format_pbtxt, parse_pbtxt
 from edgepack.export.triton_repo import TritonConfig, config_dims, export_triton
 
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 
@@ -74,11 +75,11 @@ def test_config_dims_drop_batch_axis_and_refuse_fixed_batch():
 
 
 def test_triton_config_validation():
-    with pytest.raises(EdgepackError, match="preferred batch sizes"):
+    with pytest.raises(EdgepackError, match=r"^preferred_batch_sizes: \[16\] must lie in 1..max_batch_size \(8\)$"):
         TritonConfig(max_batch_size=8, preferred_batch_sizes=(4, 16))
-    with pytest.raises(EdgepackError, match="model name"):
+    with pytest.raises(EdgepackError, match="^model_name may only use letters, digits, _ . -, got 'a b'$"):
         TritonConfig(model_name="a b")
-    with pytest.raises(EdgepackError, match="needs max_batch_size"):
+    with pytest.raises(EdgepackError, match="^max_batch_size must be >= 1 for the tokenizer ensemble"):
         TritonConfig(max_batch_size=0, preferred_batch_sizes=())
 
 
@@ -243,7 +244,7 @@ def _trt_artifact(onnx_art, tmp_path, max_batch=16):
             inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs],
             outputs=onnx_art.outputs,
             files={"engine": "model.plan", "tokenizer": "tokenizer.json"},
-            extra={**onnx_art.extra, "profiles": [ShapeRange(1, 8, max_batch, 1, 64, 128).to_dict()]},
+            extra={**onnx_art.extra, "profiles": [config_to_dict(ShapeRange(1, 8, max_batch, 1, 64, 128))]},
         )
 
 

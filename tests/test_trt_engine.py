@@ -20,6 +20,7 @@ from edgepack.export.trt_graph import count_2to4_weights, inspect_onnx_for_trt, 
 from edgepack.export.trt_profiles import ShapeRange
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -73,7 +74,7 @@ def test_parse_nvidia_smi():
 
 def test_engine_profiles_read_back_from_manifest(tmp_path):
     ranges = [ShapeRange(1, 4, 8, 1, 16, 32), ShapeRange(1, 4, 8, 33, 64, 128)]
-    art = _engine_artifact(tmp_path, {**H100.to_extra(), "profiles": [r.to_dict() for r in ranges]})
+    art = _engine_artifact(tmp_path, {**H100.to_extra(), "profiles": [config_to_dict(r) for r in ranges]})
     assert engine_profiles(Artifact.open(art.path)) == ranges
 
 
