@@ -182,9 +182,10 @@ class QuantizeConfig:
         base = METHODS[name]
         if name in self.overrides:
             base = config_from_dict(type(base), {**config_to_dict(base), **self.overrides[name]})
-        merged = Exclusions(nodes=base.exclude.nodes + self.exclude.nodes,
-                            op_types=base.exclude.op_types + self.exclude.op_types)
-        changes: dict[str, Any] = {"exclude": merged}
+        changes: dict[str, Any] = {}
+        if hasattr(base, "exclude"):
+            changes["exclude"] = Exclusions(nodes=base.exclude.nodes + self.exclude.nodes,
+                                            op_types=base.exclude.op_types + self.exclude.op_types)
         if hasattr(base, "target_cpu") and "target_cpu" not in self.overrides.get(name, {}):
             changes["target_cpu"] = self.target_cpu
         return dataclasses.replace(base, **changes)
