@@ -1,10 +1,11 @@
 """The prune stage: ``prune(source, data, PruneConfig, out) -> Artifact`` (an ``hf`` artifact).
 
-Order: drop layers -> score heads/FFN neurons on real batches -> remove them -> attach unstructured /
-2:4 masks -> optional recovery fine-tune against the teacher -> fold masks -> evaluate and time the
-result against the unpruned model in the same process -> save. The manifest records what was
-removed, sparsity, parameter counts, accuracy before/after and the latency ratio; ``pruning.json``
-holds the full lists of removed heads and neurons.
+Order: the registered pruning steps the config asks for (``edgepack.prune.steps``: drop layers -> score
+heads/FFN neurons on real batches -> remove them -> attach unstructured / 2:4 masks) -> optional recovery
+fine-tune against the teacher -> fold masks -> evaluate and time the result against the unpruned model in
+the same process -> save. The manifest records what was removed, sparsity, parameter counts, accuracy
+before/after and the latency ratio; ``pruning.json`` holds the full lists of removed heads and neurons
+and the steps that ran.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``edgepack prune``: fills a PruneConfig from flags and calls ``edgepack.prune.api.prune``.
+"""``edgepack prune``: fills a PruneConfig (``--config FILE``, then flags derived from its fields) and calls
+``edgepack.prune.api.prune``.
 
 Only argparse/stdlib are imported here; torch and transformers load inside the handler.
 """
@@ -27,20 +28,13 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``prune`` and ``prune-demo`` to the edgepack command line."""
-    from edgepack.prune.config import HEAD_SCOPES, IMPORTANCE_METHODS, PruneConfig
+def _options() -> dict:
+    """Flag names and help for PruneConfig fields (the rest: --<field-name>; --help shows the dataclass default)."""
+    from edgepack.prune.config import HEAD_SCOPES, IMPORTANCE_METHODS
 
-    from edgepack.cli_config import Opt, add_config_arguments
+    from edgepack.cli_config import Opt
 
-    p = sub.add_parser("prune", help="structured (heads, FFN neurons, layers) and unstructured pruning",
-                       description="Prune a torch model (HF folder, LoRA adapter or hf artifact) into an hf artifact.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="model folder, PEFT adapter folder or edgepack hf artifact")
-    p.add_argument("out", help="output artifact directory (replaced atomically)")
-    p.add_argument("--teacher", help="model whose soft targets drive recovery (default: the unpruned source)")
-    add_config_arguments(p, PruneConfig, groups={"": "what to remove and how to score it", "recovery": "recovery"},
-                         options={
+    return {
         "head_fraction": Opt("--heads", "share of attention heads to remove, in [0, 1)"),
         "head_scope": Opt(help="rank heads across layers (global) or per layer", choices=HEAD_SCOPES),
         "ffn_fraction": Opt("--ffn", "share of FFN neurons removed per layer, in [0, 1)"),
@@ -56,7 +50,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "latency_runs": Opt(help="timed batch-8 runs per model, 0 = skip"),
         "recovery.steps": Opt(help="recovery fine-tune steps (0 = none)"),
         "recovery.lr": Opt(help="recovery learning rate"),
-    })
+    }
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``prune`` and ``prune-demo`` to the edgepack command line."""
+    from edgepack.prune.config import PruneConfig
+
+    from edgepack.cli_config import add_config_arguments
+
+    p = sub.add_parser("prune", help="structured (heads, FFN neurons, layers) and unstructured pruning",
+                       description="Prune a torch model (HF folder, LoRA adapter or hf artifact) into an hf artifact.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="model folder, PEFT adapter folder or edgepack hf artifact")
+    p.add_argument("out", help="output artifact directory (replaced atomically)")
+    p.add_argument("--teacher", help="model whose soft targets drive recovery (default: the unpruned source)")
+    add_config_arguments(p, PruneConfig, options=_options(),
+                         groups={"": "what to remove and how to score it", "recovery": "recovery"})
     _data_args(p)
     p.set_defaults(func=_run_prune)
 
