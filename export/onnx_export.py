@@ -102,7 +102,7 @@ def _save_runtime_tokenizer(tokenizer, path: Path) -> None:
 
 def sample_feeds(lm: LoadedModel, max_length: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Validation inputs: random ids at VALIDATION_SHAPES (with padded rows) plus real sample sentences."""
-    from edgepack.testing import SAMPLE_TEXTS
+    from edgepack.data import SAMPLE_SENTENCES
 
     rng = np.random.default_rng(seed)
     names = lm.tokenizer.model_input_names
@@ -118,7 +118,7 @@ def sample_feeds(lm: LoadedModel, max_length: int, seed: int = 0) -> list[dict[s
             ids[row, keep:] = lm.tokenizer.pad_token_id or 0
         f = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feeds.append({k: v for k, v in f.items() if k in names})
-    enc = lm.tokenizer(SAMPLE_TEXTS, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    enc = lm.tokenizer(list(SAMPLE_SENTENCES), padding=True, truncation=True, max_length=max_length, return_tensors="np")
     feeds.append({k: enc[k].astype(np.int64) for k in names})
     return feeds
 

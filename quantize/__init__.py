@@ -3,7 +3,7 @@
 Heavy libraries are imported inside the functions; importing this package stays light.
 """
 
-from edgepack.quantize.api import NoCandidateError, TextData, quantize
+from edgepack.quantize.api import NoCandidateError, quantize
 from edgepack.quantize.config import (
     DEFAULT_METHODS, METHODS, CalibrationConfig, DynamicInt8Config, Exclusions, Fp16Config, QuantizeConfig,
     StaticInt8Config, from_dict, to_dict,
@@ -11,5 +11,5 @@ from edgepack.quantize.config import (
 
 __all__ = [
     "quantize", "QuantizeConfig", "DynamicInt8Config", "StaticInt8Config", "CalibrationConfig", "Fp16Config",
-    "Exclusions", "METHODS", "DEFAULT_METHODS", "NoCandidateError", "TextData", "to_dict", "from_dict",
+    "Exclusions", "METHODS", "DEFAULT_METHODS", "NoCandidateError", "to_dict", "from_dict",
 ]

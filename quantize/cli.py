@@ -76,9 +76,10 @@ def register(sub) -> None:
 
 
 def _quantize(args) -> int:
-    from edgepack.distill.data import DataSpec, example_spec
     from edgepack.quantize.api import quantize
     from edgepack.quantize.config import Exclusions, QuantizeConfig
+
+    from edgepack.data import DataSpec, example_spec
 
     label = None if args.label_column.lower() == "none" else args.label_column
     spec = (DataSpec(path=args.data, text_column=args.text_column, label_column=label) if args.data

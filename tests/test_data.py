@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edgepack.distill.data import DataSpec, example_spec, load_data, stratified_split
+from edgepack.data import DataSpec, example_spec, load_data, stratified_split
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 
@@ -113,7 +113,7 @@ def test_embedded_example():
 
 
 def test_align_labels_matches_names_not_positions():
-    from edgepack.distill.data import align_labels
+    from edgepack.data import align_labels
 
     assert align_labels([0, 1, 1], ["neg", "pos"], ["pos", "neg"], "x") == [1, 0, 0]
     assert align_labels([0, 1], ["neg", "pos"], ["neg", "pos"], "x") == [0, 1]

@@ -188,12 +188,13 @@ def test_configs_round_trip_through_json():
 def test_eval_labels_are_matched_to_the_model_by_name():
     from types import SimpleNamespace
 
-    from edgepack.quantize.api import TextData, _labels_for
+    from edgepack.data import Dataset
+    from edgepack.quantize.api import _labels_for
 
     model = SimpleNamespace(task="text-classification", labels=["rotten", "fresh"])
-    td = TextData(["a", "b", "c"], [0, 1, 1], [], label_names=["fresh", "rotten"])
-    assert _labels_for(model, td) == [1, 0, 0]
-    only_fresh = TextData(["a"], [0], [], label_names=["fresh"])  # an eval set without some class
+    ds = Dataset([], val_texts=["a", "b", "c"], val_labels=[0, 1, 1], label_names=["fresh", "rotten"])
+    assert _labels_for(model, ds) == [1, 0, 0]
+    only_fresh = Dataset([], val_texts=["a"], val_labels=[0], label_names=["fresh"])  # an eval set without some class
     assert _labels_for(model, only_fresh) == [1]
     with pytest.raises(EdgepackError, match="not the model's"):
-        _labels_for(model, TextData(["a"], [0], [], label_names=["cat", "dog"]))
+        _labels_for(model, Dataset([], val_texts=["a"], val_labels=[0], label_names=["cat", "dog"]))

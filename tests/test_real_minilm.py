@@ -7,7 +7,7 @@ pytestmark = pytest.mark.slow
 
 
 def real_sentences(n=64):
-    from edgepack.distill.data import example_spec, load_data
+    from edgepack.data import example_spec, load_data
 
     data = load_data(example_spec())
     return data.val_texts[:n]
