@@ -90,12 +90,12 @@ def test_drop_layers_renumbers_pruned_heads(lm):
 
 
 def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
-    from edgepack.data import Dataset
     from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig, RecoveryConfig
     from transformers import AutoModelForSequenceClassification
 
     from edgepack.artifact import Artifact
+    from edgepack.data import Dataset
     from edgepack.hf import load_model
 
     texts = SAMPLE_TEXTS * 4
@@ -123,9 +123,10 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
 
 def test_data_labels_are_matched_to_the_model_by_name(tiny_bert, tmp_path):
     """The same data with its label names in the other order scores the same (labels re-indexed)."""
-    from edgepack.data import Dataset
     from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig
+
+    from edgepack.data import Dataset
 
     cfg = PruneConfig(ffn_fraction=0.5, latency_runs=0)
     flipped = [1 - y for y in LABELS]
@@ -307,9 +308,10 @@ def test_recovery_can_keep_word_embeddings_fixed(lm):
 
 
 def test_feature_extraction_model_prunes_with_activation_importance(tiny_encoder, tmp_path):
-    from edgepack.data import Dataset
     from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig
+
+    from edgepack.data import Dataset
 
     art = prune(tiny_encoder, Dataset(SAMPLE_TEXTS * 3, None, SAMPLE_TEXTS),
                 PruneConfig(ffn_fraction=0.25, head_fraction=0.25, latency_runs=0), tmp_path / "enc")

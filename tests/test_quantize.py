@@ -188,8 +188,9 @@ def test_configs_round_trip_through_json():
 def test_eval_labels_are_matched_to_the_model_by_name():
     from types import SimpleNamespace
 
-    from edgepack.data import Dataset
     from edgepack.quantize.api import _labels_for
+
+    from edgepack.data import Dataset
 
     model = SimpleNamespace(task="text-classification", labels=["rotten", "fresh"])
     ds = Dataset([], val_texts=["a", "b", "c"], val_labels=[0, 1, 1], label_names=["fresh", "rotten"])
