@@ -10,15 +10,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.data import Dataset, DataSpec, as_dataset
 from edgepack.errors import EdgepackError
 from edgepack.quantize.budget import Measurement, Row, format_table, score, select, time_predictors
-from edgepack.quantize.config import DynamicInt8Config, Fp16Config, QuantizeConfig, StaticInt8Config, to_dict
+from edgepack.quantize.config import (
+    DynamicInt8Config, Fp16Config, MixedInt8Config, QuantizeConfig, StaticInt8Config, to_dict,
+)
 from edgepack.quantize.graph import open_onnx_parent
+from edgepack.quantize.mixed import NotNeeded
 
 
 class NoCandidateError(EdgepackError):
@@ -38,8 +43,27 @@ def _labels_for(parent: Artifact, ds: Dataset) -> list[int] | None:
     return ds.aligned_to(parent.labels, "quantization eval data").val_labels
 
 
-def build_candidate(parent: Artifact, method: str, mcfg: Any, out: Path, calibration_texts: Sequence[str]) -> Artifact:
+@dataclass(frozen=True)
+class Budget:
+    """What a budget-aware method (mixed precision) needs: the drop of a candidate, the allowed drop."""
+
+    drop_of: Callable[[Artifact], float]
+    max_drop: float
+    plain_in_stage: bool = False  # plain dynamic INT8 is a candidate too: mixed precision skips itself if it suffices
+
+
+def build_candidate(parent: Artifact, method: str, mcfg: Any, out: Path, calibration_texts: Sequence[str],
+                    budget: Budget | None = None) -> Artifact:
     """Build one method's candidate artifact at ``out``."""
+    if isinstance(mcfg, MixedInt8Config):
+        from edgepack.quantize.calibration import calibration_batches
+        from edgepack.quantize.mixed import build_mixed
+
+        if budget is None:
+            raise EdgepackError(f"{method} needs an accuracy budget to search against (use the quantize stage)")
+        batches = calibration_batches(parent, calibration_texts, mcfg.calibration)
+        return build_mixed(parent, out, mcfg, batches, budget.drop_of, budget.max_drop, method=method,
+                           plain_in_stage=budget.plain_in_stage)
     if isinstance(mcfg, DynamicInt8Config):
         from edgepack.quantize.onnx_dynamic import quantize_dynamic_onnx
 
@@ -98,13 +122,23 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.candidates-"))
     try:
+        from tqdm.auto import tqdm
+
         built: dict[str, Artifact | str] = {}
-        for method in cfg.methods:
+        budget = _budget(parent, ds, cfg)
+        bar = tqdm(cfg.methods, desc="quantize: build candidates", unit="method", disable=not verbose)
+        for method in bar:
+            bar.set_postfix_str(method)
             try:
                 built[method] = build_candidate(parent, method, cfg.method_config(method), scratch / method,
-                                                ds.calibration_texts)
+                                                ds.calibration_texts, budget)
+            except NotNeeded as e:
+                built[method] = str(e)
             except Exception as e:  # a method that fails on this graph is reported, never chosen
                 built[method] = f"{type(e).__name__}: {e}"[:300]
+        if verbose:
+            print(f"quantize: measuring the parent and {sum(isinstance(b, Artifact) for b in built.values())} "
+                  f"candidates on {len(ds.val_texts)} texts ({cfg.latency_rounds} timed rounds)")
         pm, cands = measure(parent, built, ds, cfg)
         best, rows = select(pm, cands, cfg.max_accuracy_drop)
         table = format_table(pm, rows, cfg.max_accuracy_drop)
@@ -116,6 +150,27 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
         return _write_selected(parent, built[best.m.name], best, pm, rows, table, cfg, ds, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _budget(parent: Artifact, ds: Dataset, cfg: QuantizeConfig) -> Budget:
+    """The stage's own accuracy measure as a function of one candidate, for budget-aware methods."""
+    from edgepack.runtime import Predictor
+
+    def open_(a: Artifact):
+        return Predictor.open(a.path, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads, batch_size=32)
+
+    labels = _labels_for(parent, ds)
+    cache: dict[str, Any] = {}
+
+    def drop_of(cand: Artifact) -> float:
+        if "ref" not in cache:
+            cache["ref"] = open_(parent).infer(ds.val_texts)
+            cache["acc"] = score(parent.task, cache["ref"], cache["ref"], labels)[0]
+        got = open_(cand).infer(ds.val_texts)
+        return cache["acc"] - score(parent.task, got, cache["ref"], labels)[0]
+
+    plain = {m for m in cfg.methods if isinstance(cfg.method_config(m), DynamicInt8Config)}
+    return Budget(drop_of, cfg.max_accuracy_drop, plain_in_stage=bool(plain))
 
 
 def _write_selected(parent: Artifact, cand: Artifact, best: Row, pm: Measurement, rows: list[Row], table: str,
@@ -130,7 +185,8 @@ def _write_selected(parent: Artifact, cand: Artifact, best: Row, pm: Measurement
             "latency_ms": best.m.latency_ms, "parent_latency_ms": pm.latency_ms, "speedup": 1 / best.latency_ratio,
             "latency_batch_size": cfg.latency_batch_size, "min_cosine": best.m.min_cosine,
             **{k: cand.metrics[k] for k in ("sqnr_db", "max_abs_diff", "quantized_ops", "fp16_ops",
-                                            "fp32_weight_ops") if k in cand.metrics},
+                                            "fp32_weight_ops", "float_nodes", "float_fraction", "search")
+               if k in cand.metrics},
             "candidates": [r.to_dict() for r in rows], "table": table,
         }
         return w.commit(

@@ -39,7 +39,7 @@ class Row:
     accuracy_drop: float
     latency_ratio: float  # candidate / parent; < 1 is faster
     size_ratio: float  # parent / candidate; > 1 is smaller
-    status: str  # selected | eligible | over budget | not faster than parent | failed: ...
+    status: str  # selected | eligible | over budget | not faster than parent | failed: ... | not needed: ...
 
     def to_dict(self) -> dict:
         return {**asdict(self.m), "accuracy_drop": self.accuracy_drop, "latency_ratio": self.latency_ratio,
@@ -51,8 +51,9 @@ def select(parent: Measurement, candidates: Sequence[Measurement], max_accuracy_
     """Apply the budget rules to measured numbers; returns (chosen row or None, all rows in input order)."""
     rows = []
     for c in candidates:
-        if c.error:
-            rows.append(Row(c, float("nan"), float("nan"), float("nan"), f"failed: {c.error}"))
+        if c.error:  # an error message, or "not needed: ..." from a method that skipped itself
+            status = c.error if c.error.startswith("not needed") else f"failed: {c.error}"
+            rows.append(Row(c, float("nan"), float("nan"), float("nan"), status))
             continue
         drop = parent.accuracy - c.accuracy
         ratio = c.latency_ms / parent.latency_ms if parent.latency_ms > 0 else float("inf")

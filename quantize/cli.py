@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 
 from edgepack.cpu import TARGETS, host_cpu
+from edgepack.quantize.config import DEFAULT_METHODS
 
-_METHODS = ("dynamic-int8", "dynamic-int8-per-tensor", "static-int8-minmax", "static-int8-entropy",
-            "static-int8-percentile", "fp16")
+_METHODS = ("dynamic-int8", "dynamic-int8-per-tensor", "dynamic-int8-mixed", "static-int8-minmax",
+            "static-int8-entropy", "static-int8-percentile", "static-int8-smooth", "static-int8-trt", "fp16")
 
 _EPILOG = """\
 methods:
   dynamic-int8             int8 weights per channel, activations quantized per batch (no calibration)
   dynamic-int8-per-tensor  one scale per weight matrix (smaller, less accurate)
+  dynamic-int8-mixed       dynamic-int8 with the MatMuls whose INT8 error is largest (measured per node on
+                           calibration texts) kept float, as few as the budget allows: for models with
+                           activation outliers, where plain INT8 misses the budget (skipped when it does not)
   static-int8-minmax|entropy|percentile
                            QDQ format calibrated on training texts (the format TensorRT INT8 reads)
+  static-int8-smooth       static INT8 after SmoothQuant-style scaling: activation outlier channels are divided
+                           down and the MatMul weights multiplied up, so both quantize well
+  static-int8-trt          symmetric int8 activations and weights (zero points 0): what TensorRT accepts
   fp16                     half precision for GPUs (LayerNorm/Softmax/reductions kept fp32)
 
 Every candidate is measured against the parent in this process: accuracy on the validation texts
@@ -44,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("out", help="output artifact directory (replaced atomically)")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0,
                    help="largest allowed accuracy drop vs the parent, in points (default: 1.0)")
-    p.add_argument("--methods", default="dynamic-int8,dynamic-int8-per-tensor,static-int8-minmax",
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated candidates (default: %(default)s); known: {', '.join(_METHODS)}")
     p.add_argument("--data", help="CSV/TSV/JSONL/Parquet with text (and label) columns; default: built-in example")
     p.add_argument("--text-column", default="text", help="default: text")

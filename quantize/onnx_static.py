@@ -48,8 +48,15 @@ def quantize_static_model(src: str | os.PathLike, dst: str | os.PathLike, batche
     with tempfile.TemporaryDirectory() as tmp:
         # symbolic shape inference types the fused com.microsoft ops, so their outputs get calibrated too
         pre = Path(tmp) / "pre.onnx"
+        stats = {}
+        if cfg.smooth_alpha is not None:
+            from edgepack.quantize.smooth import smooth_model
+
+            smoothed = Path(tmp) / "smoothed.onnx"
+            stats = smooth_model(src, smoothed, batches, cfg.smooth_alpha)
+            src = smoothed
         quant_pre_process(str(src), str(pre), skip_optimization=True, auto_merge=True)
-        return _quantize(pre, dst, batches, cfg)
+        return {**_quantize(pre, dst, batches, cfg), **stats}
 
 
 def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8Config) -> dict:
@@ -63,7 +70,8 @@ def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8C
     skip = excluded_nodes(model, cfg.exclude)
     ops = [o for o in cfg.op_types if o not in cfg.exclude.op_types]
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": cfg.matmul_const_weight_only,
-             "CalibPercentile": cfg.percentile}
+             "CalibPercentile": cfg.percentile, "ActivationSymmetric": cfg.symmetric_activations,
+             "WeightSymmetric": True}
     # ORT writes its augmented calibration model into its own temporary directory
     quantize_static(
         str(src), str(dst), make_reader(batches), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
