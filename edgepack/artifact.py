@@ -43,6 +43,9 @@ MANIFEST = "manifest.json"
 SCHEMA_VERSION = 2  # 2: runtime facts under "runtime" (RuntimeContract), no longer in "extra"
 TASKS = ("text-classification", "feature-extraction")
 FORMATS = ("hf", "onnx", "tensorrt", "triton", "torch-quantized")
+# precisions schema-1 manifests wrote that the contract names otherwise
+_SCHEMA1_PRECISION = {"int8": "int8-static", "torch-dynamic-int8": "int8-dynamic", "bnb-int8": "int8-dynamic",
+                      "bnb-nf4": "nf4"}
 
 
 class ArtifactError(EdgepackError):
@@ -177,7 +180,11 @@ class Artifact:
         if "runtime" in self.manifest or self.manifest.get("schema", 0) >= 2:
             return RuntimeContract.from_dict(self.manifest.get("runtime") or {})
         names = {f.name for f in fields(RuntimeContract)}
-        return RuntimeContract.from_dict({k: v for k, v in self.extra.items() if k in names})
+        old = {k: v for k, v in self.extra.items() if k in names}
+        if old.get("precision") in _SCHEMA1_PRECISION:  # TensorRT "int8", torch-quantized method names
+            old.setdefault("quantization", old["precision"] if old["precision"] != "int8" else None)
+            old["precision"] = _SCHEMA1_PRECISION[old["precision"]]
+        return RuntimeContract.from_dict(old)
 
     @property
     def lineage(self) -> list[dict]:

@@ -40,7 +40,7 @@ class LoadedModel:
     source: Path
     artifact: Artifact | None = None  # set when loaded from an edgepack artifact
     extra: dict = field(default_factory=dict)  # adapter info (adapter, base_model) and the source's extra
-    runtime: RuntimeContract = RuntimeContract()  # pooling/normalize for embedding models
+    runtime: RuntimeContract = field(default_factory=RuntimeContract)  # pooling/normalize (embedding models)
 
     @property
     def max_length(self) -> int:

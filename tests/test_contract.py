@@ -128,6 +128,10 @@ def test_schema_1_manifest_reads_the_contract_from_extra(tmp_path):
     (art.path / "manifest.json").write_text(json.dumps(m))
     old = Artifact.open(art.path)
     assert old.runtime.max_length == 96 and old.runtime.precision == "int8-dynamic"
+    m["extra"].update(precision="torch-dynamic-int8")  # schema 1 wrote torch methods (and TensorRT "int8")
+    (art.path / "manifest.json").write_text(json.dumps(m))
+    old = Artifact.open(art.path)
+    assert old.runtime.precision == "int8-dynamic" and old.runtime.quantization == "torch-dynamic-int8"
     m["extra"]["pooling"] = "max"
     (art.path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="'pooling' must be one of"):
