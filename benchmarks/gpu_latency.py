@@ -137,7 +137,7 @@ class CudaGraphRunner:
 
 def torch_variant(source: str, variant: str) -> Any:
     """A torch CUDA runner for ``fp32``, ``fp16``, ``bf16``, ``fp16-graph`` (CUDA graphs), ``int8``, ``nf4``."""
-    from edgepack.runtime.gpu_runners import TorchCudaRunner
+    from edgepack.benchmarks.torch_cuda import TorchCudaRunner
 
     graph = variant.endswith("-graph")
     runner = TorchCudaRunner(source, dtype=variant.removesuffix("-graph"))
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "source", help="an onnx/tensorrt artifact (with --backend) or an hf model folder (with --torch)"
     )
-    p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu")
+    p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu, torch-cuda")
     p.add_argument("--torch", help="comma-separated torch variants: fp32,fp16,bf16,fp16-graph,int8,nf4")
     p.add_argument("--batches", default="1,8,32", help="batch sizes (default: 1,8,32)")
     p.add_argument("--seqs", default="32,128", help="sequence lengths (default: 32,128)")
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch:
         runs += [(f"torch-{v}", torch_variant(args.source, v)) for v in args.torch.split(",")]
     if args.backend:
+        import edgepack.benchmarks.torch_cuda  # noqa: F401  (registers the torch-cuda backend)
         from edgepack.runtime.backends import open_runner
 
         from edgepack.artifact import Artifact

@@ -37,12 +37,13 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
     """Fuse the transformer subgraphs of an fp32 ``onnx`` artifact; returns the fused artifact."""
     parent = source if isinstance(source, Artifact) else Artifact.open(source)
     parent.require(format="onnx")
-    ex = parent.extra
-    if ex.get("precision", "fp32") != "fp32":
-        raise EdgepackError(f"fuse before quantizing: {parent.path} is already {ex.get('precision')}")
-    model_type = FUSABLE_MODEL_TYPES.get(ex.get("model_type", ""))
-    if model_type is None:
-        raise EdgepackError(f"no ONNX Runtime fusion for model type '{ex.get('model_type')}'")
+    rt = parent.runtime
+    if rt.precision != "fp32":
+        raise EdgepackError(f"fuse before quantizing: {parent.path} is already {rt.precision}")
+    model_type = FUSABLE_MODEL_TYPES.get(rt.model_type or "")
+    if model_type is None or rt.num_heads is None or rt.hidden_size is None:
+        raise EdgepackError(f"no ONNX Runtime fusion for model type '{rt.model_type}' "
+                            "(the artifact must record model_type, num_heads and hidden_size)")
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -53,8 +54,8 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
     skip_ln = cfg.use_gpu if cfg.skip_layer_norm is None else cfg.skip_layer_norm
     options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = bool(skip_ln)
     opt = optimize_model(
-        str(parent.file("model")), model_type=model_type, num_heads=int(ex["num_heads"]),
-        hidden_size=int(ex["hidden_size"]), opt_level=cfg.opt_level, use_gpu=cfg.use_gpu,
+        str(parent.file("model")), model_type=model_type, num_heads=rt.num_heads,
+        hidden_size=rt.hidden_size, opt_level=cfg.opt_level, use_gpu=cfg.use_gpu,
         optimization_options=options,
     )
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
@@ -70,7 +71,7 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
             config={**cfg.__dict__, "skip_layer_norm": bool(skip_ln)},
             metrics={"max_abs_diff": diff, "size_bytes": (w.dir / "model.onnx").stat().st_size,
                      "fused_ops": stats},
-            extra={**ex, "fused": True},
+            runtime=rt.replace(fused=True), extra=parent.extra,
         )
 
 
@@ -79,7 +80,7 @@ def sample_onnx_feeds(art: Artifact, seed: int = 0) -> list[dict[str, np.ndarray
     from edgepack.runtime.text import TextEncoder
     from edgepack.data import SAMPLE_SENTENCES
 
-    enc = TextEncoder(art.file("tokenizer"), art.extra.get("max_length", 128), art.extra.get("pad_token_id"))
+    enc = TextEncoder(art.file("tokenizer"), art.runtime.max_length or 128, art.runtime.pad_token_id)
     names = {i["name"] for i in art.inputs}
     feeds = [enc.feeds(enc.encode(SAMPLE_SENTENCES)), enc.feeds(enc.encode(SAMPLE_SENTENCES[:1]))]
     return [{k: v for k, v in f.items() if k in names} for f in feeds]

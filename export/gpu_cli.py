@@ -124,13 +124,14 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _tensorrt(args) -> int:
     from edgepack.export.trt_engine import TrtBuildConfig, build_engine
-    from edgepack.export.trt_profiles import ShapeRange, parse_range
+    from edgepack.runtime.trt_profiles import parse_range
 
     from edgepack.artifact import Artifact
+    from edgepack.contract import ShapeRange
     from edgepack.errors import EdgepackError
 
     art = Artifact.open(args.source).require(format="onnx")
-    limit = int(art.extra.get("max_length", 512))
+    limit = art.runtime.max_length or 512
     seq = parse_range(args.seq, "--seq") if args.seq else (1, min(128, limit), limit)
     shapes = ShapeRange(*parse_range(args.batch, "--batch"), *seq)
     texts = None
@@ -152,10 +153,10 @@ def _tensorrt(args) -> int:
         calib_max_batches=args.calib_batches,
     )
     out = build_engine(art, args.out, cfg, calibration_texts=texts, device=args.device)
-    e = out.extra
+    e = out.runtime
     print(
-        f"wrote {out.path}  ({e['precision']}, int8: {e['int8_mode']}, {len(e['profiles'])} profile(s), "
-        f"TensorRT {e['tensorrt_version']} on {e['gpu_name']} sm{e['compute_capability']}, "
+        f"wrote {out.path}  ({e.precision}, int8: {e.int8_mode}, {len(e.profiles)} profile(s), "
+        f"TensorRT {e.tensorrt_version} on {e.gpu_name} sm{e.compute_capability}, "
         f"{out.metrics['size_bytes'] / 1e6:.1f} MB in {out.metrics['build_seconds']:.0f} s)"
     )
     return 0
@@ -177,7 +178,7 @@ def _triton(args) -> int:
         ort_trt_accelerator=args.ort_trt,
     )
     art = export_triton(args.source, args.out, cfg)
-    entry = art.extra.get("ensemble") or art.extra["model_name"]
-    print(f"wrote {art.path}  ({art.extra['platform']}; structural check passed; send requests to '{entry}')")
+    entry = art.runtime.ensemble or art.runtime.model_name
+    print(f"wrote {art.path}  ({art.runtime.platform}; structural check passed; send requests to '{entry}')")
     print(f"start: tritonserver --model-repository={art.path}")
     return 0

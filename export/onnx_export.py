@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError
 from edgepack.hf import LoadedModel, load_model
 
@@ -80,13 +81,13 @@ def export_onnx(
             config={**cfg.__dict__, "source": str(lm.source)},
             metrics={"max_abs_diff": max_diff, "size_bytes": (w.dir / "model.onnx").stat().st_size,
                      **({k: v for k, v in parent.metrics.items() if k in ("accuracy", "macro_f1")} if parent else {})},
-            extra={
-                **{k: v for k, v in lm.extra.items() if k in ("pooling", "normalize")},
-                "max_length": max_length, "pad_token_id": int(lm.tokenizer.pad_token_id or 0),
-                "model_type": c.model_type, "num_heads": c.num_attention_heads, "hidden_size": c.hidden_size,
-                "num_layers": c.num_hidden_layers, "opset": cfg.opset, "precision": "fp32", "fused": False,
-                "torch_source": str(lm.source),
-            },
+            runtime=RuntimeContract(
+                pooling=lm.runtime.pooling, normalize=lm.runtime.normalize,
+                max_length=max_length, pad_token_id=int(lm.tokenizer.pad_token_id or 0),
+                model_type=c.model_type, num_heads=c.num_attention_heads, hidden_size=c.hidden_size,
+                num_layers=c.num_hidden_layers, opset=cfg.opset, precision="fp32", fused=False,
+                torch_source=str(lm.source),
+            ),
         )
 
 

@@ -130,7 +130,7 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
                                   batch_size=8, runs=cfg.latency_runs, max_length=cfg.max_length)
     sparse = unstructured.sparsity_report(model, cfg.include_embeddings)
     n_layers = len(arch.layers(model))
-    structure = {"num_layers": n_layers, "heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
+    structure = {"heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
                  "ffn_size": arch.ffn_size(model, 0)}
     with ArtifactWriter(Path(out)) as w:
         files = save_model(model, tok, w.dir)
@@ -156,4 +156,5 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
         outputs = [{"name": "logits", "dtype": "float32", "shape": ["batch", len(lm.labels)]}] if classifier else []
         return w.commit(stage="prune", format="hf", task=lm.task, files=files, labels=lm.labels,
                         inputs=hf_inputs_spec(tok), outputs=outputs, parent=lm.artifact,
-                        config=cfg.to_dict(), metrics=metrics, extra=extra)
+                        config=cfg.to_dict(), metrics=metrics, runtime=lm.runtime.replace(num_layers=n_layers),
+                        extra=extra)

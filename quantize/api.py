@@ -101,7 +101,7 @@ def measure(parent: Artifact, candidates: dict[str, Artifact | str], ds: Dataset
 
     def m(name: str, a: Artifact) -> Measurement:
         acc, cos = scores[name]
-        return Measurement(name, a.extra.get("precision", "fp32"), acc, a.file("model").stat().st_size, lat[name],
+        return Measurement(name, a.runtime.precision, acc, a.file("model").stat().st_size, lat[name],
                            int(a.metrics.get("quantized_ops", 0)), cos)
 
     cands = [m(n, c) if isinstance(c, Artifact) else Measurement(n, "?", float("nan"), 0, float("nan"), error=c)
@@ -193,7 +193,7 @@ def _write_selected(parent: Artifact, cand: Artifact, best: Row, pm: Measurement
             stage="quantize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={r: cand.manifest["files"][r]["path"] for r in ("model", "tokenizer")},
             parent=parent, config={**to_dict(cfg), "selected": best.m.name, "method_config": cand.config},
-            metrics=metrics, extra=cand.extra,
+            metrics=metrics, runtime=cand.runtime, extra=cand.extra,
         )
 
 

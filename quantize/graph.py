@@ -126,7 +126,7 @@ def open_onnx_parent(source: str | os.PathLike | Artifact, need_fp32: bool = Tru
             f"{parent.path} is a '{parent.format}' artifact; quantization needs an 'onnx' artifact: "
             f"run `edgepack export onnx {parent.path} OUT` first"
         )
-    precision = parent.extra.get("precision", "fp32")
+    precision = parent.runtime.precision
     if need_fp32 and precision != "fp32":
         raise EdgepackError(f"{parent.path} is already {precision}; quantize the fp32 ONNX artifact instead")
     return parent
@@ -134,12 +134,12 @@ def open_onnx_parent(source: str | os.PathLike | Artifact, need_fp32: bool = Tru
 
 def write_onnx_candidate(
     parent: Artifact, out: str | os.PathLike, build: Callable[[Path, Path], dict], *,
-    precision: str, method: str, cfg: Any, extra: dict | None = None,
+    precision: str, method: str, cfg: Any, runtime: dict | None = None,
 ) -> Artifact:
     """Run ``build(parent_model, out_model) -> extra metrics`` into a new artifact shaped like the parent.
 
-    The artifact keeps the parent's inputs/outputs/labels/extra (so ``Predictor`` opens it unchanged),
-    sets ``extra.precision`` (plus ``extra``), copies the tokenizer and records size, SQNR and op counts vs the parent.
+    The artifact keeps the parent's inputs/outputs/labels/runtime contract (so ``Predictor`` opens it
+    unchanged), sets ``runtime.precision`` and ``runtime.quantization`` (plus the ``runtime`` fields), copies the tokenizer and records size, SQNR and op counts vs the parent.
     """
     with ArtifactWriter(Path(out)) as w:
         model = w.dir / "model.onnx"
@@ -153,12 +153,13 @@ def write_onnx_candidate(
             stage="quantize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={"model": "model.onnx", "tokenizer": "tokenizer.json"},
             parent=parent, config={"method": method, **to_dict(cfg)}, metrics=metrics,
-            extra={**parent.extra, "precision": precision, "quantization": method, **(extra or {})},
+            runtime=parent.runtime.replace(precision=precision, quantization=method, **(runtime or {})),
+            extra=parent.extra,
         )
 
 
-def int8_extra(cfg: Any) -> dict:
-    """The manifest fields that say which CPUs an INT8 model is right on (read by the runtime)."""
+def int8_runtime(cfg: Any) -> dict:
+    """The runtime contract fields that say which CPUs an INT8 model is right on (read by the runtime)."""
     return {"target_cpu": cfg.target_cpu, "reduce_range": bool(cfg.reduce_range), "weight_type": cfg.weight_type}
 
 

@@ -197,5 +197,5 @@ def _finish(art: Artifact, out: Path, ranking: list[NodeError], k: int, trace: l
             stage="quantize", format="onnx", task=art.task, labels=art.labels, inputs=art.inputs,
             outputs=art.outputs, files={r: art.manifest["files"][r]["path"] for r in ("model", "tokenizer")},
             parent=Artifact.open(art.manifest["parent"]["path"]), config={**art.config, "keep_float": [f["node"] for f in floats]},
-            metrics=metrics, extra=art.extra,
+            metrics=metrics, runtime=art.runtime, extra=art.extra,
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgepack.quantize.config import DynamicInt8Config
 from edgepack.quantize.graph import (
     excluded_nodes,
-    int8_extra,
+    int8_runtime,
     open_onnx_parent,
     quiet_quantization_logs,
     write_onnx_candidate,
@@ -70,10 +70,10 @@ def quantize_dynamic_onnx(
 ) -> Artifact:
     """Dynamic-INT8 quantize an fp32 ``onnx`` artifact into ``out`` (precision ``int8-dynamic``).
 
-    The artifact records the target CPU and whether weights are 7-bit (``extra.target_cpu``,
-    ``extra.reduce_range``), so the runtime can warn when it runs on a CPU that saturates.
+    The artifact records the target CPU and whether weights are 7-bit (``runtime.target_cpu``,
+    ``runtime.reduce_range``), so the runtime can warn when it runs on a CPU that saturates.
     """
     parent = open_onnx_parent(source)
     cfg = cfg.resolved()
     return write_onnx_candidate(parent, out, lambda s, d: quantize_dynamic_model(s, d, cfg, keep_float),
-                                precision="int8-dynamic", method=method, cfg=cfg, extra=int8_extra(cfg))
+                                precision="int8-dynamic", method=method, cfg=cfg, runtime=int8_runtime(cfg))

@@ -15,7 +15,7 @@ from edgepack.quantize.calibration import calibration_batches, make_reader
 from edgepack.quantize.config import StaticInt8Config
 from edgepack.quantize.graph import (
     excluded_nodes,
-    int8_extra,
+    int8_runtime,
     open_onnx_parent,
     quiet_quantization_logs,
     write_onnx_candidate,
@@ -93,4 +93,4 @@ def quantize_static_onnx(
     batches = calibration_batches(parent, calibration_texts, cfg.calibration, same_shape=cfg.method != "minmax")
     return write_onnx_candidate(parent, out, lambda s, d: quantize_static_model(s, d, batches, cfg),
                                 precision="int8-static", method=method or f"static-int8-{cfg.method}", cfg=cfg,
-                                extra=int8_extra(cfg))
+                                runtime=int8_runtime(cfg))

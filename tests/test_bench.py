@@ -95,7 +95,8 @@ def test_torch_and_onnx_targets_do_the_same_work(which, tiny_bert, tiny_onnx, ti
 
 
 def test_peer_optimum_target_on_tiny_classifier(tiny_bert, tmp_path):
-    from edgepack.benchmarks.targets import Target, peer_export
+    from edgepack.benchmarks.peer import peer_export
+    from edgepack.benchmarks.targets import Target
 
     torch_out = Target.torch("t", tiny_bert).open(threads=1).run(TEXTS)
     fp32 = Target.peer_optimum("p32", tiny_bert, work_dir=tmp_path).open(threads=1)

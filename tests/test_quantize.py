@@ -53,7 +53,7 @@ def test_quantizer_sqnr_floor_and_runtime(request, tmp_path, graph, method, floo
     art = build_candidate(parent, method, QuantizeConfig().method_config(method), tmp_path / method, CALIB)
     m = art.metrics
     assert m["sqnr_db"] >= floor_db, f"{method} on {graph}: SQNR {m['sqnr_db']:.1f} dB < {floor_db} dB"
-    assert art.extra["precision"] == precision and art.extra["quantization"] == method
+    assert art.runtime.precision == precision and art.runtime.quantization == method
     assert art.file("tokenizer").read_bytes() == parent.file("tokenizer").read_bytes()
     if precision.startswith("int8"):
         assert m["quantized_ops"] > 0 and m["size_bytes"] < parent.file("model").stat().st_size
@@ -123,7 +123,7 @@ def test_quantize_stage_selects_within_budget_and_records_table(fp32_onnx, tmp_p
     assert len(chosen) == 1 and chosen[0]["name"] == m["method"] and chosen[0]["latency_ratio"] < 1.0
     assert m["latency_ms"] < m["parent_latency_ms"]
     assert art.manifest["parent"]["path"] == str(fp32_onnx.path)
-    assert art.extra["precision"] in ("int8-dynamic", "int8-static")
+    assert art.runtime.precision in ("int8-dynamic", "int8-static")
     assert "parent (fp32)" in capsys.readouterr().out
     assert Predictor.open(art.path).infer(["great film"]).shape == (1, 2)
     json.dumps(art.manifest)  # the whole manifest, table included, is JSON

@@ -117,7 +117,7 @@ def test_plain_int8_misses_the_budget_and_mixed_precision_meets_it(outlier_onnx,
                               "within_budget": False}
     assert m["search"][-1]["within_budget"] or any(s["within_budget"] for s in m["search"])
     assert mixed.config["keep_float"] == [f["node"] for f in m["float_nodes"]]
-    assert mixed.extra["target_cpu"] == "avx2"
+    assert mixed.runtime.target_cpu == "avx2"
     assert m["quantized_ops"] > 0 and m["size_bytes"] < outlier_onnx.file("model").stat().st_size
     assert not list(tmp_path.glob("mixed.k*"))  # trial candidates cleaned up
 
