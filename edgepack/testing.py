@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SAMPLE_TEXTS = [
-    "a gripping, beautifully acted film",
-    "the plot is thin and the jokes fall flat",
-    "an instant classic",
-    "i walked out after twenty minutes",
-    "warm funny and surprisingly moving with a great cast and a script that never stops surprising you",
-    "dull",
-    "the best thing about it is the soundtrack , everything else is forgettable",
-]
+from edgepack.compare import PROBE_TEXTS
+
+SAMPLE_TEXTS = list(PROBE_TEXTS)  # the sentences output validations run on
 
 _WORDS = (
     "the a an and of to is it in that film movie plot cast script great good bad dull best worst funny "

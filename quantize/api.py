@@ -111,9 +111,10 @@ def measure(parent: Artifact, candidates: dict[str, Artifact | str], td: TextDat
     lat = time_predictors(preds, td.eval_texts, cfg.latency_batch_size, cfg.latency_batches, cfg.latency_rounds)
 
     def m(name: str, a: Artifact) -> Measurement:
-        acc, cos = scores[name]
-        return Measurement(name, a.extra.get("precision", "fp32"), acc, a.file("model").stat().st_size, lat[name],
-                           int(a.metrics.get("quantized_ops", 0)), cos)
+        sc = scores[name]
+        return Measurement(name, a.extra.get("precision", "fp32"), sc["accuracy"], a.file("model").stat().st_size,
+                           lat[name], int(a.metrics.get("quantized_ops", 0)), sc["min_cosine"],
+                           accuracy_ci95=sc["accuracy_ci95"])
 
     cands = [m(n, c) if isinstance(c, Artifact) else Measurement(n, "?", float("nan"), 0, float("nan"), error=c)
              for n, c in candidates.items()]
