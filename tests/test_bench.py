@@ -150,6 +150,7 @@ def test_seq_len_mode_uses_exact_token_lengths(tiny_bert, tiny_onnx):
 
 def test_json_and_markdown_outputs(rows, tmp_path):
     from edgepack.benchmarks.suite import BenchConfig, to_markdown, write_results
+
     from edgepack.cpu import host_cpu
 
     cfg = BenchConfig(batch_sizes=(1, 4), threads=1, texts=TEXTS)
@@ -267,10 +268,11 @@ def test_markdown_cautions_when_the_cpu_was_busy(rows):
 
 def test_quantize_budget_and_bench_time_with_the_one_protocol(monkeypatch, tiny_onnx):
     """Both publish speed-ups from edgepack.timing.time_interleaved with the same protocol settings."""
-    import edgepack.benchmarks.suite as suite
-    import edgepack.quantize.budget as budget
-    import edgepack.timing as timing
+    from edgepack.benchmarks import suite
     from edgepack.benchmarks.suite import BenchConfig, Target, run_benchmarks
+    from edgepack.quantize import budget
+
+    from edgepack import timing
 
     assert suite.time_interleaved is timing.time_interleaved and budget.time_interleaved is timing.time_interleaved
     seen: dict[str, timing.TimingProtocol] = {}
@@ -298,8 +300,9 @@ def test_quantize_budget_and_bench_time_with_the_one_protocol(monkeypatch, tiny_
 
 
 def test_environment_records_the_cpu_features(monkeypatch):
-    import edgepack.benchmarks.results as results
+    from edgepack.benchmarks import results
     from edgepack.benchmarks.results import environment, machine_line
+
     from edgepack.cpu import parse_cpuinfo
 
     epyc = parse_cpuinfo("model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx avx2 fma\n", "x86_64")
