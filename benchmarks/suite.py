@@ -41,7 +41,7 @@ from edgepack.benchmarks.targets import OpenTarget, Target
 
 from edgepack.compare import cosine
 from edgepack.errors import EdgepackError
-from edgepack.scoring import classification_report
+from edgepack.scoring import accuracy, classification_report
 from edgepack.timing import TimingProtocol, time_interleaved
 
 __all__ = [
@@ -186,7 +186,7 @@ def _quality(ot: OpenTarget, out: np.ndarray, base: np.ndarray | None, labels: S
         )
     if base is not None and base.shape == out.shape:
         if classify:
-            q["agreement_vs_baseline"] = float((out.argmax(axis=1) == base.argmax(axis=1)).mean())
+            q["agreement_vs_baseline"] = accuracy(out.argmax(axis=1), base.argmax(axis=1))
         else:
             cos = cosine(base, out)
             q.update(min_cosine_vs_baseline=float(cos.min()), mean_cosine_vs_baseline=float(cos.mean()))
