@@ -178,6 +178,7 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
 
 
 def _bench(args) -> int:
+    from edgepack.benchmarks.results import environment
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks, to_markdown, write_results
 
     from edgepack.errors import EdgepackError
@@ -212,6 +213,7 @@ def _bench(args) -> int:
         labels=labels,
         log=lambda s: print(f"[bench] {s}", file=sys.stderr),
     )
-    print(to_markdown(rows))
-    write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown)
+    env = environment(cfg.threads)  # the machine line (CPU and its INT8 features) in every output
+    print(to_markdown(rows, env=env))
+    write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown, env=env)
     return 0

@@ -2,8 +2,8 @@
 
 Works with any runner (``infer(feeds) -> dict``) and a ``sync`` callable that waits for the device
 (``torch.cuda.synchronize``, a TensorRT runner's stream, or nothing for CPU runners whose outputs are
-already on the host). Timing uses ``perf_counter_ns`` around call + sync after a warm-up
-(:func:`edgepack.benchmarks.timing.time_calls`), so queued, unfinished GPU work is never counted as done.
+already on the host). Timing is the project's one protocol (:func:`edgepack.timing.time_interleaved`, one
+target): ``perf_counter_ns`` around call + sync after a warm-up, so queued GPU work is never counted as done.
 
     python -m edgepack.benchmarks.gpu_latency out/onnx --backend ort-cuda --batches 1,8,32 --seqs 32,128
     python -m edgepack.benchmarks.gpu_latency runs/teacher --torch fp32,fp16,fp16-graph,int8
@@ -17,7 +17,8 @@ import subprocess
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgepack.benchmarks.timing import time_calls
+
+from edgepack.timing import TimingProtocol, time_interleaved
 
 
 def synthetic_feeds(
@@ -84,7 +85,9 @@ def measure_grid(
     for b in batches:
         for t in seqs:
             feeds = synthetic_feeds(runner.input_names, b, t)
-            stats = time_calls(lambda f=feeds: runner.infer(f), warmup=warmup, iters=iters, sync=sync)
+            timed = time_interleaved({"runner": runner.infer}, [feeds], TimingProtocol(warmup, repeats=iters),
+                                     sync=sync, size=lambda f, b=b: b)
+            stats = timed.summary("runner")
             mean_s = stats["mean_ms"] / 1e3
             rows.append(
                 {

@@ -112,10 +112,10 @@ def predict_logits(model: Any, enc: Encoded, batch_size: int = 64, device: Any =
 
 
 def classification_metrics(logits: Any, labels: list[int], num_classes: int) -> dict:
-    """accuracy and macro_f1 (edgepack.metrics) of argmax(logits) against ``labels``."""
+    """accuracy and macro_f1 (edgepack.scoring) of argmax(logits) against ``labels``."""
     import numpy as np
 
-    from edgepack.metrics import accuracy, macro_f1
+    from edgepack.scoring import accuracy, macro_f1
 
     pred = logits.argmax(-1).numpy()
     gold = np.asarray(labels)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.compare import compare_many
 from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError
 from edgepack.hf import LoadedModel, load_model
@@ -119,7 +120,8 @@ def sample_feeds(lm: LoadedModel, max_length: int, seed: int = 0) -> list[dict[s
             ids[row, keep:] = lm.tokenizer.pad_token_id or 0
         f = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feeds.append({k: v for k, v in f.items() if k in names})
-    enc = lm.tokenizer(list(SAMPLE_SENTENCES), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    enc = lm.tokenizer(list(SAMPLE_SENTENCES), padding=True, truncation=True, max_length=max_length,
+                       return_tensors="np")
     feeds.append({k: enc[k].astype(np.int64) for k in names})
     return feeds
 
@@ -139,12 +141,8 @@ def validate_against_torch(lm: LoadedModel, onnx_path: Path, max_length: int) ->
 
     runner = OrtRunner(onnx_path)
     key = "logits" if lm.task == "text-classification" else "last_hidden_state"
-    worst = 0.0
+    pairs = []
     for feeds in sample_feeds(lm, max_length):
         ref = torch_outputs(lm, feeds)
-        got = runner.infer(feeds)[key]
-        diff = np.abs(got - ref)
-        if diff.ndim == 3:  # hidden states at padded positions are not used downstream
-            diff = diff * feeds["attention_mask"][..., None]
-        worst = max(worst, float(diff.max()))
-    return worst
+        pairs.append((ref, runner.infer(feeds)[key], feeds["attention_mask"] if ref.ndim == 3 else None))
+    return compare_many(pairs).max_abs_diff

@@ -100,9 +100,10 @@ def measure(parent: Artifact, candidates: dict[str, Artifact | str], ds: Dataset
     lat = time_predictors(preds, ds.val_texts, cfg.latency_batch_size, cfg.latency_batches, cfg.latency_rounds)
 
     def m(name: str, a: Artifact) -> Measurement:
-        acc, cos = scores[name]
-        return Measurement(name, a.runtime.precision, acc, a.file("model").stat().st_size, lat[name],
-                           int(a.metrics.get("quantized_ops", 0)), cos)
+        sc = scores[name]
+        return Measurement(name, a.runtime.precision, sc["accuracy"], a.file("model").stat().st_size,
+                           lat[name], int(a.metrics.get("quantized_ops", 0)), sc["min_cosine"],
+                           accuracy_ci95=sc["accuracy_ci95"])
 
     cands = [m(n, c) if isinstance(c, Artifact) else Measurement(n, "?", float("nan"), 0, float("nan"), error=c)
              for n, c in candidates.items()]
@@ -165,9 +166,9 @@ def _budget(parent: Artifact, ds: Dataset, cfg: QuantizeConfig) -> Budget:
     def drop_of(cand: Artifact) -> float:
         if "ref" not in cache:
             cache["ref"] = open_(parent).infer(ds.val_texts)
-            cache["acc"] = score(parent.task, cache["ref"], cache["ref"], labels)[0]
+            cache["acc"] = score(parent.task, cache["ref"], cache["ref"], labels)["accuracy"]
         got = open_(cand).infer(ds.val_texts)
-        return cache["acc"] - score(parent.task, got, cache["ref"], labels)[0]
+        return cache["acc"] - score(parent.task, got, cache["ref"], labels)["accuracy"]
 
     plain = {m for m in cfg.methods if isinstance(cfg.method_config(m), DynamicInt8Config)}
     return Budget(drop_of, cfg.max_accuracy_drop, plain_in_stage=bool(plain))

@@ -160,8 +160,8 @@ class QuantizeConfig:
     exclude: Exclusions = Exclusions()  # added to every method's own exclusions
     max_eval_samples: int | None = 1000  # validation texts used for accuracy (None: all)
     latency_batch_size: int = 8  # texts per timed call, padded to each batch's longest (as the runtime does)
-    latency_batches: int = 24  # timed calls per round
-    latency_rounds: int = 5  # rounds interleave all models; the median round counts
+    latency_batches: int = 24  # distinct batches timed per pass
+    latency_rounds: int = 5  # timed passes over the batches, models in turns (edgepack.timing); p50 counts
     intra_op_threads: int | None = None
     backend: str = "auto"  # runtime backend the latency is measured on (the target)
     target_cpu: str = "auto"  # INT8 methods quantize for this CPU (edgepack.cpu.TARGETS); auto = this machine

@@ -21,7 +21,7 @@ def _logits(model, tok):
 
 def test_torch_dynamic_int8_round_trip_sqnr(tiny_bert, tmp_path):
     from edgepack.hf import load_model
-    from edgepack.quantize.graph import sqnr_db
+    from edgepack.compare import sqnr_db
     from edgepack.quantize.torch_quant import QWEIGHTS, load_quantized_torch, quantize_torch
 
     art = quantize_torch(tiny_bert, tmp_path / "tq")
@@ -57,7 +57,7 @@ def test_bitsandbytes_missing_is_a_clear_error(tiny_bert, tmp_path):
 def test_bitsandbytes_save_and_load(tiny_bert, tmp_path, method):
     pytest.importorskip("bitsandbytes")
     from edgepack.hf import load_model
-    from edgepack.quantize.graph import sqnr_db
+    from edgepack.compare import sqnr_db
     from edgepack.quantize.torch_quant import TorchQuantConfig, load_quantized_torch, quantize_torch
 
     art = quantize_torch(tiny_bert, tmp_path / method, TorchQuantConfig(method=method))
