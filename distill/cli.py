@@ -122,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _data_spec(a: argparse.Namespace):
-    from edgepack.distill.data import DataSpec, example_spec
+    from edgepack.data import DataSpec, example_spec
 
     if not a.data:
         return example_spec(val_fraction=a.val_fraction, max_examples=a.max_examples)

@@ -50,8 +50,8 @@ class Recipe:
 
     def configs(self) -> dict[str, Any]:
         """Build (and so validate) every stage's config dataclass."""
+        from edgepack.data import DataSpec
         from edgepack.distill.configs import DistillConfig, FinetuneConfig
-        from edgepack.distill.data import DataSpec
         from edgepack.export.onnx_export import OnnxExportConfig
 
         from edgepack.config import config_from_dict

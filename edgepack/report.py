@@ -143,7 +143,7 @@ def write_report(recipe: Any, cfgs: dict, pipe: Any, roles: dict, out: Path) -> 
     """Benchmark the pipeline's artifacts and write report.md / report.json / the plot into ``out``."""
     from edgepack.benchmarks.results import environment
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks
-    from edgepack.distill.data import load_data
+    from edgepack.data import load_data
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def build_stages(recipe: Recipe, cfgs: dict[str, Any]) -> tuple[list[Stage], dic
                             lambda p, out: distill(source(p), data, dc, out)))
         torch_parent = "student"
     if "prune" in cfgs:
-        from edgepack.distill.data import load_data
+        from edgepack.data import load_data
         from edgepack.prune.api import prune
 
         pc = cfgs["prune"]
@@ -63,7 +63,7 @@ def build_stages(recipe: Recipe, cfgs: dict[str, Any]) -> tuple[list[Stage], dic
                             lambda p, out: optimize_onnx(p, out, FusionConfig())))
         onnx_parent = "fused"
     if "quantize" in cfgs:
-        from edgepack.distill.data import load_data
+        from edgepack.data import load_data
         from edgepack.quantize.api import quantize
 
         qc = cfgs["quantize"]

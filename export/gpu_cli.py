@@ -28,7 +28,8 @@ then:  tritonserver --model-repository=out/triton     (see out/triton/README.md 
 def add_tensorrt_parser(targets) -> None:
     """Add ``export tensorrt`` to the ``export`` sub-parsers."""
     from edgepack.export.trt_engine import PRECISIONS, TrtBuildConfig
-    from edgepack.export.trt_profiles import ShapeRange
+
+    from edgepack.contract import ShapeRange
 
     r = ShapeRange()
     t = targets.add_parser(
@@ -121,7 +122,7 @@ def add_triton_parser(targets) -> None:
 def tensorrt_config(args, max_length: int):
     """The TrtBuildConfig: the profile's sequence range defaults to the model's ``max_length``; then the
     --config file, then explicit flags (--batch / --seq set ``shapes``)."""
-    from edgepack.export.trt_profiles import parse_range
+    from edgepack.runtime.trt_profiles import parse_range
 
     from edgepack.cli_config import config_from_args
 
@@ -143,7 +144,7 @@ def _tensorrt(args) -> int:
     from edgepack.errors import EdgepackError
 
     art = Artifact.open(args.source).require(format="onnx")
-    cfg = tensorrt_config(args, int(art.extra.get("max_length", 512)))
+    cfg = tensorrt_config(args, art.runtime.max_length or 512)
     texts = None
     if args.calib_data:
         try:
@@ -152,10 +153,10 @@ def _tensorrt(args) -> int:
             raise EdgepackError(f"cannot read calibration data {args.calib_data}: {e}") from None
         texts = [line.strip() for line in lines if line.strip()]
     out = build_engine(art, args.out, cfg, calibration_texts=texts, device=args.device)
-    e = out.extra
+    e = out.runtime
     print(
-        f"wrote {out.path}  ({e['precision']}, int8: {e['int8_mode']}, {len(e['profiles'])} profile(s), "
-        f"TensorRT {e['tensorrt_version']} on {e['gpu_name']} sm{e['compute_capability']}, "
+        f"wrote {out.path}  ({e.precision}, int8: {e.int8_mode}, {len(e.profiles)} profile(s), "
+        f"TensorRT {e.tensorrt_version} on {e.gpu_name} sm{e.compute_capability}, "
         f"{out.metrics['size_bytes'] / 1e6:.1f} MB in {out.metrics['build_seconds']:.0f} s)"
     )
     return 0
@@ -167,7 +168,7 @@ def _triton(args) -> int:
     from edgepack.cli_config import config_from_args
 
     art = export_triton(args.source, args.out, config_from_args(args))
-    entry = art.extra.get("ensemble") or art.extra["model_name"]
-    print(f"wrote {art.path}  ({art.extra['platform']}; structural check passed; send requests to '{entry}')")
+    entry = art.runtime.ensemble or art.runtime.model_name
+    print(f"wrote {art.path}  ({art.runtime.platform}; structural check passed; send requests to '{entry}')")
     print(f"start: tritonserver --model-repository={art.path}")
     return 0

@@ -166,7 +166,7 @@ def model_config(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: 
             "max_queue_delay_microseconds": cfg.max_queue_delay_us,
         }
     if art.format == "tensorrt":
-        limit = max(p["max_batch"] for p in art.extra.get("profiles") or [{"max_batch": cfg.max_batch_size}])
+        limit = max((p.max_batch for p in art.runtime.profiles), default=cfg.max_batch_size)
         if cfg.max_batch_size > limit:
             raise EdgepackError(
                 f"max_batch_size {cfg.max_batch_size} exceeds the engine's largest profile batch {limit}"
@@ -194,15 +194,15 @@ def tokenizer_configs(
     """config.pbtxt dicts of the Python-backend tokenizer and of the TEXT -> outputs ensemble."""
     tok_name, ens_name = f"{cfg.model_name}_tokenizer", f"{cfg.model_name}_text"
     token_inputs = [i["name"] for i in inputs]
-    extra = art.extra
+    rt = art.runtime
     text_in = [{"name": "TEXT", "data_type": Ident("TYPE_STRING"), "dims": [1]}]
     # the step emits what the model takes: int64 for ONNX, possibly int32 for a TensorRT engine
     tok_outs = [
         {"name": i["name"], "data_type": Ident(triton_dtype(i["dtype"])), "dims": [-1]} for i in inputs
     ]
     params = {
-        "max_length": extra.get("max_length", 512),
-        "pad_token_id": extra.get("pad_token_id", 0),
+        "max_length": rt.max_length or 512,
+        "pad_token_id": rt.pad_token_id or 0,
         "pad_to_multiple_of": cfg.pad_to_multiple_of,
         "tokenizer_file": "tokenizer.json",
     }
@@ -299,12 +299,12 @@ def export_triton(
             parent=art,
             config={**config_to_dict(cfg), "backend": PLATFORMS[art.format][0]},
             metrics={k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1", "size_bytes")},
-            extra={
-                **art.extra,
-                "model_name": cfg.model_name,
-                "platform": PLATFORMS[art.format][0],
-                "ensemble": f"{cfg.model_name}_text" if cfg.tokenizer == "ensemble" else None,
-            },
+            runtime=art.runtime.replace(
+                model_name=cfg.model_name,
+                platform=PLATFORMS[art.format][0],
+                ensemble=f"{cfg.model_name}_text" if cfg.tokenizer == "ensemble" else None,
+            ),
+            extra=art.extra,
         )
 
 
@@ -317,6 +317,7 @@ def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
     """How to start Triton on this repository and call it (server-side or client-side tokenization)."""
     names = [i["name"] for i in inputs]
     first_out = outputs[0]["name"]
+    max_length, pad_id = art.runtime.max_length or 512, art.runtime.pad_token_id or 0
     lines = [
         f"# Triton repository for `{cfg.model_name}` ({art.task}, {PLATFORMS[art.format][0]})",
         "",
@@ -342,12 +343,11 @@ def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
     lines += [
         f"Client-side tokenization: tokenize with `{cfg.model_name}/tokenizer.json` and call `{cfg.model_name}`",
         f"with {', '.join(names)} (INT64, [B, T], padded to the batch's longest, T <= "
-        f"{art.extra.get('max_length', 512)}, pad id {art.extra.get('pad_token_id', 0)}):",
+        f"{max_length}, pad id {pad_id}):",
         "",
         "    from tokenizers import Tokenizer",
         f"    tok = Tokenizer.from_file('{cfg.model_name}/tokenizer.json')",
-        f"    tok.enable_truncation({art.extra.get('max_length', 512)}); "
-        f"tok.enable_padding(pad_id={art.extra.get('pad_token_id', 0)})",
+        f"    tok.enable_truncation({max_length}); tok.enable_padding(pad_id={pad_id})",
         "    enc = tok.encode_batch(['great film', 'dull'])",
         "    cols = {'input_ids': [e.ids for e in enc], 'attention_mask': [e.attention_mask for e in enc],",
         "            'token_type_ids': [e.type_ids for e in enc]}",

@@ -11,13 +11,11 @@ and the steps that ran.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import gzip
 import json
 import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,42 +23,20 @@ from edgepack.prune.config import PruneConfig
 
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
+from edgepack.data import Dataset, DataSpec, as_dataset, example_spec
 from edgepack.errors import EdgepackError
 
 
-@dataclass(frozen=True)
-class TextData:
-    """Texts and label indices for pruning (what ``edgepack.distill.data.load_data`` returns, or your own)."""
-
-    train_texts: Sequence[str]
-    train_labels: Sequence[int] | None = None
-    val_texts: Sequence[str] = ()
-    val_labels: Sequence[int] | None = None
-    label_names: Sequence[str] = ()
-
-
-def resolve_data(data: Any) -> TextData:
-    """Accept None (the embedded example), a ``DataSpec``, a ``Dataset``/``TextData`` or a dict of lists."""
-    if data is None or (hasattr(data, "text_column") and hasattr(data, "val_fraction")):
-        from edgepack.distill.data import example_spec, load_data
-
-        data = load_data(data if data is not None else example_spec())
-    if isinstance(data, dict):
-        data = TextData(**data)
-    if not hasattr(data, "train_texts"):
-        raise EdgepackError(f"cannot use {type(data).__name__} as pruning data: pass a DataSpec, a Dataset or TextData")
-    td = TextData(list(data.train_texts), data.train_labels, list(data.val_texts or []), data.val_labels,
-                  list(data.label_names or []))
-    if not td.train_texts:
+def resolve_data(data: DataSpec | Dataset | Mapping | None) -> Dataset:
+    """The pruning data as a ``Dataset``: None (the embedded example), a DataSpec, a Dataset or a dict of
+    Dataset fields (``edgepack.data.as_dataset``). The training split is needed to score units."""
+    d = as_dataset(data if data is not None else example_spec(), "pruning data")
+    if not d.train_texts:
         raise EdgepackError("pruning data has no training texts (needed to score heads and neurons)")
-    if td.train_labels is not None and len(td.train_labels) != len(td.train_texts):
-        raise EdgepackError(f"{len(td.train_texts)} training texts but {len(td.train_labels)} labels")
-    if td.val_labels is not None and len(td.val_labels) != len(td.val_texts):
-        raise EdgepackError(f"{len(td.val_texts)} validation texts but {len(td.val_labels)} labels")
-    return td
+    return d
 
 
-def _quality(model: Any, reference: Any, tok: Any, d: TextData, classifier: bool, n: int | None) -> dict:
+def _quality(model: Any, reference: Any, tok: Any, d: Dataset, classifier: bool, n: int | None) -> dict:
     from edgepack.prune.evaluate import embedding_agreement, evaluate
 
     texts = list(d.val_texts)[:n] if n else list(d.val_texts)
@@ -90,8 +66,8 @@ def _gzip_size(path: Path) -> int:
     return sink.n
 
 
-def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out: str | os.PathLike,
-          teacher: str | os.PathLike | None = None, progress: bool = False) -> Artifact:
+def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mapping | None, cfg: PruneConfig,
+          out: str | os.PathLike, teacher: str | os.PathLike | None = None, progress: bool = False) -> Artifact:
     """Prune the model at ``source`` (HF folder, PEFT adapter or ``hf`` artifact) and write an ``hf`` artifact.
 
     ``data``: see ``resolve_data``. ``teacher``: model whose soft targets drive recovery (default:
@@ -112,12 +88,8 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
     if classifier and d.label_names and len(d.label_names) != model.config.num_labels:
         raise EdgepackError(f"the data has {len(d.label_names)} labels {list(d.label_names)} but the model has "
                             f"{model.config.num_labels} ({lm.labels})")
-    if classifier and d.label_names and lm.labels:  # same names, maybe another order: use the model's
-        from edgepack.distill.data import align_labels
-
-        d = dataclasses.replace(d, train_labels=align_labels(d.train_labels, d.label_names, lm.labels, "pruning data"),
-                                val_labels=align_labels(d.val_labels, d.label_names, lm.labels, "pruning data"),
-                                label_names=list(lm.labels))
+    if classifier:  # same names, maybe another order: the model's order (edgepack.data.align_labels)
+        d = d.aligned_to(lm.labels, "pruning data")
     before = _quality(model, model, tok, d, classifier, cfg.eval_examples)
     params_before = count_parameters(model)
     original = copy.deepcopy(model)
@@ -138,7 +110,7 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
                                   batch_size=8, runs=cfg.latency_runs, max_length=cfg.max_length)
     sparse = unstructured.sparsity_report(model, cfg.include_embeddings)
     n_layers = len(arch.layers(model))
-    structure = {"num_layers": n_layers, "heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
+    structure = {"heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
                  "ffn_size": arch.ffn_size(model, 0)}
     with ArtifactWriter(Path(out)) as w:
         files = save_model(model, tok, w.dir)
@@ -164,4 +136,5 @@ def prune(source: str | os.PathLike | Artifact, data: Any, cfg: PruneConfig, out
         outputs = [{"name": "logits", "dtype": "float32", "shape": ["batch", len(lm.labels)]}] if classifier else []
         return w.commit(stage="prune", format="hf", task=lm.task, files=files, labels=lm.labels,
                         inputs=hf_inputs_spec(tok), outputs=outputs, parent=lm.artifact,
-                        config=config_to_dict(cfg), metrics=metrics, extra=extra)
+                        config=config_to_dict(cfg), metrics=metrics, runtime=lm.runtime.replace(num_layers=n_layers),
+                        extra=extra)

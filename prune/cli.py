@@ -96,8 +96,9 @@ def _config(args: argparse.Namespace):
 
 
 def _run_prune(args: argparse.Namespace) -> int:
-    from edgepack.distill.data import DataSpec
     from edgepack.prune.api import prune
+
+    from edgepack.data import DataSpec
 
     cfg = _config(args)
     data = DataSpec(path=args.data, text_column=args.text_column, label_column=args.label_column) if args.data else None

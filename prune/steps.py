@@ -21,7 +21,8 @@ from edgepack.errors import EdgepackError
 
 @dataclass
 class PruneContext:
-    """What a step works on. ``data`` has ``train_texts`` / ``train_labels`` (see ``prune.api.resolve_data``)."""
+    """What a step works on. ``data`` is the core ``edgepack.data.Dataset`` (``train_texts`` / ``train_labels``,
+    labels already aligned to the model; see ``prune.api.resolve_data``)."""
 
     model: Any
     tokenizer: Any

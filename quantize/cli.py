@@ -11,8 +11,14 @@ _EPILOG = """\
 methods:
   dynamic-int8             int8 weights per channel, activations quantized per batch (no calibration)
   dynamic-int8-per-tensor  one scale per weight matrix (smaller, less accurate)
+  dynamic-int8-mixed       dynamic-int8 with the MatMuls whose INT8 error is largest (measured per node on
+                           calibration texts) kept float, as few as the budget allows: for models with
+                           activation outliers, where plain INT8 misses the budget (skipped when it does not)
   static-int8-minmax|entropy|percentile
                            QDQ format calibrated on training texts (the format TensorRT INT8 reads)
+  static-int8-smooth       static INT8 after SmoothQuant-style scaling: activation outlier channels are divided
+                           down and the MatMul weights multiplied up, so both quantize well
+  static-int8-trt          symmetric int8 activations and weights (zero points 0): what TensorRT accepts
   fp16                     half precision for GPUs (LayerNorm/Softmax/reductions kept fp32)
 
 Every candidate is measured against the parent in this process: accuracy on the validation texts
@@ -57,8 +63,8 @@ def register(sub) -> None:
                                 metavar="OP"),
         "max_eval_samples": Opt("--eval-samples", "validation texts scored"),
         "latency_batch_size": Opt(help="texts per timed call"),
-        "latency_batches": Opt(help="timed calls per round"),
-        "latency_rounds": Opt(help="rounds interleave all models; the median round counts"),
+        "latency_batches": Opt(help="distinct batches timed per pass"),
+        "latency_rounds": Opt(help="timed passes over the batches, models in turns (edgepack.timing); p50 counts"),
         "intra_op_threads": Opt("--threads", "ONNX Runtime intra-op threads", default_text="all cores"),
         "backend": Opt(help="runtime backend the latency is measured on"),
         "target_cpu": Opt(help="the CPU the INT8 model will run on: avx2 = any x86 without VNNI (7-bit weights, "
@@ -85,10 +91,11 @@ def register(sub) -> None:
 
 
 def _quantize(args) -> int:
-    from edgepack.distill.data import DataSpec, example_spec
     from edgepack.quantize.api import quantize
 
     from edgepack.cli_config import config_from_args
+
+    from edgepack.data import DataSpec, example_spec
 
     label = None if args.label_column.lower() == "none" else args.label_column
     spec = (DataSpec(path=args.data, text_column=args.text_column, label_column=label) if args.data

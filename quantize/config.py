@@ -17,6 +17,7 @@ from edgepack.config import (
     check_choice,
     check_fields,
     check_min,
+    check_unit,
     config_from_dict,
     config_to_dict,
 )
@@ -92,6 +93,9 @@ class StaticInt8Config:
     weight_type: str = "qint8"
     target_cpu: str = "auto"  # as in DynamicInt8Config
     reduce_range: bool | None = None  # None: what target_cpu needs
+    # zero points 0 (TensorRT's ONNX parser refuses others); with activation_type="qint8"
+    symmetric_activations: bool = False
+    smooth_alpha: float | None = None  # SmoothQuant migration strength (0.5 typical); None: no smoothing
     percentile: float = 99.999  # for method="percentile"
     op_types: tuple[str, ...] = ("MatMul", "Gather")
     matmul_const_weight_only: bool = True  # False also quantizes the attention score/context MatMuls
@@ -106,6 +110,9 @@ class StaticInt8Config:
         check_choice(self, "target_cpu", TARGETS)
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError("percentile", f"must be in (50, 100], got {self.percentile}")
+        check_unit(self, "smooth_alpha")
+        if self.symmetric_activations and self.activation_type != "qint8":
+            raise ConfigError("symmetric_activations", "needs activation_type 'qint8'")
 
     def resolved(self) -> StaticInt8Config:
         return _resolve(self)
@@ -129,15 +136,48 @@ class Fp16Config:
         check_fields(self)
 
 
+@dataclass(frozen=True)
+class MixedInt8Config:
+    """Dynamic INT8 with the MatMuls whose INT8 error is largest kept float, as few as the budget allows.
+
+    Each node's own error is measured on calibration texts (``edgepack.quantize.mixed``); the search keeps
+    the k worst float for k = 1, 2, 4, ... then bisects, up to ``max_float_fraction`` of the nodes.
+    """
+
+    base: DynamicInt8Config = DynamicInt8Config()
+    max_float_fraction: float = 0.5
+    max_trials: int = 8  # candidates built and scored at most
+    calibration: CalibrationConfig = CalibrationConfig(num_samples=64)
+    target_cpu: str = "auto"  # passed to the base config
+    exclude: Exclusions = Exclusions()  # added to the base config's exclusions
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_choice(self, "target_cpu", TARGETS)
+        if not 0.0 < self.max_float_fraction <= 1.0:
+            raise ConfigError("max_float_fraction", f"must be in (0, 1], got {self.max_float_fraction}")
+        check_min(self, 2, "max_trials")
+
+    def dynamic(self) -> DynamicInt8Config:
+        """The dynamic-INT8 config each trial quantizes with."""
+        merged = Exclusions(nodes=self.base.exclude.nodes + self.exclude.nodes,
+                            op_types=self.base.exclude.op_types + self.exclude.op_types)
+        return dataclasses.replace(self.base, target_cpu=self.target_cpu, exclude=merged)
+
+
 METHODS: dict[str, Any] = {
     "dynamic-int8": DynamicInt8Config(),
     "dynamic-int8-per-tensor": DynamicInt8Config(per_channel=False),
+    "dynamic-int8-mixed": MixedInt8Config(),
     "static-int8-minmax": StaticInt8Config(method="minmax"),
     "static-int8-entropy": StaticInt8Config(method="entropy"),
     "static-int8-percentile": StaticInt8Config(method="percentile"),
+    "static-int8-smooth": StaticInt8Config(method="minmax", smooth_alpha=0.5),
+    # TensorRT reads Q/DQ with zero points 0 only: symmetric int8 activations and weights
+    "static-int8-trt": StaticInt8Config(method="entropy", activation_type="qint8", symmetric_activations=True),
     "fp16": Fp16Config(),
 }
-DEFAULT_METHODS = ("dynamic-int8", "dynamic-int8-per-tensor", "static-int8-minmax")
+DEFAULT_METHODS = ("dynamic-int8", "dynamic-int8-per-tensor", "dynamic-int8-mixed", "static-int8-minmax")
 
 
 @dataclass(frozen=True)
@@ -149,8 +189,8 @@ class QuantizeConfig:
     exclude: Exclusions = Exclusions()  # added to every method's own exclusions
     max_eval_samples: int | None = 1000  # validation texts used for accuracy (None: all)
     latency_batch_size: int = 8  # texts per timed call, padded to each batch's longest (as the runtime does)
-    latency_batches: int = 24  # timed calls per round
-    latency_rounds: int = 5  # rounds interleave all models; the median round counts
+    latency_batches: int = 24  # distinct batches timed per pass
+    latency_rounds: int = 5  # timed passes over the batches, models in turns (edgepack.timing); p50 counts
     intra_op_threads: int | None = None
     backend: str = "auto"  # runtime backend the latency is measured on (the target)
     target_cpu: str = "auto"  # INT8 methods quantize for this CPU (edgepack.cpu.TARGETS); auto = this machine

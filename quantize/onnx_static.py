@@ -15,7 +15,7 @@ from edgepack.quantize.calibration import calibration_batches, make_reader
 from edgepack.quantize.config import StaticInt8Config
 from edgepack.quantize.graph import (
     excluded_nodes,
-    int8_extra,
+    int8_runtime,
     open_onnx_parent,
     quiet_quantization_logs,
     write_onnx_candidate,
@@ -33,8 +33,15 @@ def quantize_static_model(src: str | os.PathLike, dst: str | os.PathLike, batche
     with tempfile.TemporaryDirectory() as tmp:
         # symbolic shape inference types the fused com.microsoft ops, so their outputs get calibrated too
         pre = Path(tmp) / "pre.onnx"
+        stats = {}
+        if cfg.smooth_alpha is not None:
+            from edgepack.quantize.smooth import smooth_model
+
+            smoothed = Path(tmp) / "smoothed.onnx"
+            stats = smooth_model(src, smoothed, batches, cfg.smooth_alpha)
+            src = smoothed
         quant_pre_process(str(src), str(pre), skip_optimization=True, auto_merge=True)
-        return _quantize(pre, dst, batches, cfg)
+        return {**_quantize(pre, dst, batches, cfg), **stats}
 
 
 def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8Config) -> dict:
@@ -48,7 +55,8 @@ def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8C
     skip = excluded_nodes(model, cfg.exclude)
     ops = [o for o in cfg.op_types if o not in cfg.exclude.op_types]
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": cfg.matmul_const_weight_only,
-             "CalibPercentile": cfg.percentile}
+             "CalibPercentile": cfg.percentile, "ActivationSymmetric": cfg.symmetric_activations,
+             "WeightSymmetric": True}
     # ORT writes its augmented calibration model into its own temporary directory
     quantize_static(
         str(src), str(dst), make_reader(batches), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
@@ -69,4 +77,4 @@ def quantize_static_onnx(
     batches = calibration_batches(parent, calibration_texts, cfg.calibration, same_shape=cfg.method != "minmax")
     return write_onnx_candidate(parent, out, lambda s, d: quantize_static_model(s, d, batches, cfg),
                                 precision="int8-static", method=method or f"static-int8-{cfg.method}", cfg=cfg,
-                                extra=int8_extra(cfg))
+                                runtime=int8_runtime(cfg))

@@ -22,6 +22,8 @@ from edgepack.errors import EdgepackError, MissingDependencyError
 from edgepack.config import check_choice, check_fields, config_to_dict
 
 TORCH_METHODS = ("torch-dynamic-int8", "bnb-int8", "bnb-nf4")
+# the contract's precision of each method (LLM.int8 quantizes activations per batch too)
+TORCH_PRECISION = {"torch-dynamic-int8": "int8-dynamic", "bnb-int8": "int8-dynamic", "bnb-nf4": "nf4"}
 QWEIGHTS = "quantized_weights.safetensors"
 
 
@@ -101,7 +103,9 @@ def quantize_torch(source: str | os.PathLike, out: str | os.PathLike, cfg: Torch
         return w.commit(
             stage="quantize", format="torch-quantized", task=lm.task, labels=lm.labels, files=files,
             parent=lm.artifact, config=config_to_dict(cfg), metrics={"size_bytes": size, "quantized_ops": n_quant},
-            extra={**lm.extra, "precision": cfg.method, "torch_source": str(lm.source)},
+            runtime=lm.runtime.replace(precision=TORCH_PRECISION[cfg.method], quantization=cfg.method,
+                                       torch_source=str(lm.source)),
+            extra=lm.extra,
         )
 
 

@@ -11,19 +11,20 @@ from edgepack.export.fusion import FusionConfig
 from edgepack.export.onnx_export import OnnxExportConfig
 from edgepack.export.triton_repo import TritonConfig
 from edgepack.export.trt_engine import TrtBuildConfig
-from edgepack.export.trt_profiles import ShapeRange
 from edgepack.prune.config import PruneConfig, RecoveryConfig
 from edgepack.quantize.config import (
     CalibrationConfig,
     DynamicInt8Config,
     Exclusions,
     Fp16Config,
+    MixedInt8Config,
     QuantizeConfig,
     StaticInt8Config,
 )
 from edgepack.quantize.torch_quant import TorchQuantConfig
 
 from edgepack.config import ConfigError, config_from_dict, config_to_dict
+from edgepack.contract import ShapeRange
 from edgepack.errors import EdgepackError
 
 # (config class, bad keyword arguments, the exact message)
@@ -71,16 +72,23 @@ BAD_VALUES = [
     (CalibrationConfig, {"num_samples": 0}, "num_samples must be >= 1, got 0"),
     (StaticInt8Config, {"method": "kl"}, "method must be one of minmax, entropy, percentile, got 'kl'"),
     (StaticInt8Config, {"percentile": 20.0}, "percentile must be in (50, 100], got 20.0"),
+    (StaticInt8Config, {"smooth_alpha": 1.5}, "smooth_alpha must be in [0, 1], got 1.5"),
+    (StaticInt8Config, {"symmetric_activations": True}, "symmetric_activations needs activation_type 'qint8'"),
+    (MixedInt8Config, {"max_float_fraction": 0.0}, "max_float_fraction must be in (0, 1], got 0.0"),
+    (MixedInt8Config, {"max_trials": 1}, "max_trials must be >= 2, got 1"),
+    (MixedInt8Config, {"target_cpu": "x86"}, "target_cpu must be one of auto, avx2, avx512-vnni, arm64, got 'x86'"),
     (Fp16Config, {"keep_io_types": 1}, "keep_io_types must be true or false, got int 1"),
     (QuantizeConfig, {"methods": ("int3",)},
      ("methods has unknown quantization method(s) 'int3'; known: dynamic-int8, dynamic-int8-per-tensor, "
-     "static-int8-minmax, static-int8-entropy, static-int8-percentile, fp16")),
+     "dynamic-int8-mixed, static-int8-minmax, static-int8-entropy, static-int8-percentile, static-int8-smooth, "
+     "static-int8-trt, fp16")),
     (QuantizeConfig, {"methods": ()}, "methods must name at least one quantization method"),
     (QuantizeConfig, {"max_accuracy_drop": -1}, "max_accuracy_drop must be >= 0, got -1"),
     (QuantizeConfig, {"latency_rounds": 0}, "latency_rounds must be >= 1, got 0"),
     (QuantizeConfig, {"overrides": {"int3": {}}},
      ("overrides names unknown quantization method 'int3'; known: dynamic-int8, dynamic-int8-per-tensor, "
-     "static-int8-minmax, static-int8-entropy, static-int8-percentile, fp16")),
+     "dynamic-int8-mixed, static-int8-minmax, static-int8-entropy, static-int8-percentile, static-int8-smooth, "
+     "static-int8-trt, fp16")),
     (QuantizeConfig, {"overrides": {"static-int8-minmax": {"method": "kl"}}},
      "overrides.static-int8-minmax.method must be one of minmax, entropy, percentile, got 'kl'"),
     (TorchQuantConfig, {"method": "int2"}, "method must be one of torch-dynamic-int8, bnb-int8, bnb-nf4, got 'int2'"),
@@ -150,6 +158,9 @@ def test_converter_round_trips_and_reads_yaml_style_floats():
             FinetuneConfig(lora=LoraSettings(r=4, target_modules=("query", "value"))),
             PruneConfig(drop_layers=(1, -1), recovery=RecoveryConfig(steps=3)),
             QuantizeConfig(overrides={"dynamic-int8": {"per_channel": False}}),
+            QuantizeConfig(target_cpu="avx2", overrides={"dynamic-int8-mixed": {"max_trials": 4},
+                                                         "static-int8-trt": {"smooth_alpha": 0.5}}),
+            MixedInt8Config(base=DynamicInt8Config(reduce_range=True), calibration=CalibrationConfig(num_samples=8)),
             TrtBuildConfig(shapes=ShapeRange(1, 4, 8, 1, 32, 64), seq_buckets=(32,)),
             TritonConfig(gpus=(0, 1)), OnnxExportConfig(task="feature-extraction"), FusionConfig(use_gpu=True),
             TorchQuantConfig(skip_modules=())]

@@ -91,16 +91,17 @@ def test_drop_layers_renumbers_pruned_heads(lm):
 
 
 def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig, RecoveryConfig
     from transformers import AutoModelForSequenceClassification
 
     from edgepack.artifact import Artifact
+    from edgepack.data import Dataset
     from edgepack.hf import load_model
 
     texts = SAMPLE_TEXTS * 4
     labels = LABELS * 4
-    data = TextData(texts, labels, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
+    data = Dataset(texts, labels, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
     cfg = PruneConfig(head_fraction=0.25, ffn_fraction=0.5, drop_layers=(), latency_runs=2,
                       recovery=RecoveryConfig(steps=3, batch_size=4))
     art = prune(tiny_bert, data, cfg, tmp_path / "pruned")
@@ -124,19 +125,21 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
 
 def test_data_labels_are_matched_to_the_model_by_name(tiny_bert, tmp_path):
     """The same data with its label names in the other order scores the same (labels re-indexed)."""
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig
+
+    from edgepack.data import Dataset
 
     cfg = PruneConfig(ffn_fraction=0.5, latency_runs=0)
     flipped = [1 - y for y in LABELS]
-    a = prune(tiny_bert, TextData(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["negative", "positive"]), cfg,
+    a = prune(tiny_bert, Dataset(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["negative", "positive"]), cfg,
               tmp_path / "a")
-    b = prune(tiny_bert, TextData(SAMPLE_TEXTS, flipped, SAMPLE_TEXTS, flipped, ["positive", "negative"]), cfg,
+    b = prune(tiny_bert, Dataset(SAMPLE_TEXTS, flipped, SAMPLE_TEXTS, flipped, ["positive", "negative"]), cfg,
               tmp_path / "b")
     assert a.metrics["accuracy"] == b.metrics["accuracy"]
     assert a.extra["before"] == b.extra["before"]
     with pytest.raises(EdgepackError, match="are not the model's"):
-        prune(tiny_bert, TextData(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["cat", "dog"]), cfg, tmp_path / "c")
+        prune(tiny_bert, Dataset(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["cat", "dog"]), cfg, tmp_path / "c")
 
 
 def test_saved_pruned_model_matches_in_memory_model(lm, tmp_path):
@@ -309,10 +312,12 @@ def test_recovery_can_keep_word_embeddings_fixed(lm):
 
 
 def test_feature_extraction_model_prunes_with_activation_importance(tiny_encoder, tmp_path):
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig
 
-    art = prune(tiny_encoder, TextData(SAMPLE_TEXTS * 3, None, SAMPLE_TEXTS),
+    from edgepack.data import Dataset
+
+    art = prune(tiny_encoder, Dataset(SAMPLE_TEXTS * 3, None, SAMPLE_TEXTS),
                 PruneConfig(ffn_fraction=0.25, head_fraction=0.25, latency_runs=0), tmp_path / "enc")
     assert art.task == "feature-extraction" and art.extra["importance"]["method"] == "activation"
     assert art.extra["ffn_size"] == 48

@@ -54,11 +54,12 @@ def test_cli_prunes_tiny_model_on_a_csv(tiny_bert, tmp_path, capsys):
 
 def test_demo_writes_every_variant_and_a_table(tiny_bert, tmp_path):
     pytest.importorskip("torch")
-    from edgepack.prune.api import TextData
     from edgepack.prune.demo import demo_variants, format_table, run_demo
 
+    from edgepack.data import Dataset
+
     labels = [i % 2 for i in range(len(SAMPLE_TEXTS) * 4)]
-    data = TextData(SAMPLE_TEXTS * 4, labels, SAMPLE_TEXTS * 2, labels[:14], ["negative", "positive"])
+    data = Dataset(SAMPLE_TEXTS * 4, labels, SAMPLE_TEXTS * 2, labels[:14], ["negative", "positive"])
     res = run_demo(tiny_bert, tmp_path, data=data, recovery_steps=2, latency_runs=2)
     assert set(res["variants"]) == set(demo_variants())
     assert json.loads((tmp_path / "demo.json").read_text()) == res

@@ -56,6 +56,9 @@ def test_recipe_runs_resumes_and_reports(tiny_recipe, tmp_path):
     assert (run / "report" / "accuracy_vs_latency.png").stat().st_size > 10_000
     md = (run / "report" / "report.md").read_text()
     assert "| teacher (torch fp32) |" in md and "95%" in md
+    from edgepack.cpu import host_cpu
+
+    assert host_cpu().describe() in md and report["environment"]["cpu_features"] == host_cpu().to_dict()
     # pruning recovery after distillation learns from the fine-tuned teacher, not the unpruned student
     pruned = json.loads((run / "pruned" / "manifest.json").read_text())
     assert pruned["extra"]["teacher"] == str(run / "teacher")

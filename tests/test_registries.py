@@ -32,15 +32,15 @@ def test_built_in_methods_have_builders():
 
 def test_unknown_config_type_lists_the_known_builders():
     with pytest.raises(EdgepackError, match=r"^no quantization builder for Int4Config; known: DynamicInt8Config, "
-                                            r"StaticInt8Config, Fp16Config$"):
+                                            r"StaticInt8Config, Fp16Config, MixedInt8Config$"):
         build_candidate(None, "int4", Int4Config(), Path("x"), [])
 
 
 def test_a_registered_method_is_used_by_build_candidate_and_accepted_by_the_stage(clean_registries):
     calls = []
 
-    def build_int4(parent, out, cfg, method, calibration_texts):
-        calls.append((parent, out, cfg, method, list(calibration_texts)))
+    def build_int4(parent, out, cfg, method, calibration_texts, budget):
+        calls.append((parent, out, cfg, method, list(calibration_texts), budget))
         return "artifact"
 
     with pytest.raises(EdgepackError, match="no builder registered for Int4Config"):
@@ -49,7 +49,17 @@ def test_a_registered_method_is_used_by_build_candidate_and_accepted_by_the_stag
     stage = qconfig.QuantizeConfig(methods=("int4", "dynamic-int8"))
     mcfg = stage.method_config("int4")
     assert build_candidate("parent", "int4", mcfg, Path("out"), ["a text"]) == "artifact"
-    assert calls == [("parent", Path("out"), Int4Config(group_size=64), "int4", ["a text"])]
+    assert build_candidate("parent", "int4", mcfg, Path("out"), ["a text"], budget="budget") == "artifact"
+    assert calls == [("parent", Path("out"), Int4Config(group_size=64), "int4", ["a text"], None),
+                     ("parent", Path("out"), Int4Config(group_size=64), "int4", ["a text"], "budget")]
+
+
+def test_mixed_precision_is_a_registered_method_that_needs_the_budget():
+    mixed = qconfig.METHODS["dynamic-int8-mixed"]
+    assert isinstance(mixed, qconfig.MixedInt8Config) and methods.builder_for(mixed) is methods.BUILDERS[
+        qconfig.MixedInt8Config]
+    with pytest.raises(EdgepackError, match=r"^dynamic-int8-mixed needs an accuracy budget"):
+        build_candidate(None, "dynamic-int8-mixed", mixed, Path("x"), [])
 
 
 def test_pruning_steps_run_in_registration_order_when_wanted(clean_registries):

@@ -10,7 +10,6 @@ from edgepack.export.triton_check import check_repository
 from edgepack.export.triton_pbtxt import Ident, as_list, format_pbtxt, parse_pbtxt
 from edgepack.export.triton_repo import TritonConfig, config_dims, export_triton
 
-from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 
@@ -229,9 +228,8 @@ def test_demo_minilm_repository_passes_check(minilm_path, tmp_path):
 def _trt_artifact(onnx_art, tmp_path, max_batch=16):
     """A tensorrt-format artifact as build_engine writes it (engine IO int32, one profile). The plan bytes
     are a placeholder: only config generation is exercised, no engine is loaded."""
-    from edgepack.export.trt_profiles import ShapeRange
-
     from edgepack.artifact import ArtifactWriter
+    from edgepack.contract import ShapeRange
 
     with ArtifactWriter(tmp_path / "trt") as w:
         (w.dir / "model.plan").write_bytes(b"placeholder")
@@ -244,7 +242,7 @@ def _trt_artifact(onnx_art, tmp_path, max_batch=16):
             inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs],
             outputs=onnx_art.outputs,
             files={"engine": "model.plan", "tokenizer": "tokenizer.json"},
-            extra={**onnx_art.extra, "profiles": [config_to_dict(ShapeRange(1, 8, max_batch, 1, 64, 128))]},
+            runtime=onnx_art.runtime.replace(profiles=(ShapeRange(1, 8, max_batch, 1, 64, 128),)),
         )
 
 

