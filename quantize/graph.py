@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions
 from edgepack.runtime.parity import compare_onnx
 
@@ -133,6 +134,33 @@ def write_onnx_candidate(
             runtime=parent.runtime.replace(precision=precision, quantization=method, **(runtime or {})),
             extra=parent.extra,
         )
+
+
+def probe_activations(model: Any, names: list[str], batches: list[dict[str, np.ndarray]]):
+    """Yield ``({name: tensor}, attention mask)`` per batch: the intermediate tensors ``names`` of ``model``
+    (an onnx.ModelProto, left unchanged) computed by ONNX Runtime on each batch of feeds."""
+    import onnx
+    from edgepack.runtime.ort import OrtRunner
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    have = {o.name for o in probe.graph.output}
+    for n in dict.fromkeys(names):
+        if n not in have:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "probe.onnx"
+        onnx.save(probe, str(path))
+        runner = OrtRunner(path, disabled_optimizers=())
+        for feeds in batches:
+            yield runner.infer(feeds), feeds["attention_mask"].astype(bool)
+
+
+def real_rows(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The (rows, channels) of ``x`` that belong to real tokens (all rows when ``x`` is not per token)."""
+    if x.ndim == 3 and x.shape[:2] == mask.shape:
+        return x[mask]
+    return x.reshape(-1, x.shape[-1])
 
 
 def int8_runtime(cfg: Any) -> dict:

@@ -20,7 +20,6 @@ import dataclasses
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,41 +78,28 @@ def node_sensitivity(model_path: str | os.PathLike, batches: list[dict[str, np.n
                      skip: tuple[str, ...] = ()) -> list[NodeError]:
     """Every quantizable node's own INT8 error on ``batches``, worst (lowest SQNR) first."""
     import onnx
-    from edgepack.runtime.ort import OrtRunner
+    from edgepack.quantize.graph import probe_activations, real_rows
 
     cfg = cfg.resolved()
     model = onnx.load(str(model_path))
     nodes = _weight_nodes(model, set(skip))
     if not nodes:
         return []
-    have = {o.name for o in model.graph.output}
-    for name in dict.fromkeys(n.input[0] for n, _ in nodes):
-        if name not in have:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     signal = np.zeros(len(nodes))
     noise = np.zeros(len(nodes))
     wq = [_fake_quant_weight(w, cfg.per_channel and not (n.op_type == "Attention" and cfg.attention_per_tensor),
                              bool(cfg.reduce_range)) for n, w in nodes]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe.onnx"
-        onnx.save(model, str(path))
-        runner = OrtRunner(path, disabled_optimizers=())
-        for feeds in batches:
-            acts = runner.infer(feeds)
-            mask = feeds["attention_mask"].astype(bool)
-            cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            for i, (node, w) in enumerate(nodes):
-                name = node.input[0]
-                if name not in cache:
-                    x = acts[name].astype(np.float32)
-                    xq = _fake_quant_activation(x)
-                    if x.ndim == 3 and x.shape[:2] == mask.shape:  # score real tokens only
-                        x, xq = x[mask], xq[mask]
-                    cache[name] = (x.reshape(-1, x.shape[-1]), xq.reshape(-1, x.shape[-1]))
-                x, xq = cache[name]
-                y = x @ w
-                signal[i] += float(np.square(y, dtype=np.float64).sum())
-                noise[i] += float(np.square(y - xq @ wq[i], dtype=np.float64).sum())
+    for acts, mask in probe_activations(model, [n.input[0] for n, _ in nodes], batches):
+        rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for i, (node, w) in enumerate(nodes):
+            name = node.input[0]
+            if name not in rows:  # the batch's range (padding included, as ORT does), scored on real tokens
+                x = acts[name].astype(np.float32)
+                rows[name] = (real_rows(x, mask), real_rows(_fake_quant_activation(x), mask))
+            x, xq = rows[name]
+            y = x @ w
+            signal[i] += float(np.square(y, dtype=np.float64).sum())
+            noise[i] += float(np.square(y - xq @ wq[i], dtype=np.float64).sum())
     errs = [NodeError(n.name, n.op_type, float("inf") if e == 0 else 10.0 * math.log10(max(s, 1e-30) / e))
             for (n, _), s, e in zip(nodes, signal, noise)]
     return sorted(errs, key=lambda r: r.sqnr_db)

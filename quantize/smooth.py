@@ -13,7 +13,6 @@ keeps the original. The Mul is one element-wise op per smoothed tensor.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -37,30 +36,13 @@ def _groups(model) -> dict[str, list]:
 
 def _channel_absmax(model, names: list[str], batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """max |x_j| over real tokens of every tensor in ``names``, on the calibration batches."""
-    import tempfile
+    from edgepack.quantize.graph import probe_activations, real_rows
 
-    import onnx
-    from edgepack.runtime.ort import OrtRunner
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    have = {o.name for o in probe.graph.output}
-    for n in names:
-        if n not in have:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
     amax: dict[str, np.ndarray] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe.onnx"
-        onnx.save(probe, str(path))
-        runner = OrtRunner(path, disabled_optimizers=())
-        for feeds in batches:
-            acts = runner.infer(feeds)
-            mask = feeds["attention_mask"].astype(bool)
-            for n in names:
-                x = acts[n]
-                x = x[mask] if x.ndim == 3 and x.shape[:2] == mask.shape else x.reshape(-1, x.shape[-1])
-                m = np.abs(x).max(axis=0)
-                amax[n] = m if n not in amax else np.maximum(amax[n], m)
+    for acts, mask in probe_activations(model, names, batches):
+        for n in names:
+            m = np.abs(real_rows(acts[n], mask)).max(axis=0)
+            amax[n] = m if n not in amax else np.maximum(amax[n], m)
     return amax
 
 
