@@ -182,7 +182,7 @@ class ServerProcess:
         self.cmd = [
             sys.executable,
             "-m",
-            "edgepack.cli",
+            "edgepack",
             "serve",
             artifact,
             "--port",
