@@ -160,7 +160,7 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
             raise EdgepackError(f"{args.texts} has no texts")
         return texts, None
     if args.texts:
-        from edgepack.distill.data import read_rows
+        from edgepack.loaders import read_rows
 
         rows = read_rows(args.texts)
         if not rows or "text" not in rows[0]:
@@ -171,13 +171,14 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
         if labels and all(str(v).isdigit() for v in labels):
             labels = [int(v) for v in labels]  # class indices
         return [str(r["text"]) for r in rows], labels
-    from edgepack.distill.data import example_spec, load_data
+    from edgepack.data import example_spec, load_data
 
     data = load_data(example_spec())
     return data.val_texts, [data.label_names[i] for i in data.val_labels]
 
 
 def _bench(args) -> int:
+    from edgepack.benchmarks.results import environment
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks, to_markdown, write_results
 
     from edgepack.errors import EdgepackError
@@ -212,6 +213,7 @@ def _bench(args) -> int:
         labels=labels,
         log=lambda s: print(f"[bench] {s}", file=sys.stderr),
     )
-    print(to_markdown(rows))
-    write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown)
+    env = environment(cfg.threads)  # the machine line (CPU and its INT8 features) in every output
+    print(to_markdown(rows, env=env))
+    write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown, env=env)
     return 0

@@ -2,8 +2,8 @@
 
 Works with any runner (``infer(feeds) -> dict``) and a ``sync`` callable that waits for the device
 (``torch.cuda.synchronize``, a TensorRT runner's stream, or nothing for CPU runners whose outputs are
-already on the host). Timing uses ``perf_counter_ns`` around call + sync after a warm-up
-(:func:`edgepack.benchmarks.timing.time_calls`), so queued, unfinished GPU work is never counted as done.
+already on the host). Timing is the project's one protocol (:func:`edgepack.timing.time_interleaved`, one
+target): ``perf_counter_ns`` around call + sync after a warm-up, so queued GPU work is never counted as done.
 
     python -m edgepack.benchmarks.gpu_latency out/onnx --backend ort-cuda --batches 1,8,32 --seqs 32,128
     python -m edgepack.benchmarks.gpu_latency runs/teacher --torch fp32,fp16,fp16-graph,int8
@@ -17,7 +17,8 @@ import subprocess
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgepack.benchmarks.timing import time_calls
+
+from edgepack.timing import TimingProtocol, time_interleaved
 
 
 def synthetic_feeds(
@@ -84,7 +85,9 @@ def measure_grid(
     for b in batches:
         for t in seqs:
             feeds = synthetic_feeds(runner.input_names, b, t)
-            stats = time_calls(lambda f=feeds: runner.infer(f), warmup=warmup, iters=iters, sync=sync)
+            timed = time_interleaved({"runner": runner.infer}, [feeds], TimingProtocol(warmup, repeats=iters),
+                                     sync=sync, size=lambda f, b=b: b)
+            stats = timed.summary("runner")
             mean_s = stats["mean_ms"] / 1e3
             rows.append(
                 {
@@ -137,7 +140,7 @@ class CudaGraphRunner:
 
 def torch_variant(source: str, variant: str) -> Any:
     """A torch CUDA runner for ``fp32``, ``fp16``, ``bf16``, ``fp16-graph`` (CUDA graphs), ``int8``, ``nf4``."""
-    from edgepack.runtime.gpu_runners import TorchCudaRunner
+    from edgepack.benchmarks.torch_cuda import TorchCudaRunner
 
     graph = variant.endswith("-graph")
     runner = TorchCudaRunner(source, dtype=variant.removesuffix("-graph"))
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "source", help="an onnx/tensorrt artifact (with --backend) or an hf model folder (with --torch)"
     )
-    p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu")
+    p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu, torch-cuda")
     p.add_argument("--torch", help="comma-separated torch variants: fp32,fp16,bf16,fp16-graph,int8,nf4")
     p.add_argument("--batches", default="1,8,32", help="batch sizes (default: 1,8,32)")
     p.add_argument("--seqs", default="32,128", help="sequence lengths (default: 32,128)")
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch:
         runs += [(f"torch-{v}", torch_variant(args.source, v)) for v in args.torch.split(",")]
     if args.backend:
+        import edgepack.benchmarks.torch_cuda  # noqa: F401  (registers the torch-cuda backend)
         from edgepack.runtime.backends import open_runner
 
         from edgepack.artifact import Artifact

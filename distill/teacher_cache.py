@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.distill.batching import Encoded, pad_batch, sorted_batches
 from edgepack.distill.layer_map import LayerMatch
+
+from edgepack.batching import Encoded, pad_batch, sorted_batches
 
 
 @dataclass(frozen=True)

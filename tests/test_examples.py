@@ -34,11 +34,11 @@ def test_examples_are_not_package_code():
 
 def test_prune_demo_writes_every_variant_and_a_table(tiny_bert, tmp_path):
     pytest.importorskip("torch")
-    from edgepack.prune.api import TextData
+    from edgepack.data import Dataset
 
     demo = load_example("prune_demo")
     labels = [i % 2 for i in range(len(SAMPLE_TEXTS) * 4)]
-    data = TextData(SAMPLE_TEXTS * 4, labels, SAMPLE_TEXTS * 2, labels[:14], ["negative", "positive"])
+    data = Dataset(SAMPLE_TEXTS * 4, labels, SAMPLE_TEXTS * 2, labels[:14], ["negative", "positive"])
     res = demo.run_demo(tiny_bert, tmp_path, data=data, recovery_steps=2, latency_runs=2)
     assert set(res["variants"]) == set(demo.demo_variants())
     assert json.loads((tmp_path / "demo.json").read_text()) == res

@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill.batching import encode, pad_batch
+from edgepack.batching import encode, pad_batch
 from edgepack.distill.configs import FinetuneConfig, LoraSettings, TrainConfig
-from edgepack.distill.data import DataSpec
+from edgepack.data import DataSpec
 from edgepack.distill.finetune import finetune
 from edgepack.errors import EdgepackError, MissingDependencyError
 from edgepack.testing import SAMPLE_TEXTS

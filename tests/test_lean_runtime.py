@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from edgepack.export.onnx_export import export_onnx
 
 LEAN_SCRIPT = """
@@ -45,7 +44,8 @@ def test_cli_predict_and_inspect_are_lean(onnx_art):
 
 
 def test_import_edgepack_core_is_lean():
-    code = ("import sys, edgepack, edgepack.artifact, edgepack.metrics, edgepack.pipeline.cli; edgepack.pipeline.cli.build_parser(); "
+    code = ("import sys, edgepack, edgepack.artifact, edgepack.scoring, edgepack.compare, edgepack.timing, "
+            "edgepack.pipeline.cli; edgepack.pipeline.cli.build_parser(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','transformers','onnx','onnxruntime','numpy')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

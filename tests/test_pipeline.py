@@ -75,7 +75,7 @@ def test_recipe_errors(tmp_path):
     with pytest.raises(EdgepackError, match="'model' is required"):
         load_recipe(bad)
     bad.write_text("teacher: {model: x}\ndistill: {temperature: -1}\n")
-    with pytest.raises(EdgepackError, match="distill.temperature: temperature must be > 0"):
+    with pytest.raises(EdgepackError, match="distill.temperature: must be > 0, got -1"):
         load_recipe(bad)
     bad.write_text("teacher: {model: x}\nexport: {onnx: {opsett: 3}}\n")
     with pytest.raises(EdgepackError, match="onnx.opsett: unknown OnnxExportConfig option"):

@@ -15,9 +15,8 @@ def test_cli_module_imports_without_torch():
 
 
 def test_flags_override_config_file(tmp_path):
-    from edgepack.prune.cli import _config
-
     from edgepack.pipeline.cli import build_parser
+    from edgepack.prune.cli import _config
 
     cfg_file = tmp_path / "p.json"
     cfg_file.write_text(json.dumps({"ffn_fraction": 0.25, "recovery": {"steps": 5, "lr": 2e-5}}))
@@ -38,8 +37,9 @@ def test_cli_reports_bad_config_in_one_line(tiny_bert, tmp_path, capsys):
 
 def test_cli_prunes_tiny_model_on_a_csv(tiny_bert, tmp_path, capsys):
     pytest.importorskip("torch")
-    from edgepack.artifact import Artifact
     from edgepack.pipeline.cli import main
+
+    from edgepack.artifact import Artifact
 
     data = tmp_path / "d.csv"
     rows = ["text,label"] + [f'"{t}",{"positive" if i % 2 else "negative"}' for i, t in enumerate(SAMPLE_TEXTS * 4)]

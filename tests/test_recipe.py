@@ -28,12 +28,12 @@ BAD = [
     ("  - finetune: {}\n  - distill: {student: {init: bogus}}\n", "", "distill.student.init", "bogus"),
     ("  - prune: {ffn_fraction: -0.5}\n", "", "prune.ffn_fraction", "must be in [0, 1)"),
     ("  - prune: {recovery: {steps: -1}}\n", "", "prune.recovery.steps", "must be >= 0"),
-    ("  - distill: {train: {lr: 1e-4}}\n", "", "distill.train.lr", "write 1.0e-4"),
+    ("  - distill: {train: {lr: 0}}\n", "", "distill.train.lr", "must be > 0, got 0"),
     ("  - onnx: {}\n  - quantize: {methods: [int3]}\n", "", "quantize.methods", "unknown quantization method"),
-    ("  - onnx: {}\n  - triton: {max_batch_size: -1}\n", "", "triton.max_batch_size", "max_batch_size must be >= 0"),
+    ("  - onnx: {}\n  - triton: {max_batch_size: -1}\n", "", "triton.max_batch_size", "must be >= 0, got -1"),
     ("  - onnx: {}\n  - fuse: {opt_levle: 2}\n", "", "fuse.opt_levle", "unknown FusionConfig option"),
     ("  - onnx: {}\n", "defaults: {max_lenght: 64}\n", "defaults.max_lenght", "no pass"),
-    ("  - onnx: {}\n", "data: {val_fraction: half}\n", "data.val_fraction", "expected a number"),
+    ("  - onnx: {}\n", "data: {val_fraction: half}\n", "data.val_fraction", "must be a number, got str 'half'"),
     ("  - onnx: {}\n", "goals: {min_speedup_b8: 4}\nbench: {batch_sizes: [1]}\n", "goals.min_speedup_b8",
      "not in bench.batch_sizes"),
     ("  - onnx: {}\n", "goals: {min_accuracy_ratio: -1}\n", "goals.min_accuracy_ratio", "must be > 0"),
@@ -83,8 +83,15 @@ def test_cli_invalid_recipe_exit_2_one_line_nothing_run(tmp_path):
     assert time.perf_counter() - t0 < 5, "validation must not wait for any pass"
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "Traceback" not in r.stderr
-    assert f"recipe {path}: distill.student.init: unknown student init 'bogus'" in r.stderr
+    assert f"recipe {path}: distill.student.init: must be one of " in r.stderr and "got 'bogus'" in r.stderr
     assert not out.exists()
+
+
+def test_yaml_exponent_without_a_dot_is_read_as_a_number(tmp_path):
+    from edgepack.pipeline.recipe import load_recipe
+
+    path, _ = write_recipe(tmp_path, "  - distill: {train: {lr: 1e-4}}\n")  # YAML 1.1 reads 1e-4 as text
+    assert load_recipe(path).configs()["student"].train.lr == 1e-4
 
 
 def test_shared_defaults_reach_every_pass_unless_it_overrides(tmp_path):

@@ -61,6 +61,9 @@ def test_recipe_runs_resumes_and_reports(tiny_recipe, tmp_path):
         (False, ["student", "ONNX", "fp32", "(edgepack)"]), (True, ["student", "ONNX", "fp32", "(edgepack)"])]
     assert "## Goals" in md and "MISS: student ONNX fp32 (edgepack) batch-1 latency >= 1000x" in md
     assert any(line.startswith("[3/7] pruned: running (prune)") for line in logs)
+    from edgepack.cpu import host_cpu
+
+    assert host_cpu().describe() in md and report["environment"]["cpu_features"] == host_cpu().to_dict()
     # pruning recovery after distillation learns from the fine-tuned teacher, not the unpruned student
     pruned = json.loads((run / "pruned" / "manifest.json").read_text())
     assert pruned["extra"]["teacher"] == str(run / "teacher")

@@ -74,11 +74,11 @@ def test_config_dims_drop_batch_axis_and_refuse_fixed_batch():
 
 
 def test_triton_config_validation():
-    with pytest.raises(EdgepackError, match="preferred batch sizes"):
+    with pytest.raises(EdgepackError, match=r"^preferred_batch_sizes: \[16\] must lie in 1..max_batch_size \(8\)$"):
         TritonConfig(max_batch_size=8, preferred_batch_sizes=(4, 16))
-    with pytest.raises(EdgepackError, match="model name"):
+    with pytest.raises(EdgepackError, match="^model_name may only use letters, digits, _ . -, got 'a b'$"):
         TritonConfig(model_name="a b")
-    with pytest.raises(EdgepackError, match="needs max_batch_size"):
+    with pytest.raises(EdgepackError, match="^max_batch_size must be >= 1 for the tokenizer ensemble"):
         TritonConfig(max_batch_size=0, preferred_batch_sizes=())
 
 
@@ -228,9 +228,8 @@ def test_demo_minilm_repository_passes_check(minilm_path, tmp_path):
 def _trt_artifact(onnx_art, tmp_path, max_batch=16):
     """A tensorrt-format artifact as build_engine writes it (engine IO int32, one profile). The plan bytes
     are a placeholder: only config generation is exercised, no engine is loaded."""
-    from edgepack.export.trt_profiles import ShapeRange
-
     from edgepack.artifact import ArtifactWriter
+    from edgepack.contract import ShapeRange
 
     with ArtifactWriter(tmp_path / "trt") as w:
         (w.dir / "model.plan").write_bytes(b"placeholder")
@@ -243,7 +242,7 @@ def _trt_artifact(onnx_art, tmp_path, max_batch=16):
             inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs],
             outputs=onnx_art.outputs,
             files={"engine": "model.plan", "tokenizer": "tokenizer.json"},
-            extra={**onnx_art.extra, "profiles": [ShapeRange(1, 8, max_batch, 1, 64, 128).to_dict()]},
+            runtime=onnx_art.runtime.replace(profiles=(ShapeRange(1, 8, max_batch, 1, 64, 128),)),
         )
 
 
