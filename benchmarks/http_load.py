@@ -160,7 +160,7 @@ class ServerProcess:
         self.cmd = [
             sys.executable,
             "-m",
-            "edgepack.cli",
+            "edgepack",
             "serve",
             artifact,
             "--port",

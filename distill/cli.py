@@ -16,7 +16,7 @@ examples:
   edgepack finetune BASE_DIR runs/teacher --data reviews.csv --text-column review --label-column stars
   edgepack finetune BASE_DIR runs/teacher --lora --lora-r 8     # LoRA; artifact = merged model + adapter/
 Re-running the same command after an interrupt resumes from the last checkpoint (.OUT.work/).
-Multi-GPU: accelerate launch --multi_gpu --num_processes N -m edgepack.cli finetune ..."""
+Multi-GPU: accelerate launch --multi_gpu --num_processes N -m edgepack finetune ..."""
 
 DISTILL_EPILOG = """\
 examples:

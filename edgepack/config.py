@@ -26,10 +26,13 @@ from edgepack.errors import EdgepackError
 
 
 class ConfigError(EdgepackError):
-    """A config value is wrong. ``key`` is the dotted path of the field (None: the config as a whole)."""
+    """A config value is wrong. ``key`` is the dotted path of the field (None: the config as a whole).
 
-    def __init__(self, key: str | None, problem: str, sep: str = " "):
-        self.key, self.problem, self.sep = key, problem, sep
+    ``unknown``: for unknown option(s), their dotted paths (the message names them; ``key`` stays None).
+    """
+
+    def __init__(self, key: str | None, problem: str, sep: str = " ", unknown: tuple[str, ...] = ()):
+        self.key, self.problem, self.sep, self.unknown = key, problem, sep, tuple(unknown)
         super().__init__(f"{key}{sep}{problem}" if key else problem)
 
     def under(self, prefix: str) -> ConfigError:
@@ -173,8 +176,9 @@ def _build(cls: type, data: Any, path: str, root: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        where = ", ".join(f"{path}.{k}" if path else k for k in unknown)
-        raise ConfigError(None, f"unknown {root} option(s) {where}; valid: {', '.join(sorted(fields))}")
+        keys = tuple(f"{path}.{k}" if path else k for k in unknown)
+        raise ConfigError(None, f"unknown {root} option(s) {', '.join(keys)}; valid: {', '.join(sorted(fields))}",
+                          unknown=keys)
     missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:

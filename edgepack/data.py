@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from edgepack.config import check_fields, check_fraction, check_min
 from edgepack.errors import EdgepackError
 from edgepack.loaders import EXAMPLE_LABELS, example_rows, read_rows
 
@@ -51,6 +52,12 @@ class DataSpec:
     seed: int = 0
     max_examples: int | None = None
     labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_fraction(self, "val_fraction")
+        check_min(self, 0, "seed")
+        check_min(self, 1, "max_examples")
 
 
 @dataclass

@@ -24,7 +24,6 @@ examples:
   edgepack prune runs/teacher runs/heads --heads 0.25 --data reviews.csv --text-column review
   edgepack prune runs/teacher runs/sparse --sparsity 0.5
   edgepack prune runs/teacher runs/p --config prune.yaml     # a PruneConfig as YAML/JSON (flags override)
-  edgepack prune-demo runs/student3 runs/prune-demo            # every variant on the built-in example
 """
 
 
@@ -54,7 +53,7 @@ def _options() -> dict:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``prune`` and ``prune-demo`` to the edgepack command line."""
+    """Add ``prune`` to the edgepack command line (the every-variant demo: examples/prune_demo.py)."""
     from edgepack.prune.config import PruneConfig
 
     from edgepack.cli_config import add_config_arguments
@@ -69,16 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                          groups={"": "what to remove and how to score it", "recovery": "recovery"})
     _data_args(p)
     p.set_defaults(func=_run_prune)
-
-    d = sub.add_parser("prune-demo", help="prune every way on the example data and print a comparison table",
-                       description="Run FFN-50%%+recovery, heads 25%%/50%%, 50%% magnitude and 2:4 variants of a "
-                       "classifier on the embedded Rotten Tomatoes example; latency measured in one process.")
-    d.add_argument("source", help="fine-tuned classifier (hf artifact or folder)")
-    d.add_argument("out", help="directory for the variant artifacts and demo.json")
-    d.add_argument("--teacher", help="teacher for recovery (default: the unpruned source)")
-    d.add_argument("--recovery-steps", type=int, default=150, help="recovery steps per structured variant (default 150)")
-    d.add_argument("--latency-runs", type=int, default=30, help="timed batch-8 runs per model (default 30)")
-    d.set_defaults(func=_run_demo)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -112,12 +101,4 @@ def _run_prune(args: argparse.Namespace) -> int:
               f"(drop {x['accuracy_drop_points']:.2f} points)")
     if "latency_speedup_b8" in m:
         print(f"  torch eager CPU speed-up at batch 8 (same process): {m['latency_speedup_b8']:.2f}x")
-    return 0
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from edgepack.prune.demo import run_demo
-
-    run_demo(args.source, args.out, teacher=args.teacher, recovery_steps=args.recovery_steps,
-             latency_runs=args.latency_runs, echo=True)
     return 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 from edgepack.testing import SAMPLE_TEXTS
 
 

@@ -5,8 +5,8 @@ import argparse
 import json
 
 import pytest
+from edgepack.pipeline.cli import build_parser, main
 
-from edgepack.cli import build_parser, main
 from edgepack.cli_config import config_from_args, config_leaves, show_default
 
 # command -> its positional arguments; every stage command takes --config

@@ -6,7 +6,7 @@ import pytest
 from edgepack.export.triton_check import check_repository
 from edgepack.export.triton_pbtxt import parse_pbtxt
 
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 
 
 @pytest.fixture(scope="module")

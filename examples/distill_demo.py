@@ -10,8 +10,9 @@ distills four students with the same seed and step budget:
                   through learned 256->384 projections
 
 and measures parameter counts and torch-eager CPU latency (batch 1 and 8, one process, models
-interleaved with ``edgepack.timing``'s protocol) as student/teacher ratios. Artifacts already present with the same config are reused,
-so the demo can be resumed. ``python -m edgepack.distill.demo OUT_DIR`` runs it from a shell.
+interleaved with ``edgepack.timing``'s protocol) as student/teacher ratios. Artifacts already present
+with the same config are reused, so the demo can be resumed. ``python examples/distill_demo.py OUT_DIR``
+runs it from a shell. An example script, not package code: it is not installed with edgepack.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgepack.distill.configs import DistillConfig, FinetuneConfig, TrainConfig
+from edgepack.distill.student import StudentConfig
+
 from edgepack.artifact import Artifact, is_artifact
 from edgepack.config import config_to_dict
 from edgepack.data import example_spec
-from edgepack.distill.configs import DistillConfig, FinetuneConfig, TrainConfig
-from edgepack.distill.student import StudentConfig
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig = DemoConfig(), base_mo
     """Run (or resume) the demo; write ``out_dir/demo_results.json`` and return the results dict."""
     from edgepack.distill.api import distill
     from edgepack.distill.finetune import finetune
+
     from edgepack.hf import load_model
 
     out = Path(out_dir).expanduser().resolve()
@@ -163,7 +166,18 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    res = run_demo(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Fine-tune a MiniLM teacher and distill four students from it; "
+                                 "print accuracy and latency ratios (resumes finished artifacts).")
+    ap.add_argument("out", nargs="?", default="runs/demo", help="output folder (default runs/demo)")
+    args = ap.parse_args(argv)
+    res = run_demo(args.out)
     print(format_table(res))
     print(json.dumps({k: res[k] for k in ("checks", "wall_seconds_this_run", "stage_seconds_this_run")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
