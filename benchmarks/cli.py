@@ -20,7 +20,25 @@ examples:
 """
 
 
+def _gpu_smoke(args) -> int:
+    from edgepack.benchmarks.gpu_smoke import execute
+
+    return execute(args)
+
+
+def register_gpu_smoke(sub) -> None:
+    """``edgepack gpu-smoke``: the same as ``python -m edgepack.benchmarks.gpu_smoke`` (standard library only)."""
+    from edgepack.benchmarks.gpu_smoke import __doc__ as doc
+    from edgepack.benchmarks.gpu_smoke import add_arguments
+
+    p = sub.add_parser("gpu-smoke", help="one-command GPU check: tests, latency grid, parity (--dry-run on CPU)",
+                       description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=_gpu_smoke)
+
+
 def register(sub) -> None:
+    register_gpu_smoke(sub)
     p = sub.add_parser(
         "bench",
         help="benchmark artifacts (latency, throughput, memory, size) and compare",

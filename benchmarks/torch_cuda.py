@@ -33,11 +33,15 @@ class TorchCudaRunner:
         )
         from edgepack.hf import load_model
 
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))  # "cuda:1": streams, graphs and bnb follow it
+            if dtype == "fp32":
+                exact_fp32(torch)
         path = source.path if isinstance(source, Artifact) else source
         lm = load_model(path)
         self.task, self.torch, self.device = lm.task, torch, device
         if dtype in ("int8", "nf4"):
-            self.model = _load_bnb(lm, dtype)
+            self.model = _load_bnb(lm, dtype, torch.device(device).index or 0)
         else:
             tdtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
             self.model = lm.model.to(device=device, dtype=tdtype).eval()
@@ -57,8 +61,33 @@ class TorchCudaRunner:
             self.torch.cuda.synchronize()
 
 
-def _load_bnb(lm: Any, dtype: str):
-    """Reload the model's weights through bitsandbytes (8-bit LLM.int8 or 4-bit NF4) on GPU 0."""
+def exact_fp32(torch: Any) -> None:
+    """Turn TF32 off for matmuls and convolutions: fp32 on Ampere+ GPUs then matches the CPU to ~1e-5."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def use_eager_attention(model: Any) -> str:
+    """Switch a Hugging Face model to eager attention; returns the implementation now in use.
+
+    CUDA-graph capture needs it: the SDPA path checks on the host whether the mask is all ones (a
+    device-to-host sync, illegal during capture, and a captured all-ones mask would be dropped for good).
+    Eager attention always adds the 4-D mask built from ``attention_mask``.
+    """
+    setter = getattr(model, "set_attn_implementation", None)  # transformers >= 4.56 (5.x included)
+    if callable(setter):
+        try:
+            setter("eager")
+        except (ValueError, TypeError, AttributeError):
+            pass
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "_attn_implementation", "eager") != "eager":
+        config._attn_implementation = "eager"
+    return getattr(config, "_attn_implementation", "eager") if config is not None else "unknown"
+
+
+def _load_bnb(lm: Any, dtype: str, device: int = 0):
+    """Reload the model's weights through bitsandbytes (8-bit LLM.int8 or 4-bit NF4) on GPU ``device``."""
     if importlib.util.find_spec("bitsandbytes") is None:
         raise MissingDependencyError("bitsandbytes", "gpu-tools", f"{dtype} torch inference")
     import torch
@@ -72,7 +101,7 @@ def _load_bnb(lm: Any, dtype: str):
         )
     )
     cls = type(lm.model)
-    return cls.from_pretrained(lm.source, quantization_config=q, device_map={"": 0}).eval()
+    return cls.from_pretrained(lm.source, quantization_config=q, device_map={"": device}).eval()
 
 
 def _import_torch_cuda(purpose: str):
@@ -93,8 +122,10 @@ def _torch_cuda_ok() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _make_torch_cuda(artifact: Artifact, intra_op_threads: int | None = None, dtype: str = "fp16", **_: Any):
-    return TorchCudaRunner(artifact, dtype=dtype)
+def _make_torch_cuda(
+    artifact: Artifact, intra_op_threads: int | None = None, dtype: str = "fp16", device_id: int = 0, **_: Any
+):
+    return TorchCudaRunner(artifact, dtype=dtype, device=f"cuda:{device_id}")
 
 
 register_backend(

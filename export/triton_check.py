@@ -157,8 +157,26 @@ def _check_model(folder: Path, config: dict, refs: dict, errs: list[str]) -> Non
         _check_against(name, config, {"inputs": inputs, "outputs": outputs}, errs)
     elif name in refs:
         _check_against(name, config, refs[name], errs)
+    if kind == "tensorrt_plan" and name in refs:
+        _check_profiles(name, config, int(refs[name].get("profiles") or 0), errs)
     elif kind == "tensorrt_plan":
         errs.append(f"{name}: no recorded engine IO to check config.pbtxt against (manifest.json missing?)")
+
+
+def _check_profiles(name: str, config: dict, profiles: int, errs: list[str]) -> None:
+    """Every instance group of a multi-profile engine lists all its profiles ("0".."n-1"): Triton
+    otherwise runs profile 0 only, and requests outside its shapes fail."""
+    want = [str(i) for i in range(profiles)]
+    for i, g in enumerate(as_list(config.get("instance_group")) or [{}]):
+        have = [str(p) for p in as_list(g.get("profile"))]
+        bad = [p for p in have if p not in want]
+        if bad:
+            errs.append(f"{name}: instance_group {i} lists profiles {bad} the engine does not have (0..{profiles - 1})")
+        elif profiles > 1 and sorted(have, key=int) != want:
+            errs.append(
+                f"{name}: the engine has {profiles} optimization profiles but instance_group {i} lists "
+                f"{have or 'none (Triton then uses profile 0 only)'}: add profile: {want}"
+            )
 
 
 def _io_types(config: dict) -> tuple[dict, dict]:
@@ -220,7 +238,8 @@ def check_repository(root: str | Path, refs: dict | None = None) -> list[str]:
         except ArtifactError as e:
             return [str(e)]
         model = art.runtime.model_name
-        refs = {model: {"inputs": art.inputs, "outputs": art.outputs}} if model else {}
+        profiles = len(art.runtime.profiles) if art.runtime.platform == "tensorrt_plan" else 0
+        refs = {model: {"inputs": art.inputs, "outputs": art.outputs, "profiles": profiles}} if model else {}
     refs = refs or {}
     errs: list[str] = []
     models: dict[str, dict] = {}

@@ -171,6 +171,9 @@ def model_config(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: 
             raise EdgepackError(
                 f"max_batch_size {cfg.max_batch_size} exceeds the engine's largest profile batch {limit}"
             )
+        if len(art.runtime.profiles) > 1:  # Triton uses profile 0 only unless the group lists them all
+            for group in config["instance_group"]:
+                group["profile"] = [str(i) for i in range(len(art.runtime.profiles))]
     if cfg.ort_trt_accelerator and art.format == "onnx":
         config["optimization"] = {
             "execution_accelerators": {
@@ -287,7 +290,8 @@ def export_triton(
             files["tokenizer_model"] = f"{tok['name']}/{cfg.version}/model.py"
         (root / "README.md").write_text(repository_readme(art, cfg, inputs, outputs))
         files["readme"] = "README.md"
-        assert_repository_ok(root, {cfg.model_name: inputs_outputs(inputs, outputs)})
+        profiles = len(art.runtime.profiles) if art.format == "tensorrt" else 0
+        assert_repository_ok(root, {cfg.model_name: inputs_outputs(inputs, outputs, profiles)})
         return w.commit(
             stage="export",
             format="triton",
@@ -308,9 +312,10 @@ def export_triton(
         )
 
 
-def inputs_outputs(inputs: list[dict], outputs: list[dict]) -> dict:
-    """The reference IO a repository check compares a model's config against."""
-    return {"inputs": inputs, "outputs": outputs}
+def inputs_outputs(inputs: list[dict], outputs: list[dict], profiles: int = 0) -> dict:
+    """The reference a repository check compares a model's config against: IO specs and, for a
+    TensorRT engine, its number of optimization profiles (every instance group must list them all)."""
+    return {"inputs": inputs, "outputs": outputs, "profiles": profiles}
 
 
 def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: list[dict]) -> str:
@@ -345,7 +350,9 @@ def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
         f"with {', '.join(names)} (INT64, [B, T], padded to the batch's longest, T <= "
         f"{max_length}, pad id {pad_id}):",
         "",
+        "    import numpy as np, tritonclient.http as http",
         "    from tokenizers import Tokenizer",
+        "    c = http.InferenceServerClient('localhost:8000')",
         f"    tok = Tokenizer.from_file('{cfg.model_name}/tokenizer.json')",
         f"    tok.enable_truncation({max_length}); tok.enable_padding(pad_id={pad_id})",
         "    enc = tok.encode_batch(['great film', 'dull'])",

@@ -1,11 +1,13 @@
 """Build a TensorRT engine from an ``onnx`` artifact (the build side; opening one is the runtime's).
 
 ``build_engine(onnx_artifact, out, TrtBuildConfig(...))`` parses the ONNX graph with TensorRT's ONNX
-parser, sets FP16 / INT8 / sparse-weights flags, one optimization profile per declared shape range,
+parser, sets FP16 / INT8 (TensorRT 10) / sparse-weights flags, one optimization profile per declared shape range,
 a workspace limit and a timing cache, and writes a ``tensorrt`` artifact (``model.plan`` + tokenizer +
 caches). INT8 comes from the graph's Q/DQ nodes (explicit quantization, e.g. ``quantize/onnx_static``)
 or, for a float graph, from an entropy calibrator fed by real tokenized samples; its calibration cache
 is stored in the artifact and can be reused (``calibration_cache=``) to skip calibration.
+TensorRT 11 has no precision flags and no calibration (strongly typed networks only): fp16 is built from
+an fp16 copy of the graph (:func:`fp16_graph`) and INT8 from Q/DQ graphs only (``static-int8-trt``).
 
 An engine only runs on the TensorRT version and GPU architecture it was built for. The artifact's
 runtime contract records ``tensorrt_version``, ``gpu_name`` and ``compute_capability`` (detected with
@@ -82,6 +84,11 @@ def plan_int8(report: OnnxTrtReport, cfg: TrtBuildConfig, have_texts: bool) -> s
     if report.has_qdq:
         if cfg.precision != "int8":
             raise EdgepackError("this graph has Q/DQ (static INT8) nodes: build it with --precision int8")
+        if report.asymmetric_qdq:
+            raise EdgepackError(
+                f"this Q/DQ graph quantizes {len(report.asymmetric_qdq)} tensors asymmetrically (uint8 or non-zero "
+                "zero points), which TensorRT refuses: re-quantize with `edgepack quantize ONNX OUT --methods static-int8-trt`"
+            )
         return "qdq"
     if cfg.precision != "int8":
         return "none"
@@ -129,7 +136,17 @@ def build_engine(
             cfg.calib_max_batches,
         )
     trt = import_tensorrt("building a TensorRT engine")
+    from edgepack.export.trt_build import build_serialized, network_typing
+
+    typing = network_typing(trt)
+    if typing == "strong" and int8 in ("calibrate", "cache"):
+        raise EdgepackError(
+            f"TensorRT {trt.__version__} has no INT8 calibration (removed with weak typing): quantize with "
+            "`edgepack quantize ONNX OUT --methods static-int8-trt` and build from that Q/DQ model"
+        )
+    use_device(device, torch_too=int8 == "calibrate")
     env = detect_runtime_env(trt, device)
+    warnings: list[str] = []
     with ArtifactWriter(Path(out)) as w:
         t0 = time.perf_counter()
         timing_in = (
@@ -140,18 +157,16 @@ def build_engine(
         calib_out = w.dir / "calibration.cache"
         if int8 == "cache":
             shutil.copyfile(cfg.calibration_cache, calib_out)
-        from edgepack.export.trt_build import build_serialized
-
+        onnx_path = art.file("model")
+        if typing == "strong" and cfg.precision == "fp16" and not report.fp16_weights:
+            onnx_path = fp16_graph(onnx_path, w.dir / ".fp16.onnx")  # strongly typed: precision from the graph
         plan, timing, io_dtypes = build_serialized(
-            trt,
-            art.file("model"),
-            profiles,
-            cfg,
-            int8,
-            calib,
-            calib_out,
-            timing_in,
+            trt, onnx_path, profiles, cfg, int8, calib, calib_out, timing_in, warnings, device
         )
+        if onnx_path != art.file("model"):
+            onnx_path.unlink()
+        for msg in warnings:
+            print(f"edgepack: warning: {msg}")
         (w.dir / ENGINE_FILE).write_bytes(plan)
         (w.dir / "timing.cache").write_bytes(timing)
         if cfg.timing_cache:
@@ -169,7 +184,7 @@ def build_engine(
             outputs=with_dtypes(art.outputs, io_dtypes),
             files=files,
             parent=art,
-            config={**config_to_dict(cfg), "int8_mode": int8, "device": device},
+            config={**config_to_dict(cfg), "int8_mode": int8, "device": device, "network_typing": typing},
             metrics={
                 "build_seconds": round(time.perf_counter() - t0, 2),
                 "size_bytes": len(plan),
@@ -188,6 +203,28 @@ def build_engine(
         )
 
 
+def fp16_graph(src: Path, dst: Path) -> Path:
+    """An fp16 copy of the fp32 ONNX graph ``src`` at ``dst`` (what a strongly typed fp16 build needs):
+    edgepack's own fp16 conversion (``edgepack quantize --methods fp16``), sensitive ops kept fp32."""
+    from edgepack.quantize.config import Fp16Config
+    from edgepack.quantize.fp16 import convert_fp16_model
+
+    convert_fp16_model(src, dst, Fp16Config())
+    return dst
+
+
+def use_device(device: int, torch_too: bool = False) -> None:
+    """Make CUDA device ``device`` current for TensorRT (the driver's primary context on this thread)
+    and, when torch feeds calibration batches, for torch too."""
+    from edgepack.runtime.cuda import CudaDevice
+
+    CudaDevice(device)  # current on this thread: the CUDA runtime inside TensorRT uses this context
+    if torch_too:
+        import torch
+
+        torch.cuda.set_device(device)
+
+
 def with_dtypes(specs: list[dict], dtypes: dict[str, str]) -> list[dict]:
     """Manifest IO specs with the engine's dtypes where it changed them (e.g. int64 -> int32)."""
     return [{**s, "dtype": dtypes.get(s["name"], s["dtype"])} for s in specs]
@@ -200,4 +237,4 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["TrtBuildConfig", "build_engine", "plan_int8", "with_dtypes"]
+__all__ = ["TrtBuildConfig", "build_engine", "fp16_graph", "plan_int8", "use_device", "with_dtypes"]

@@ -4,9 +4,10 @@ Every runner has ``input_names``, ``output_names`` and ``infer(feeds) -> {name: 
 CPU :class:`edgepack.runtime.ort.OrtRunner`, plus ``synchronize()`` for benchmarks. Libraries are
 imported when a runner is created; a missing one is one clear line (MissingDependencyError).
 
-- :class:`OrtIoBindingRunner`: ONNX Runtime with IO binding (inputs copied once, outputs allocated on
-  the device and copied back once), for ``CUDAExecutionProvider`` or ``TensorrtExecutionProvider``
-  (engine and timing caches on disk, explicit optimization profiles).
+- :class:`OrtIoBindingRunner`: ONNX Runtime with IO binding (host inputs copied to the device on every
+  call, outputs allocated on the device and copied back once per call), for ``CUDAExecutionProvider`` or ``TensorrtExecutionProvider``
+  (engine and timing caches on disk, explicit optimization profiles; TensorRT's libraries are loaded
+  before the session opens, and a fallback to another provider is one clear error).
 - :class:`edgepack.runtime.trt_engine.TensorRTRunner`: a ``tensorrt`` artifact through the TensorRT
   runtime (registered here as the ``tensorrt`` backend).
 
@@ -35,13 +36,15 @@ def ort_provider_options(
     int8: bool = False,
     workspace_mb: int = 2048,
     profile_options: dict[str, str] | None = None,
+    tf32: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The ``providers`` list for an ORT session on ``provider`` ("cuda" or "tensorrt").
 
     TensorRT gets CUDA as a fallback for the nodes it does not take. ``cache_dir`` enables TensorRT's
     engine and timing caches there (the first session builds, later ones load in seconds);
     ``profile_options`` are ``trt_profile_{min,opt,max}_shapes`` from
-    :func:`edgepack.runtime.trt_profiles.ort_trt_profile_options`.
+    :func:`edgepack.runtime.trt_profiles.ort_trt_profile_options`. TF32 is off (``use_tf32=0``) unless
+    ``tf32``: fp32 results then match the CPU's to ~1e-5 instead of ~1e-3 on Ampere and newer GPUs.
     """
     if provider not in ORT_GPU_PROVIDERS:
         raise EdgepackError(
@@ -54,6 +57,7 @@ def ort_provider_options(
             "arena_extend_strategy": "kSameAsRequested",
             "cudnn_conv_algo_search": "HEURISTIC",
             "do_copy_in_default_stream": True,
+            "use_tf32": int(bool(tf32)),
         },
     )
     if provider == "cuda":
@@ -90,6 +94,7 @@ class OrtIoBindingRunner:
                 f"ONNX Runtime here has no {', '.join(missing)} (available: {ort.get_available_providers()}); "
                 'install the GPU build: pip uninstall -y onnxruntime && pip install "edgepack[gpu]"'
             )
+        self.preloaded = preload_gpu_libraries(ort, tensorrt="TensorrtExecutionProvider" in names)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -106,7 +111,13 @@ class OrtIoBindingRunner:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
         if names[0] not in self.providers:
-            raise EdgepackError(f"ONNX Runtime fell back to {self.providers} instead of {names[0]}")
+            why = "; ".join(self.preloaded) or "no GPU library was preloaded"
+            raise EdgepackError(
+                f"ONNX Runtime could not start {names[0]} and fell back to {self.providers} ({why}); "
+                + ("its log above names the library it could not load (libnvinfer for TensorRT): "
+                   'install TensorRT (pip install "edgepack[gpu-tools]") or put its lib folder on LD_LIBRARY_PATH'
+                   if names[0] == "TensorrtExecutionProvider" else "its log above says which library is missing")
+            )
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         binding = self.session.io_binding()
@@ -122,6 +133,30 @@ class OrtIoBindingRunner:
 
     def synchronize(self) -> None:
         """Outputs are copied to the host inside ``infer``, which waits for the device."""
+
+
+def preload_gpu_libraries(ort: Any, tensorrt: bool) -> list[str]:
+    """Load the GPU libraries ONNX Runtime's providers look for before a session opens; returns notes.
+
+    ORT's TensorRT provider dlopens ``libnvinfer``; pip's ``tensorrt`` wheels keep it in their own folder,
+    which the loader only knows once ``import tensorrt`` has loaded it into the process. ``preload_dlls``
+    (ORT 1.21+) does the same for CUDA and cuDNN from the nvidia-* pip packages.
+    """
+    notes = []
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+            notes.append("CUDA/cuDNN preloaded")
+        except Exception as e:  # a missing optional library is reported, not fatal
+            notes.append(f"preload_dlls failed: {e}")
+    if tensorrt:
+        try:
+            import tensorrt as trt
+
+            notes.append(f"tensorrt {getattr(trt, '__version__', '?')} imported first (libnvinfer loaded)")
+        except ImportError:
+            notes.append("the tensorrt package is not importable, so libnvinfer must be on LD_LIBRARY_PATH")
+    return notes
 
 
 # --- backend registry entries ---------------------------------------------------------------------------

@@ -38,12 +38,31 @@ class RuntimeEnv:
                 "compute_capability": self.compute_capability}
 
 
+SUPPORTED_TENSORRT = (10, 11)  # major versions: 10.x (weak typing + calibrators) and 11.x (strongly typed)
+
+
+def check_tensorrt_version(version: str) -> int:
+    """The major version of TensorRT ``version``; EdgepackError when edgepack does not support it."""
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        raise EdgepackError(f"cannot read the TensorRT version {version!r}") from None
+    if major not in SUPPORTED_TENSORRT:
+        lo, hi = SUPPORTED_TENSORRT[0], SUPPORTED_TENSORRT[-1]
+        raise EdgepackError(
+            f"TensorRT {version} is not supported: edgepack builds and runs engines with TensorRT "
+            f'{lo}.x-{hi}.x; install one with: pip install "tensorrt>={lo},<{hi + 1}"'
+        )
+    return major
+
+
 def import_tensorrt(purpose: str):
-    """Import tensorrt or raise MissingDependencyError naming ``purpose``."""
+    """Import tensorrt (a supported version) or raise MissingDependencyError / EdgepackError naming ``purpose``."""
     try:
         import tensorrt
     except ImportError:
         raise MissingDependencyError("tensorrt", "gpu-tools", purpose) from None
+    check_tensorrt_version(getattr(tensorrt, "__version__", "unknown"))
     return tensorrt
 
 
@@ -194,10 +213,12 @@ class TensorRTRunner:
 
 
 __all__ = [
+    "SUPPORTED_TENSORRT",
     "LoadedEngine",
     "RuntimeEnv",
     "TensorRTRunner",
     "check_engine_compatibility",
+    "check_tensorrt_version",
     "detect_gpu",
     "detect_runtime_env",
     "engine_profiles",

@@ -191,3 +191,7 @@ def test_tensorrt_preset_has_symmetric_activations(plain_onnx, tmp_path):
     zps = [inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
     assert art.metrics["sqnr_db"] >= 15.0
+    from edgepack.export.trt_engine import TrtBuildConfig, plan_int8
+    from edgepack.export.trt_graph import inspect_onnx_for_trt
+
+    assert plan_int8(inspect_onnx_for_trt(art.file("model")), TrtBuildConfig(precision="int8"), False) == "qdq"

@@ -135,13 +135,12 @@ def test_plan_int8_modes(onnx_art, tmp_path):
 
 
 def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
-
-    rng = np.random.default_rng(0)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
+            rng = np.random.default_rng(0)
             self.it = iter(
                 [
                     {
@@ -164,11 +163,22 @@ def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul"],
     )
-    report = inspect_onnx_for_trt(qdq)
-    assert report.has_qdq
-    assert plan_int8(report, TrtBuildConfig(precision="int8"), False) == "qdq"
+    report = inspect_onnx_for_trt(qdq)  # ORT's default: asymmetric uint8 activations
+    assert report.has_qdq and report.asymmetric_qdq
+    with pytest.raises(EdgepackError, match=r"asymmetrically .*TensorRT refuses.*--methods static-int8-trt"):
+        plan_int8(report, TrtBuildConfig(precision="int8"), False)
     with pytest.raises(EdgepackError, match="Q/DQ .* --precision int8"):
         plan_int8(report, TrtBuildConfig(precision="fp16"), False)
+
+    sym = tmp_path / "sym.onnx"  # what the static-int8-trt preset asks ORT for
+    quantize_static(
+        str(onnx_art.file("model")), str(sym), Reader(), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"], activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    report = inspect_onnx_for_trt(sym)
+    assert report.has_qdq and report.asymmetric_qdq == ()
+    assert plan_int8(report, TrtBuildConfig(precision="int8"), False) == "qdq"
 
     qop = tmp_path / "qop.onnx"
     quantize_static(
