@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 
 from edgepack import __version__
 from edgepack.errors import EdgepackError
@@ -104,9 +105,21 @@ def _run(args) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    """Warnings meant for the user (RuntimeWarning, e.g. an INT8 model on a CPU it was not made for) read
+    like errors: one line, no source excerpt; others keep Python's format (they are for developers)."""
+    if issubclass(category, RuntimeWarning):
+        return f"edgepack: warning: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+_default_format = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

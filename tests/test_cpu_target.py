@@ -123,3 +123,12 @@ def test_vnni_target_warns_once_on_a_cpu_without_vnni(fp32_onnx, tmp_path, monke
         monkeypatch.setattr(predictor, "_WARNED", set())
         monkeypatch.setattr(edgepack.cpu, "host_cpu", lambda: parse_cpuinfo(XEON, "x86_64"))
         Predictor.open(vnni.path)  # on a VNNI CPU it is right
+
+
+def test_cli_prints_user_warnings_on_one_line():
+    from edgepack.pipeline.cli import _one_line_warning
+
+    line = _one_line_warning(RuntimeWarning("m was quantized for avx512-vnni; re-quantize it"), RuntimeWarning,
+                             "/x/predictor.py", 12)
+    assert line == "edgepack: warning: m was quantized for avx512-vnni; re-quantize it\n"
+    assert "predictor.py:12" in _one_line_warning(UserWarning("dev"), UserWarning, "/x/predictor.py", 12)
