@@ -4,6 +4,7 @@
 >>> teacher = finetune(BASE_DIR, example_spec(), FinetuneConfig(), "runs/teacher")
 >>> student = distill(teacher.path, example_spec(), DistillConfig(student=StudentConfig(num_layers=3)), "runs/s3")
 
+Training settings are ``edgepack.train.TrainConfig`` (the one training loop, shared with pruning recovery).
 Importing this package is lean (no torch); the stage functions import torch when called.
 """
 
@@ -12,7 +13,6 @@ from edgepack.distill.configs import (
     DistillConfig,
     FinetuneConfig,
     LoraSettings,
-    TrainConfig,
     config_from_dict,
     config_to_dict,
 )
@@ -23,6 +23,6 @@ from edgepack.distill.student import StudentConfig
 
 __all__ = [
     "DataSpec", "Dataset", "DistillConfig", "FinetuneConfig", "LayerMatch", "LoraSettings", "StudentConfig",
-    "TrainConfig", "config_from_dict", "config_to_dict", "default_layer_map", "distill", "example_spec",
+    "config_from_dict", "config_to_dict", "default_layer_map", "distill", "example_spec",
     "finetune", "load_data",
 ]

@@ -114,7 +114,7 @@ def _data_spec(a: argparse.Namespace):
 
 
 def _train_cfg(a: argparse.Namespace):
-    from edgepack.distill.configs import TrainConfig
+    from edgepack.train import TrainConfig
 
     return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, warmup_ratio=a.warmup_ratio,
                        grad_accum=a.grad_accum, max_length=a.max_length, seed=a.seed,

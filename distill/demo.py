@@ -24,9 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgepack.artifact import Artifact, is_artifact
-from edgepack.distill.configs import DistillConfig, FinetuneConfig, TrainConfig, config_to_dict
+from edgepack.distill.configs import DistillConfig, FinetuneConfig, config_to_dict
 from edgepack.distill.data import example_spec
 from edgepack.distill.student import StudentConfig
+from edgepack.train import TrainConfig
 
 
 @dataclass(frozen=True)

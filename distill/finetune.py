@@ -85,11 +85,11 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
     import torch
     from transformers import AutoTokenizer
 
-    from edgepack.distill.api import resolve_data, work_dir_for
+    from edgepack.distill.api import resolve_data
     from edgepack.distill.batching import classification_metrics, encode, pad_batch, predict_logits
-    from edgepack.distill.objective import ClassifierObjective
-    from edgepack.distill.trainer import train
     from edgepack.hf import count_parameters, hf_inputs_spec, save_model
+    from edgepack.objectives import ClassifierObjective
+    from edgepack.train import train, work_dir_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(out).expanduser().resolve()

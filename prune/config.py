@@ -16,10 +16,12 @@ HEAD_SCOPES = ("global", "layer")
 
 @dataclass(frozen=True)
 class RecoveryConfig:
-    """A short fine-tune after pruning that matches the teacher's soft targets (steps=0: off).
+    """A short distillation after pruning that matches the teacher's outputs (steps=0: off).
 
-    Loss (classification): alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels);
-    feature extraction: 1 - cosine(pooled student, pooled teacher).
+    Loss (classification): alpha_kd * T^2 * KL(teacher_T || student_T) + (1 - alpha_kd) * CE(labels)
+    (KD only when the data has no labels); feature extraction: 1 - cosine(pooled student, pooled teacher).
+    Runs on the core training loop (``edgepack.train``): AdamW, linear warm-up/decay, gradient clipping
+    at 1.0, resumable checkpoints every ``checkpoint_every`` steps.
     """
 
     steps: int = 0
@@ -27,19 +29,22 @@ class RecoveryConfig:
     lr: float = 1e-4
     warmup_ratio: float = 0.1
     temperature: float = 2.0
-    alpha: float = 0.8  # weight of the soft-target loss; 1 - alpha on hard labels when there are labels
+    alpha_kd: float = 0.8  # weight of the soft-target loss; 1 - alpha_kd on hard labels when there are labels
     max_length: int = 64
     weight_decay: float = 0.01
     seed: int = 0
     freeze_embeddings: bool = False  # keep word embeddings fixed (far less optimizer work on CPU)
+    checkpoint_every: int = 100  # optimizer steps between resumable checkpoints (0 = only at epoch ends)
 
     def validate(self) -> None:
         if self.steps < 0:
             raise EdgepackError(f"recovery steps must be >= 0, got {self.steps}")
         if self.batch_size < 1 or self.max_length < 2:
             raise EdgepackError("recovery batch_size must be >= 1 and max_length >= 2")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise EdgepackError(f"recovery alpha must be in [0, 1], got {self.alpha}")
+        if not 0.0 <= self.alpha_kd <= 1.0:
+            raise EdgepackError(f"recovery alpha_kd must be in [0, 1], got {self.alpha_kd}")
+        if self.checkpoint_every < 0:
+            raise EdgepackError(f"recovery checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.temperature <= 0 or self.lr <= 0:
             raise EdgepackError("recovery temperature and lr must be > 0")
         if not 0.0 <= self.warmup_ratio < 1.0:

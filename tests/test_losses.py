@@ -1,4 +1,4 @@
-"""Each distillation loss against a value computed by hand (see the comments)."""
+"""Each training loss against a value computed by hand (see the comments)."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill import losses
+from edgepack import losses
 
 LN3 = math.log(3.0)
 
