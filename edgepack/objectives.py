@@ -66,7 +66,7 @@ class DistillObjective(nn.Module):
             parts["ce"] = losses.hard_ce(out.logits, gold)
             loss = loss + (1 - self.alpha_kd) * parts["ce"]
         for m in self.matches:
-            proj = self.proj[m.key] if m.key in self.proj else None
+            proj = self.proj[m.key] if m.key in self.proj else None  # noqa: SIM401 (ModuleDict has no get)
             if m.feature == "hidden":
                 term = losses.hidden_mse(out.hidden_states[m.layer_S + 1], batch[f"hidden_T_{m.layer_T}"], mask, proj)
             elif m.feature == "embedding":

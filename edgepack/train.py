@@ -13,8 +13,7 @@ point and restarted with the same arguments skips the batches already done and r
 weights as an uninterrupted run.
 
 Multi-GPU (data parallel): run the same script or CLI under accelerate, e.g.
-``accelerate launch --multi_gpu --num_processes 4 -m edgepack.cli distill TEACHER OUT --epochs 3``
-(or ``... -m edgepack.cli prune SOURCE OUT --recovery-steps 400``);
+``accelerate launch --multi_gpu --num_processes 4 -m edgepack.cli distill TEACHER OUT --epochs 3``;
 each process takes a shard of every epoch's batches, gradients are all-reduced, evaluation runs on
 every process over the whole validation set, and only the main process writes checkpoints.
 

@@ -91,11 +91,11 @@ def test_unstructured_masks_stay_enforced_during_recovery(lm):
 
 
 def test_embedding_model_recovery_raises_cosine_agreement(tiny_encoder, tmp_path):
-    from transformers import AutoModel, AutoTokenizer
-
     from edgepack.prune import recovery, structured
     from edgepack.prune.config import RecoveryConfig
     from edgepack.prune.evaluate import embedding_agreement
+    from transformers import AutoModel, AutoTokenizer
+
     from edgepack.testing import make_tiny_model
 
     # the teacher: another random encoder (same vocabulary), far from the student (cosine near 0)
@@ -116,9 +116,10 @@ def test_embedding_model_recovery_raises_cosine_agreement(tiny_encoder, tmp_path
 
 
 def test_recovery_shows_progress_and_runs_on_the_core_trainer(lm, monkeypatch, capfd):
-    import edgepack.train
     from edgepack.prune import recovery
     from edgepack.prune.config import RecoveryConfig
+
+    import edgepack.train
 
     calls = []
     real = edgepack.train.train
@@ -143,10 +144,9 @@ class Killed(Exception):
 
 
 def test_recovery_resumes_after_interrupt_to_the_same_weights(tiny_bert, tmp_path):
-    from safetensors.torch import load_file
-
     from edgepack.prune.api import TextData, prune
     from edgepack.prune.config import PruneConfig, RecoveryConfig
+    from safetensors.torch import load_file
 
     data = TextData(SAMPLE_TEXTS * 4, LABELS * 4, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
     # 28 texts in batches of 4 = 7 steps per epoch, 12 steps = 2 epochs; removed neurons and masks both
