@@ -1,10 +1,11 @@
 """The prune stage: ``prune(source, data, PruneConfig, out) -> Artifact`` (an ``hf`` artifact).
 
 Order: drop layers -> score heads/FFN neurons on real batches -> remove them -> attach unstructured /
-2:4 masks -> optional recovery fine-tune against the teacher -> fold masks -> evaluate and time the
-result against the unpruned model in the same process -> save. The manifest records what was
-removed, sparsity, parameter counts, accuracy before/after and the latency ratio; ``pruning.json``
-holds the full lists of removed heads and neurons.
+2:4 masks -> optional recovery (distillation from the teacher on the core trainer ``edgepack.train``,
+resumable from ``.OUT.work``) -> fold masks -> evaluate and time the result against the unpruned model
+in the same process -> save. The manifest records what was removed, sparsity, parameter counts,
+accuracy before/after and the latency ratio; ``pruning.json`` holds the full lists of removed heads
+and neurons.
 """
 
 from __future__ import annotations
