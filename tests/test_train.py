@@ -72,3 +72,24 @@ def test_bad_max_steps_and_empty_data_are_user_errors(setup, tmp_path):
 
 def test_work_dir_sits_beside_the_output(tmp_path):
     assert work_dir_for(tmp_path / "runs" / "pruned") == tmp_path / "runs" / ".pruned.work"
+
+
+def test_teacher_cache_keeps_pooled_embeddings_for_embedding_models(tiny_encoder, tmp_path):
+    from edgepack.distill.batching import encode, pad_batch
+    from transformers import AutoModel, AutoTokenizer
+
+    from edgepack.losses import mean_pool
+    from edgepack.teacher_cache import Needs, build_cache
+
+    model, tok = AutoModel.from_pretrained(tiny_encoder).eval(), AutoTokenizer.from_pretrained(tiny_encoder)
+    enc = encode(tok, SAMPLE_TEXTS, None, 32)
+    idx = [4, 0, 5]
+    b = pad_batch(enc, idx)
+    with torch.no_grad():
+        want = mean_pool(model(**b).last_hidden_state, b["attention_mask"])  # (3, H)
+    for mode in ("memory", "disk"):
+        cache = build_cache(model, enc, Needs(pooled=True), batch_size=2, mode=mode, path=tmp_path / "c.safetensors",
+                            progress=False)
+        got = cache.targets(idx, b["input_ids"].shape[1])
+        assert list(got) == ["pooled_T"]
+        torch.testing.assert_close(got["pooled_T"], want, atol=1e-5, rtol=1e-5)
