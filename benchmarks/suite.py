@@ -10,12 +10,12 @@
 Protocol. Every target is loaded first (threads fixed: ``torch.set_num_threads`` / ORT
 ``intra_op_num_threads``) and run once over the evaluation texts untimed (warm-up, outputs for accuracy
 and agreement with the baseline). Then, per workload (batch size x real texts, or batch size x synthetic
-sequence length), each target gets ``warmup`` untimed calls, then the targets take turns of ``interleave``
-calls each (the order rotating from turn to turn; each turn starts with ``settle`` untimed calls so a
-target is not charged for the previous one's thread pool winding down), all walking through the same batches, until each has
-made ``repeats`` passes over them and ``min_seconds`` have passed: background load on a shared machine
-falls on all targets alike. Each call is timed end to end (tokenize, run, post-process) with
-``perf_counter_ns``; GPU runners are synchronized after each call.
+sequence length), the targets are timed with the project's one protocol, ``edgepack.timing.time_interleaved``
+(``BenchConfig.protocol``): ``warmup`` untimed calls each, then turns of ``interleave`` calls, the order
+rotating, each turn starting with ``settle`` untimed calls, all walking through the same batches until each
+has made ``repeats`` passes and ``min_seconds`` have passed. Each call is timed end to end (tokenize, run,
+post-process) with ``perf_counter_ns``; GPU runners are synchronized after each call. The machine (CPU
+model and its INT8 features, ``edgepack.cpu``) is recorded beside the results (``results.environment``).
 
 Result rows (one per target and workload): ``p50_ms p90_ms p99_ms mean_ms texts_per_s n`` (timing),
 ``ratio_vs_baseline`` (baseline p50 / this p50: the speed-up, > 1 is faster),
@@ -30,18 +30,19 @@ given, ``accuracy macro_f1 accuracy_ci95`` (bootstrap); ``agreement_vs_baseline`
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from edgepack.benchmarks.memory import peak_rss_mb, rss_mb
 from edgepack.benchmarks.results import bench_report, to_markdown, write_results
 from edgepack.benchmarks.targets import OpenTarget, Target
-from edgepack.benchmarks.timing import summarize_ms
 
+from edgepack.compare import cosine
 from edgepack.errors import EdgepackError
+from edgepack.scoring import accuracy, classification_report
+from edgepack.timing import TimingProtocol, time_interleaved
 
 __all__ = [
     "BenchConfig",
@@ -68,12 +69,7 @@ class BenchConfig:
     max_timed_texts: int | None = 64  # timing uses the first N texts; accuracy uses all of them
     seq_len_calls: int = 8  # calls per round and target in seq-len mode
     interleave: int = 16  # timed calls per target before the next target takes its turn
-    # Untimed calls at the start of every turn. A model deployed alone never sees what the previous target
-    # leaves behind: its own weights evicted from cache by a larger model (the INT8 student's first batch-1
-    # call after the teacher's turn: 1.9 ms instead of 0.6-0.9) and that library's worker threads still
-    # spinning. Measured: settle 1 / interleave 8 gave the INT8 student 8.7x vs the teacher, 3/16 9.1x,
-    # 4/32 9.4x, and the two alone, interleaved 9.4x.
-    settle: int = 3
+    settle: int = 3  # untimed calls at the start of every turn (why: edgepack.timing.TimingProtocol)
     isolated_memory: bool = False  # also measure each target's peak RSS alone in a fresh process (slower)
 
     def __post_init__(self) -> None:
@@ -98,16 +94,16 @@ class BenchConfig:
             raise EdgepackError(f"sequence lengths must be integers >= 3, got {list(self.seq_lens)}")
         if self.threads is not None and self.threads < 1:
             raise EdgepackError(f"threads must be >= 1, got {self.threads}")
-        if (
-            min(self.repeats, self.seq_len_calls, self.interleave) < 1
-            or min(self.warmup, self.settle) < 0
-            or self.min_seconds < 0
-        ):
-            raise EdgepackError(
-                "need warmup >= 0, settle >= 0, repeats >= 1, min_seconds >= 0, seq_len_calls >= 1, interleave >= 1"
-            )
+        if self.seq_len_calls < 1:
+            raise EdgepackError(f"seq_len_calls must be >= 1, got {self.seq_len_calls}")
+        _ = self.protocol  # raises EdgepackError for a bad warmup/repeats/interleave/settle/min_seconds
         if self.max_timed_texts is not None and self.max_timed_texts < 1:
             raise EdgepackError("max_timed_texts must be >= 1 (or None for all texts)")
+
+    @property
+    def protocol(self) -> TimingProtocol:
+        """The timing protocol every workload is measured with (``edgepack.timing``)."""
+        return TimingProtocol(self.warmup, self.repeats, self.interleave, self.settle, self.min_seconds)
 
     @property
     def timed_texts(self) -> tuple[str, ...]:
@@ -141,42 +137,6 @@ def _workloads(cfg: BenchConfig) -> list[_Workload]:
         else:
             out += [_Workload(bs, n, [[synthetic_text(n)] * bs] * cfg.seq_len_calls) for n in cfg.seq_lens]
     return out
-
-
-def rss_mb() -> float | None:
-    """Current resident memory of this process in MiB (psutil, else /proc), None when unknown."""
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
-    except ImportError:
-        pass
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process so far in MiB.
-
-    Linux: ``VmHWM`` from /proc/self/status (``ru_maxrss`` survives ``exec``, so a child started from a
-    large parent would report the parent's peak); elsewhere ``resource.getrusage``.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def _load_average() -> float | None:
@@ -217,8 +177,6 @@ def _label_indices(labels: Sequence, ot: OpenTarget) -> np.ndarray:
 
 def _quality(ot: OpenTarget, out: np.ndarray, base: np.ndarray | None, labels: Sequence | None) -> dict:
     """Accuracy on labelled texts and agreement with the baseline's outputs on the same texts."""
-    from edgepack.metrics import classification_report
-
     q: dict = {}
     classify = ot.task == "text-classification"
     if labels is not None and classify:
@@ -228,50 +186,11 @@ def _quality(ot: OpenTarget, out: np.ndarray, base: np.ndarray | None, labels: S
         )
     if base is not None and base.shape == out.shape:
         if classify:
-            q["agreement_vs_baseline"] = float((out.argmax(axis=1) == base.argmax(axis=1)).mean())
+            q["agreement_vs_baseline"] = accuracy(out.argmax(axis=1), base.argmax(axis=1))
         else:
-            cos = (out * base).sum(1) / np.clip(
-                np.linalg.norm(out, axis=1) * np.linalg.norm(base, axis=1), 1e-12, None
-            )
+            cos = cosine(base, out)
             q.update(min_cosine_vs_baseline=float(cos.min()), mean_cosine_vs_baseline=float(cos.mean()))
     return q
-
-
-def _time_workload(
-    opened: list[OpenTarget], w: _Workload, cfg: BenchConfig
-) -> tuple[dict[str, list[float]], int]:
-    """Per-call latencies (ms) of every target on workload ``w``, and the texts each target processed.
-
-    Targets take turns every ``cfg.interleave`` calls (the order rotating each turn), each walking through
-    the same batches, until every target has made ``repeats`` passes over them (and ``min_seconds`` passed).
-    """
-    for ot in opened:
-        for i in range(cfg.warmup):
-            ot.run(w.batches[i % len(w.batches)])
-            if ot.sync:
-                ot.sync()
-    samples: dict[str, list[float]] = {ot.name: [] for ot in opened}
-    n, texts = len(w.batches), 0
-    goal, done, turn = n * cfg.repeats, 0, 0
-    start = time.perf_counter()
-    while done < goal or time.perf_counter() - start < cfg.min_seconds:
-        if done >= goal:
-            goal += n  # whole extra passes, so every text keeps the same weight
-        chunk = [w.batches[(done + j) % n] for j in range(min(cfg.interleave, goal - done))]
-        k = turn % len(opened)
-        for ot in opened[k:] + opened[:k]:
-            for batch in chunk[: cfg.settle] if len(opened) > 1 else ():
-                ot.run(batch)
-                if ot.sync:
-                    ot.sync()
-            for batch in chunk:
-                t0 = time.perf_counter_ns()
-                ot.run(batch)
-                if ot.sync:
-                    ot.sync()
-                samples[ot.name].append((time.perf_counter_ns() - t0) / 1e6)
-        done, turn, texts = done + len(chunk), turn + 1, texts + sum(len(b) for b in chunk)
-    return samples, texts
 
 
 def _check(targets: list[Target], cfg: BenchConfig, baseline: str | None, labels: Sequence | None) -> str:
@@ -365,7 +284,12 @@ def run_benchmarks(
             for w in _workloads(cfg):
                 what = f"{w.seq_len} tokens" if w.seq_len else f"{w.texts_per_pass} real texts"
                 say(f"timing batch {w.batch_size}, {what}, {len(opened)} targets interleaved")
-                samples, texts_done = _time_workload(opened, w, cfg)
+                timings = time_interleaved(
+                    {ot.name: ot.run for ot in opened},
+                    w.batches,
+                    cfg.protocol,
+                    sync={ot.name: ot.sync for ot in opened},
+                )
                 peak, load = peak_rss_mb(), _load_average()
                 for ot in opened:
                     rows.append(
@@ -375,7 +299,7 @@ def run_benchmarks(
                             "batch_size": w.batch_size,
                             "seq_len": w.seq_len,
                             "texts_per_pass": w.texts_per_pass,
-                            **summarize_ms(samples[ot.name], texts_done),
+                            **timings.summary(ot.name),
                             "size_bytes": ot.size_bytes,
                             **loaded[ot.name],
                             "peak_rss_mb": None if peak is None else round(peak, 1),

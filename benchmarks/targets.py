@@ -10,7 +10,7 @@ backend is timed on the same texts doing the same work:
 * ``Target.onnx``: any ``onnx`` (fp32 / int8 / fused) or ``tensorrt`` artifact through the lean runtime
   ``edgepack.runtime.Predictor`` on a registered backend (``ort-cpu``; ``ort-cuda``, ``tensorrt`` ... where
   the GPU backends are present).
-* ``Target.peer_optimum``: the path a user would otherwise take with optimum-onnx:
+* ``Target.peer_optimum``: the path a user would otherwise take with optimum-onnx (:mod:`edgepack.benchmarks.peer`):
   ``ORTModelForSequenceClassification.from_pretrained(dir, export=True)`` (or ``...ForFeatureExtraction``),
   optionally ``ORTQuantizer`` dynamic int8 with ``AutoQuantizationConfig.avx512_vnni`` (per-tensor or
   per-channel), run with the HF tokenizer at ``padding=True``.
@@ -21,11 +21,7 @@ Threads are fixed per target: ``torch.set_num_threads`` and ONNX Runtime ``intra
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from edgepack.artifact import Artifact, is_artifact
-from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.contract import RuntimeContract
+from edgepack.errors import EdgepackError
 
 KINDS = ("torch", "onnx", "peer-optimum")
 PEER_QUANTIZE = ("fp32", "dynamic", "dynamic-per-channel")
@@ -141,16 +138,22 @@ class Target:
     def prepare(self) -> None:
         """Do the one-off work before loading (the peer path's export and quantization into ``work_dir``)."""
         if self.kind == "peer-optimum" and self.work_dir is not None:
+            from edgepack.benchmarks.peer import peer_export
+
             peer_export(self.path, self.work_dir, self.quantize)
 
     def open(self, threads: int | None = None, batch_size: int = 32) -> OpenTarget:
         """Load the model with ``threads`` intra-op threads; ``batch_size`` is the runtime's largest batch."""
-        opener = {"torch": _open_torch, "onnx": _open_onnx, "peer-optimum": _open_peer}[self.kind]
+        if self.kind == "peer-optimum":
+            from edgepack.benchmarks.peer import open_peer
+
+            return open_peer(self, threads, batch_size)
+        opener = {"torch": _open_torch, "onnx": _open_onnx}[self.kind]
         return opener(self, threads, batch_size)
 
 
 # --- shared post-processing ---------------------------------------------------------------
-def postprocess(task: str, extra: dict, logits_or_hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def postprocess(task: str, runtime: RuntimeContract, logits_or_hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Logits (B, C) -> softmax probabilities; last_hidden_state (B, T, H) -> pooled (B, H), like the runtime."""
     from edgepack.runtime.text import cls_pool, mean_pool, softmax
 
@@ -159,9 +162,10 @@ def postprocess(task: str, extra: dict, logits_or_hidden: np.ndarray, mask: np.n
         return softmax(x)
     if x.ndim == 2:  # already pooled
         return x
-    if extra.get("pooling", "mean") == "cls":
-        return cls_pool(x, extra.get("normalize", False))
-    return mean_pool(x, np.asarray(mask), extra.get("normalize", True))
+    pooling, normalize = runtime.embedding_pooling()
+    if pooling == "cls":
+        return cls_pool(x, normalize)
+    return mean_pool(x, np.asarray(mask), normalize)
 
 
 def weights_size(folder: Path) -> int:
@@ -193,7 +197,7 @@ def _open_torch(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
         with torch.inference_mode():
             out = model(**enc)
         x = out.logits if lm.task == "text-classification" else out.last_hidden_state
-        return postprocess(lm.task, lm.extra, x.numpy(), enc["attention_mask"].numpy())
+        return postprocess(lm.task, lm.runtime, x.numpy(), enc["attention_mask"].numpy())
 
     src = Path(lm.source)
     size = (
@@ -213,16 +217,8 @@ def _open_torch(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
 
 # --- edgepack runtime ---------------------------------------------------------------------
 def _open_onnx(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
-    from edgepack.runtime.backends import BACKENDS
     from edgepack.runtime.predictor import Predictor
 
-    if t.backend not in ("auto", "ort-cpu") and t.backend not in BACKENDS:
-        try:  # GPU backends register themselves on request (runtime/gpu_runners.py)
-            from edgepack.runtime.gpu_runners import register_gpu_backends
-
-            register_gpu_backends()
-        except ImportError:
-            pass
     pred = Predictor.open(
         t.path,
         backend=t.backend,
@@ -234,11 +230,11 @@ def _open_onnx(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
     art = pred.artifact
     model = art.file("model" if art.has("model") else "engine")  # onnx graph, or TensorRT plan
     size = model.stat().st_size + sum(p.stat().st_size for p in model.parent.glob(model.name + ".data"))
-    ex = art.extra
+    rt = art.runtime
     info = {
         "kind": "onnx" if art.format == "onnx" else art.format,
         "backend": _resolved_backend(t.backend, art.format),
-        "precision": ex.get("precision", "fp32") + ("-fused" if ex.get("fused") else ""),
+        "precision": rt.precision + ("-fused" if rt.fused else ""),
         "path": str(art.path),
         "threads": threads,
     }
@@ -256,173 +252,3 @@ def _resolved_backend(backend: str, fmt: str) -> str:
         return backend
     names = (n for n in AUTO_ORDER if fmt in BACKENDS[n].formats and BACKENDS[n].available())
     return next(names, "auto")
-
-
-# --- peer path: optimum-onnx --------------------------------------------------------------
-def _peer_source(path: Path, scratch: Path) -> tuple[Path, str, dict, list[str]]:
-    """A plain HF folder optimum can export (an adapter is merged first), its task, pooling extra, labels."""
-    from edgepack.hf import load_model
-
-    extra: dict = {}
-    if is_artifact(path):
-        art = Artifact.open(path).require(format="hf")
-        extra = art.extra
-    if (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-        from transformers import AutoConfig
-
-        from edgepack.hf import detect_task, label_names
-
-        cfg = AutoConfig.from_pretrained(path)
-        task = detect_task(cfg)
-        labels = label_names(cfg) if task == "text-classification" else []
-        if task == "feature-extraction":
-            extra = {"pooling": "mean", "normalize": True, **extra}
-        return path, task, extra, labels
-    lm = load_model(path)  # a LoRA adapter: merge into its base, as a user would before exporting
-    merged = scratch / "merged"
-    lm.model.save_pretrained(merged, safe_serialization=True)
-    lm.tokenizer.save_pretrained(merged)
-    return merged, lm.task, lm.extra, lm.labels
-
-
-def _fingerprint(src: Path, quantize: str) -> str:
-    """Identifies the exported peer model: source weights/config (size, mtime), variant, optimum version."""
-    import importlib.metadata as md
-
-    parts = [str(src.resolve()), quantize, md.version("optimum-onnx")]
-    for p in sorted(src.iterdir()):
-        if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"):
-            st = p.stat()
-            parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def peer_export(
-    path: str | os.PathLike, work_dir: str | os.PathLike, quantize: str = "fp32"
-) -> tuple[Path, dict]:
-    """Export (and quantize) ``path`` the optimum-onnx way into ``work_dir/<quantize>``; returns (dir, meta).
-
-    A previous export in the same place is reused when the source and the variant are unchanged.
-    """
-    try:
-        from optimum.onnxruntime import (
-            ORTModelForFeatureExtraction,
-            ORTModelForSequenceClassification,
-            ORTQuantizer,
-        )
-        from optimum.onnxruntime.configuration import AutoQuantizationConfig
-    except ImportError:
-        raise MissingDependencyError("optimum-onnx", "tools", "the optimum peer benchmark") from None
-    if quantize not in PEER_QUANTIZE:
-        raise EdgepackError(f"unknown peer quantization {quantize!r}; use one of {', '.join(PEER_QUANTIZE)}")
-    src_in, work = Path(path).expanduser().resolve(), Path(work_dir).expanduser().resolve()
-    out = work / quantize
-    work.mkdir(parents=True, exist_ok=True)
-    src, task, extra, labels = _peer_source(src_in, work)
-    fp = _fingerprint(src, quantize)
-    meta_path = out / "edgepack-peer.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") == fp and (out / meta["file_name"]).is_file():
-            return out, meta
-    cls = ORTModelForSequenceClassification if task == "text-classification" else ORTModelForFeatureExtraction
-    tmp = Path(tempfile.mkdtemp(dir=work, prefix=f".{quantize}.tmp-"))
-    try:
-        file_name = "model.onnx"
-        if quantize == "fp32":
-            cls.from_pretrained(src, export=True).save_pretrained(tmp)
-        else:  # quantize the fp32 export (made once, shared by the int8 variants)
-            fp32_dir, _ = peer_export(src_in, work, "fp32")
-            qcfg = AutoQuantizationConfig.avx512_vnni(
-                is_static=False, per_channel=quantize == "dynamic-per-channel"
-            )
-            ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx").quantize(
-                save_dir=tmp, quantization_config=qcfg
-            )
-            file_name = "model_quantized.onnx"
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
-        meta = {
-            "fingerprint": fp,
-            "file_name": file_name,
-            "task": task,
-            "extra": extra,
-            "labels": labels,
-            "source": str(src_in),
-            "quantize": quantize,
-        }
-        (tmp / "edgepack-peer.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out, meta
-
-
-def _open_peer(t: Target, threads: int | None, batch_size: int) -> OpenTarget:
-    import onnxruntime as ort
-    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
-    from transformers import AutoTokenizer
-
-    from edgepack.hf import require_torch
-
-    require_torch("the optimum peer benchmark")
-    scratch = None
-    work = t.work_dir
-    if work is None:
-        scratch = tempfile.mkdtemp(prefix="edgepack-peer-")
-        work = scratch
-    try:
-        out, meta = peer_export(t.path, work, t.quantize)
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        task = meta["task"]
-        cls = (
-            ORTModelForSequenceClassification
-            if task == "text-classification"
-            else ORTModelForFeatureExtraction
-        )
-        model = cls.from_pretrained(
-            out, file_name=meta["file_name"], session_options=so, provider="CPUExecutionProvider"
-        )
-        tok = AutoTokenizer.from_pretrained(out)
-    except BaseException:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    from edgepack.hf import model_max_length
-
-    max_len = t.max_length or model_max_length(model.config, tok)  # the limit edgepack's export records
-    extra = meta["extra"]
-
-    def run(texts: Sequence[str]) -> np.ndarray:
-        enc = tok(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="np")
-        res = model(**enc)
-        x = res.logits if task == "text-classification" else res.last_hidden_state
-        return postprocess(task, extra, x, enc["attention_mask"])
-
-    info = {
-        "kind": "peer-optimum",
-        "backend": "optimum-ort-cpu",
-        "precision": {
-            "fp32": "fp32",
-            "dynamic": "int8-dynamic",
-            "dynamic-per-channel": "int8-dynamic-per-channel",
-        }[t.quantize],
-        "path": str(out / meta["file_name"]),
-        "threads": threads,
-    }
-    cleanup = (lambda: shutil.rmtree(scratch, ignore_errors=True)) if scratch else None
-    return OpenTarget(
-        t.name,
-        run,
-        task,
-        list(meta["labels"]),
-        (out / meta["file_name"]).stat().st_size,
-        info,
-        cleanup=cleanup,
-    )

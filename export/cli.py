@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
+from edgepack.cli_config import Opt, add_config_arguments
+
 
 def register(sub) -> None:
+    from edgepack.export.fusion import OPT_LEVELS, FusionConfig
+    from edgepack.export.onnx_export import TASKS, OnnxExportConfig
+
     p = sub.add_parser(
         "export", help="export a model: onnx, optimize (graph fusion), tensorrt, triton",
         description="Export a torch model to ONNX and build deployment targets from ONNX artifacts.",
@@ -23,12 +28,13 @@ def register(sub) -> None:
     )
     o.add_argument("source", help="Hugging Face model folder, PEFT/LoRA adapter folder, or an edgepack 'hf' artifact")
     o.add_argument("out", help="output artifact directory (replaced atomically)")
-    o.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
-    o.add_argument("--task", choices=["text-classification", "feature-extraction"],
-                   help="default: from the model's architecture")
-    o.add_argument("--atol", type=float, default=1e-4, help="max abs difference vs torch (default: 1e-4)")
-    o.add_argument("--max-length", type=int, help="runtime truncation length (default: the model's limit, <= 512)")
     o.add_argument("--base-model", help="base model folder for a LoRA adapter whose recorded base is elsewhere")
+    add_config_arguments(o, OnnxExportConfig, groups={"": "export"}, options={
+        "opset": Opt(help="ONNX opset"),
+        "task": Opt(help="what the graph outputs", choices=TASKS, default_text="from the model's architecture"),
+        "atol": Opt(help="max abs difference vs torch"),
+        "max_length": Opt(help="runtime truncation length", default_text="the model's limit, <= 512"),
+    })
     o.set_defaults(func=_onnx)
 
     f = targets.add_parser(
@@ -38,13 +44,13 @@ def register(sub) -> None:
     )
     f.add_argument("source", help="an fp32 'onnx' artifact")
     f.add_argument("out", help="output artifact directory")
-    f.add_argument("--opt-level", type=int, default=1, choices=[0, 1, 2, 99],
-                   help="1 (default): portable fusions; 2/99 add ORT-specific ones")
-    f.add_argument("--gpu", action="store_true", help="fuse for the CUDA execution provider")
-    f.add_argument("--atol", type=float, default=1e-4, help="max abs difference vs the parent (default: 1e-4)")
-    f.add_argument("--skip-layer-norm", action=argparse.BooleanOptionalAction, default=None,
-                   help="fuse residual Add + LayerNorm into SkipLayerNormalization (default: only with --gpu; "
-                        "ONNX Runtime's CPU kernel for it is slower than the unfused ops)")
+    add_config_arguments(f, FusionConfig, groups={"": "fusion"}, options={
+        "opt_level": Opt(help="1: portable fusions; 2/99 add ORT-specific ones", choices=OPT_LEVELS),
+        "use_gpu": Opt("--gpu", "fuse for the CUDA execution provider"),
+        "atol": Opt(help="max abs difference vs the parent"),
+        "skip_layer_norm": Opt(help="fuse residual Add + LayerNorm into SkipLayerNormalization (ONNX Runtime's "
+                                    "CPU kernel for it is slower than the unfused ops)", default_text="only with --gpu"),
+    })
     f.set_defaults(func=_optimize)
 
     if importlib.util.find_spec("edgepack.export.gpu_cli") is not None:
@@ -55,20 +61,22 @@ def register(sub) -> None:
 
 
 def _onnx(args) -> int:
-    from edgepack.export.onnx_export import OnnxExportConfig, export_onnx
+    from edgepack.export.onnx_export import export_onnx
 
-    cfg = OnnxExportConfig(opset=args.opset, task=args.task, atol=args.atol, max_length=args.max_length)
-    art = export_onnx(args.source, args.out, cfg, base_model=args.base_model)
+    from edgepack.cli_config import config_from_args
+
+    art = export_onnx(args.source, args.out, config_from_args(args), base_model=args.base_model)
     m = art.metrics
     print(f"wrote {art.path}  ({art.task}, {m['size_bytes'] / 1e6:.1f} MB, max |onnx - torch| = {m['max_abs_diff']:.2e})")
     return 0
 
 
 def _optimize(args) -> int:
-    from edgepack.export.fusion import FusionConfig, optimize_onnx
+    from edgepack.export.fusion import optimize_onnx
 
-    art = optimize_onnx(args.source, args.out, FusionConfig(
-        opt_level=args.opt_level, use_gpu=args.gpu, atol=args.atol, skip_layer_norm=args.skip_layer_norm))
+    from edgepack.cli_config import config_from_args
+
+    art = optimize_onnx(args.source, args.out, config_from_args(args))
     fused = ", ".join(f"{k} x{v}" for k, v in art.metrics["fused_ops"].items()) or "nothing"
     print(f"wrote {art.path}  (fused: {fused}; max |fused - parent| = {art.metrics['max_abs_diff']:.2e})")
     return 0

@@ -1,8 +1,9 @@
 """ONNX Runtime transformer graph fusion (Attention, EmbedLayerNorm, SkipLayerNorm, BiasGelu) as a validated step.
 
-The fused graph is compared with its parent ONNX graph on the same sample inputs; a max abs difference
-above ``atol`` fails the step. Note: dynamic INT8 quantization of a fused graph needs
-``DefaultTensorType`` (see edgepack.quantize); optimum's ORTQuantizer cannot type the fused ops.
+The fused graph is compared with its parent ONNX graph on the same probe texts
+(``edgepack.runtime.parity.compare_onnx``); a max abs difference above ``atol`` fails the step.
+Note: dynamic INT8 quantization of a fused graph needs ``DefaultTensorType`` (see edgepack.quantize);
+optimum's ORTQuantizer cannot type the fused ops.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from edgepack.runtime.parity import compare_onnx
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import check_choice, check_fields, check_positive, config_to_dict
 from edgepack.errors import EdgepackError
 
+OPT_LEVELS = (0, 1, 2, 99)  # onnxruntime.transformers optimizer levels
 FUSABLE_MODEL_TYPES = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
                        "electra": "bert", "mpnet": "bert"}
 
@@ -31,70 +34,50 @@ class FusionConfig:
     # keeps ORT from fusing it again online (edgepack.runtime.ort.CPU_DISABLED_OPTIMIZERS).
     skip_layer_norm: bool | None = None
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_choice(self, "opt_level", OPT_LEVELS)
+        check_positive(self, "atol")
+
 
 def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
                   cfg: FusionConfig = FusionConfig()) -> Artifact:
     """Fuse the transformer subgraphs of an fp32 ``onnx`` artifact; returns the fused artifact."""
     parent = source if isinstance(source, Artifact) else Artifact.open(source)
     parent.require(format="onnx")
-    ex = parent.extra
-    if ex.get("precision", "fp32") != "fp32":
-        raise EdgepackError(f"fuse before quantizing: {parent.path} is already {ex.get('precision')}")
-    model_type = FUSABLE_MODEL_TYPES.get(ex.get("model_type", ""))
-    if model_type is None:
-        raise EdgepackError(f"no ONNX Runtime fusion for model type '{ex.get('model_type')}'")
+    rt = parent.runtime
+    if rt.precision != "fp32":
+        raise EdgepackError(f"fuse before quantizing: {parent.path} is already {rt.precision}")
+    model_type = FUSABLE_MODEL_TYPES.get(rt.model_type or "")
+    if model_type is None or rt.num_heads is None or rt.hidden_size is None:
+        raise EdgepackError(f"no ONNX Runtime fusion for model type '{rt.model_type}' "
+                            "(the artifact must record model_type, num_heads and hidden_size)")
+    import logging
+
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
-
-    import logging
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     options = FusionOptions(model_type)
     skip_ln = cfg.use_gpu if cfg.skip_layer_norm is None else cfg.skip_layer_norm
     options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = bool(skip_ln)
     opt = optimize_model(
-        str(parent.file("model")), model_type=model_type, num_heads=int(ex["num_heads"]),
-        hidden_size=int(ex["hidden_size"]), opt_level=cfg.opt_level, use_gpu=cfg.use_gpu,
+        str(parent.file("model")), model_type=model_type, num_heads=rt.num_heads,
+        hidden_size=rt.hidden_size, opt_level=cfg.opt_level, use_gpu=cfg.use_gpu,
         optimization_options=options,
     )
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
     with ArtifactWriter(Path(out)) as w:
         opt.save_model_to_file(str(w.dir / "model.onnx"))
         (w.dir / "tokenizer.json").write_bytes(parent.file("tokenizer").read_bytes())
-        diff = max_abs_diff_onnx(parent, w.dir / "model.onnx")
+        diff = compare_onnx(parent, w.dir / "model.onnx").max_abs_diff
         if diff > cfg.atol:
             raise EdgepackError(f"fused graph differs from its parent: max abs diff {diff:.3g} > atol {cfg.atol:g}")
         return w.commit(
             stage="optimize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={"model": "model.onnx", "tokenizer": "tokenizer.json"}, parent=parent,
-            config={**cfg.__dict__, "skip_layer_norm": bool(skip_ln)},
+            config={**config_to_dict(cfg), "skip_layer_norm": bool(skip_ln)},
             metrics={"max_abs_diff": diff, "size_bytes": (w.dir / "model.onnx").stat().st_size,
                      "fused_ops": stats},
-            extra={**ex, "fused": True},
+            runtime=rt.replace(fused=True), extra=parent.extra,
         )
-
-
-def sample_onnx_feeds(art: Artifact, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Real sample sentences plus a random padded batch, tokenized as the runtime does."""
-    from edgepack.runtime.text import TextEncoder
-    from edgepack.testing import SAMPLE_TEXTS
-
-    enc = TextEncoder(art.file("tokenizer"), art.extra.get("max_length", 128), art.extra.get("pad_token_id"))
-    names = {i["name"] for i in art.inputs}
-    feeds = [enc.feeds(enc.encode(SAMPLE_TEXTS)), enc.feeds(enc.encode(SAMPLE_TEXTS[:1]))]
-    return [{k: v for k, v in f.items() if k in names} for f in feeds]
-
-
-def max_abs_diff_onnx(parent: Artifact, candidate: Path) -> float:
-    """Max abs difference of the first output between the parent's graph and ``candidate`` (masked)."""
-    from edgepack.runtime.ort import OrtRunner
-
-    a, b = OrtRunner(parent.file("model")), OrtRunner(candidate)
-    key = a.output_names[0]
-    worst = 0.0
-    for feeds in sample_onnx_feeds(parent):
-        d = np.abs(a.infer(feeds)[key] - b.infer(feeds)[key])
-        if d.ndim == 3:
-            d = d * feeds["attention_mask"][..., None]
-        worst = max(worst, float(d.max()))
-    return worst

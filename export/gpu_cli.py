@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgepack.cli_config import Opt, add_config_arguments
+
 TRT_EXAMPLES = """\
 examples:
   edgepack export tensorrt out/onnx out/trt-fp16                       # FP16, batch 1..32, seq 1..max_length
@@ -25,6 +27,11 @@ then:  tritonserver --model-repository=out/triton     (see out/triton/README.md 
 
 def add_tensorrt_parser(targets) -> None:
     """Add ``export tensorrt`` to the ``export`` sub-parsers."""
+    from edgepack.export.trt_engine import PRECISIONS, TrtBuildConfig
+
+    from edgepack.contract import ShapeRange
+
+    r = ShapeRange()
     t = targets.add_parser(
         "tensorrt",
         help="ONNX artifact -> TensorRT engine (FP16/INT8, profiles, timing cache)",
@@ -36,37 +43,41 @@ def add_tensorrt_parser(targets) -> None:
         "source", help="an 'onnx' artifact (fp32, or Q/DQ static INT8; not fused, not dynamic INT8)"
     )
     t.add_argument("out", help="output artifact directory")
-    t.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="default: fp16")
     t.add_argument(
-        "--batch", default="1,8,32", help="MIN,OPT,MAX batch sizes of the profile (default: 1,8,32)"
+        "--batch",
+        help=f"MIN,OPT,MAX batch sizes of the profile (default: {r.min_batch},{r.opt_batch},{r.max_batch})",
     )
     t.add_argument("--seq", help="MIN,OPT,MAX sequence lengths (default: 1,min(128,max_length),max_length)")
-    t.add_argument(
-        "--seq-buckets",
-        default="",
-        help="split the sequence range into extra profiles at these "
-        "lengths, e.g. 32,64 (short inputs then run on kernels tuned for them)",
-    )
-    t.add_argument(
-        "--sparse-weights", action="store_true", help="enable 2:4 sparse kernels (2:4-pruned models)"
-    )
-    t.add_argument(
-        "--workspace-mb", type=int, default=2048, help="builder workspace limit in MiB (default: 2048)"
-    )
-    t.add_argument(
-        "--opt-level", type=int, default=3, choices=range(6), help="builder optimization level (default: 3)"
-    )
-    t.add_argument("--timing-cache", help="timing-cache file shared across builds (read, then updated)")
     t.add_argument("--calib-data", help="INT8 calibration texts: a file with one text per line")
-    t.add_argument("--calibration-cache", help="reuse INT8 scales from this cache (skips calibration)")
-    t.add_argument("--calib-batch", type=int, default=8, help="calibration batch size (default: 8)")
-    t.add_argument("--calib-batches", type=int, default=32, help="max calibration batches (default: 32)")
     t.add_argument("--device", type=int, default=0, help="CUDA device id (default: 0)")
+    add_config_arguments(
+        t,
+        TrtBuildConfig,
+        skip=("shapes",),  # --batch / --seq (a --config file may give shapes: {min_batch: ...})
+        groups={"": "engine"},
+        options={
+            "precision": Opt(help="int8 keeps fp16 for the rest", choices=PRECISIONS),
+            "seq_buckets": Opt(
+                help="split the sequence range into extra profiles at these lengths, e.g. 32,64 "
+                "(short inputs then run on kernels tuned for them)"
+            ),
+            "sparse_weights": Opt(help="enable 2:4 sparse kernels (2:4-pruned models)"),
+            "workspace_mb": Opt(help="builder workspace limit in MiB"),
+            "optimization_level": Opt("--opt-level", "builder optimization level", choices=range(6)),
+            "timing_cache": Opt(help="timing-cache file shared across builds (read, then updated)", metavar="FILE"),
+            "calibration_cache": Opt(help="reuse INT8 scales from this cache (skips calibration)", metavar="FILE"),
+            "calib_batch_size": Opt("--calib-batch", "calibration batch size"),
+            "calib_max_batches": Opt("--calib-batches", "max calibration batches"),
+            "calib_seq": Opt(help="calibration sequence length", default_text="the profile's OPT length"),
+        },
+    )
     t.set_defaults(func=_tensorrt)
 
 
 def add_triton_parser(targets) -> None:
     """Add ``export triton`` to the ``export`` sub-parsers."""
+    from edgepack.export.triton_repo import KINDS, ORT_TRT_PRECISIONS, TOKENIZER_MODES, TritonConfig
+
     r = targets.add_parser(
         "triton",
         help="ONNX or TensorRT artifact -> Triton model repository (checked)",
@@ -79,105 +90,85 @@ def add_triton_parser(targets) -> None:
         "source", help="an 'onnx' artifact (onnxruntime backend) or 'tensorrt' artifact (tensorrt backend)"
     )
     r.add_argument("out", help="output repository directory (an edgepack 'triton' artifact)")
-    r.add_argument("--name", default="edgepack_model", help="model name in Triton (default: edgepack_model)")
-    r.add_argument(
-        "--max-batch", type=int, default=32, help="max_batch_size (default: 32; 0 disables batching)"
-    )
-    r.add_argument(
-        "--preferred-batch", default="8,16,32", help="dynamic batching preferred sizes (default: 8,16,32)"
-    )
-    r.add_argument(
-        "--queue-delay-us", type=int, default=100, help="max queue delay in microseconds (default: 100)"
-    )
-    r.add_argument("--instances", type=int, default=1, help="instances per device (default: 1)")
-    r.add_argument("--instance-kind", choices=["gpu", "cpu", "auto"], default="gpu", help="default: gpu")
-    r.add_argument("--gpus", default="", help="GPU ids for the instances, e.g. 0,1 (default: all)")
-    r.add_argument(
-        "--tokenizer",
-        choices=["ensemble", "client"],
-        default="ensemble",
-        help="ensemble: Python-backend tokenizer + ensemble taking raw TEXT (default); "
-        "client: callers send token ids (see the repository README)",
-    )
-    r.add_argument(
-        "--pad-multiple",
-        type=int,
-        default=16,
-        help="tokenizer step pads lengths to a multiple of this so requests batch together (default: 16)",
-    )
-    r.add_argument(
-        "--ort-trt",
-        choices=["FP32", "FP16"],
-        help="onnxruntime backend: run through its TensorRT accelerator",
+    add_config_arguments(
+        r,
+        TritonConfig,
+        groups={"": "repository"},
+        options={
+            "model_name": Opt("--name", "model name in Triton"),
+            "max_batch_size": Opt("--max-batch", "max_batch_size (0 disables batching)"),
+            "preferred_batch_sizes": Opt("--preferred-batch", "dynamic batching preferred sizes"),
+            "max_queue_delay_us": Opt("--queue-delay-us", "max queue delay in microseconds"),
+            "instance_count": Opt("--instances", "instances per device"),
+            "instance_kind": Opt(choices=tuple(KINDS)),
+            "gpus": Opt(help="GPU ids for the instances, e.g. 0,1", default_text="all"),
+            "tokenizer": Opt(
+                help="ensemble: Python-backend tokenizer + ensemble taking raw TEXT; "
+                "client: callers send token ids (see the repository README)",
+                choices=TOKENIZER_MODES,
+            ),
+            "pad_to_multiple_of": Opt(
+                "--pad-multiple", "tokenizer step pads lengths to a multiple of this so requests batch together"
+            ),
+            "ort_trt_accelerator": Opt(
+                "--ort-trt", "onnxruntime backend: run through its TensorRT accelerator", choices=ORT_TRT_PRECISIONS
+            ),
+            "version": Opt("--model-version", "model version directory"),
+        },
     )
     r.set_defaults(func=_triton)
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    from edgepack.errors import EdgepackError
+def tensorrt_config(args, max_length: int):
+    """The TrtBuildConfig: the profile's sequence range defaults to the model's ``max_length``; then the
+    --config file, then explicit flags (--batch / --seq set ``shapes``)."""
+    from edgepack.runtime.trt_profiles import parse_range
 
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise EdgepackError(f"expected comma-separated integers, got {text!r}") from None
+    from edgepack.cli_config import config_from_args
+
+    shapes = {}
+    if args.batch:
+        shapes.update(zip(("min_batch", "opt_batch", "max_batch"), parse_range(args.batch, "--batch")))
+    if args.seq:
+        shapes.update(zip(("min_seq", "opt_seq", "max_seq"), parse_range(args.seq, "--seq")))
+    base = {"shapes": {"min_seq": 1, "opt_seq": min(128, max_length), "max_seq": max_length}}
+    return config_from_args(args, base=base, override={"shapes": shapes} if shapes else None)
 
 
 def _tensorrt(args) -> int:
-    from edgepack.export.trt_engine import TrtBuildConfig, build_engine
-    from edgepack.export.trt_profiles import ShapeRange, parse_range
+    from pathlib import Path
+
+    from edgepack.export.trt_engine import build_engine
 
     from edgepack.artifact import Artifact
     from edgepack.errors import EdgepackError
 
     art = Artifact.open(args.source).require(format="onnx")
-    limit = int(art.extra.get("max_length", 512))
-    seq = parse_range(args.seq, "--seq") if args.seq else (1, min(128, limit), limit)
-    shapes = ShapeRange(*parse_range(args.batch, "--batch"), *seq)
+    cfg = tensorrt_config(args, art.runtime.max_length or 512)
     texts = None
     if args.calib_data:
         try:
-            texts = [line.strip() for line in open(args.calib_data, encoding="utf-8") if line.strip()]
+            lines = Path(args.calib_data).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise EdgepackError(f"cannot read calibration data {args.calib_data}: {e}") from None
-    cfg = TrtBuildConfig(
-        precision=args.precision,
-        shapes=shapes,
-        seq_buckets=_ints(args.seq_buckets),
-        sparse_weights=args.sparse_weights,
-        workspace_mb=args.workspace_mb,
-        optimization_level=args.opt_level,
-        timing_cache=args.timing_cache,
-        calibration_cache=args.calibration_cache,
-        calib_batch_size=args.calib_batch,
-        calib_max_batches=args.calib_batches,
-    )
+        texts = [line.strip() for line in lines if line.strip()]
     out = build_engine(art, args.out, cfg, calibration_texts=texts, device=args.device)
-    e = out.extra
+    e = out.runtime
     print(
-        f"wrote {out.path}  ({e['precision']}, int8: {e['int8_mode']}, {len(e['profiles'])} profile(s), "
-        f"TensorRT {e['tensorrt_version']} on {e['gpu_name']} sm{e['compute_capability']}, "
+        f"wrote {out.path}  ({e.precision}, int8: {e.int8_mode}, {len(e.profiles)} profile(s), "
+        f"TensorRT {e.tensorrt_version} on {e.gpu_name} sm{e.compute_capability}, "
         f"{out.metrics['size_bytes'] / 1e6:.1f} MB in {out.metrics['build_seconds']:.0f} s)"
     )
     return 0
 
 
 def _triton(args) -> int:
-    from edgepack.export.triton_repo import TritonConfig, export_triton
+    from edgepack.export.triton_repo import export_triton
 
-    cfg = TritonConfig(
-        model_name=args.name,
-        max_batch_size=args.max_batch,
-        preferred_batch_sizes=_ints(args.preferred_batch),
-        max_queue_delay_us=args.queue_delay_us,
-        instance_count=args.instances,
-        instance_kind=args.instance_kind,
-        gpus=_ints(args.gpus),
-        tokenizer=args.tokenizer,
-        pad_to_multiple_of=args.pad_multiple,
-        ort_trt_accelerator=args.ort_trt,
-    )
-    art = export_triton(args.source, args.out, cfg)
-    entry = art.extra.get("ensemble") or art.extra["model_name"]
-    print(f"wrote {art.path}  ({art.extra['platform']}; structural check passed; send requests to '{entry}')")
+    from edgepack.cli_config import config_from_args
+
+    art = export_triton(args.source, args.out, config_from_args(args))
+    entry = art.runtime.ensemble or art.runtime.model_name
+    print(f"wrote {art.path}  ({art.runtime.platform}; structural check passed; send requests to '{entry}')")
     print(f"start: tritonserver --model-repository={art.path}")
     return 0

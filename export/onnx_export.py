@@ -15,11 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.compare import compare_many
+from edgepack.config import check_choice, check_fields, check_min, check_positive, config_to_dict
+from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError
 from edgepack.hf import LoadedModel, load_model
 
 # (batch, sequence length) pairs checked against torch, besides real sample sentences.
 VALIDATION_SHAPES = ((1, 3), (7, 40))
+TASKS = ("text-classification", "feature-extraction")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,13 @@ class OnnxExportConfig:
     task: str | None = None  # None: from the model's architecture
     atol: float = 1e-4  # max abs difference allowed vs torch (logits, or last_hidden_state)
     max_length: int | None = None  # runtime truncation; None: the model's limit (<= 512)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 11, "opset")  # the exporter needs opset 11+ for BERT-style graphs
+        check_choice(self, "task", TASKS)
+        check_positive(self, "atol")
+        check_min(self, 2, "max_length")
 
 
 def onnx_io_spec(model_path: Path) -> tuple[list[dict], list[dict]]:
@@ -77,16 +88,16 @@ def export_onnx(
         return w.commit(
             stage="export", format="onnx", task=lm.task, labels=lm.labels, inputs=inputs, outputs=outputs,
             files={"model": "model.onnx", "tokenizer": "tokenizer.json"}, parent=parent,
-            config={**cfg.__dict__, "source": str(lm.source)},
+            config={**config_to_dict(cfg), "source": str(lm.source)},
             metrics={"max_abs_diff": max_diff, "size_bytes": (w.dir / "model.onnx").stat().st_size,
                      **({k: v for k, v in parent.metrics.items() if k in ("accuracy", "macro_f1")} if parent else {})},
-            extra={
-                **{k: v for k, v in lm.extra.items() if k in ("pooling", "normalize")},
-                "max_length": max_length, "pad_token_id": int(lm.tokenizer.pad_token_id or 0),
-                "model_type": c.model_type, "num_heads": c.num_attention_heads, "hidden_size": c.hidden_size,
-                "num_layers": c.num_hidden_layers, "opset": cfg.opset, "precision": "fp32", "fused": False,
-                "torch_source": str(lm.source),
-            },
+            runtime=RuntimeContract(
+                pooling=lm.runtime.pooling, normalize=lm.runtime.normalize,
+                max_length=max_length, pad_token_id=int(lm.tokenizer.pad_token_id or 0),
+                model_type=c.model_type, num_heads=c.num_attention_heads, hidden_size=c.hidden_size,
+                num_layers=c.num_hidden_layers, opset=cfg.opset, precision="fp32", fused=False,
+                torch_source=str(lm.source),
+            ),
         )
 
 
@@ -102,7 +113,7 @@ def _save_runtime_tokenizer(tokenizer, path: Path) -> None:
 
 def sample_feeds(lm: LoadedModel, max_length: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Validation inputs: random ids at VALIDATION_SHAPES (with padded rows) plus real sample sentences."""
-    from edgepack.testing import SAMPLE_TEXTS
+    from edgepack.data import SAMPLE_SENTENCES
 
     rng = np.random.default_rng(seed)
     names = lm.tokenizer.model_input_names
@@ -118,7 +129,8 @@ def sample_feeds(lm: LoadedModel, max_length: int, seed: int = 0) -> list[dict[s
             ids[row, keep:] = lm.tokenizer.pad_token_id or 0
         f = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feeds.append({k: v for k, v in f.items() if k in names})
-    enc = lm.tokenizer(SAMPLE_TEXTS, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    enc = lm.tokenizer(list(SAMPLE_SENTENCES), padding=True, truncation=True, max_length=max_length,
+                       return_tensors="np")
     feeds.append({k: enc[k].astype(np.int64) for k in names})
     return feeds
 
@@ -138,12 +150,8 @@ def validate_against_torch(lm: LoadedModel, onnx_path: Path, max_length: int) ->
 
     runner = OrtRunner(onnx_path)
     key = "logits" if lm.task == "text-classification" else "last_hidden_state"
-    worst = 0.0
+    pairs = []
     for feeds in sample_feeds(lm, max_length):
         ref = torch_outputs(lm, feeds)
-        got = runner.infer(feeds)[key]
-        diff = np.abs(got - ref)
-        if diff.ndim == 3:  # hidden states at padded positions are not used downstream
-            diff = diff * feeds["attention_mask"][..., None]
-        worst = max(worst, float(diff.max()))
-    return worst
+        pairs.append((ref, runner.infer(feeds)[key], feeds["attention_mask"] if ref.ndim == 3 else None))
+    return compare_many(pairs).max_abs_diff

@@ -10,11 +10,11 @@ tensors those models declare, and produce every ensemble output with a matching 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgepack.export.triton_pbtxt import as_list, parse_pbtxt
 
+from edgepack.artifact import Artifact, ArtifactError, is_artifact
 from edgepack.errors import EdgepackError
 
 DEFAULT_FILES = {
@@ -157,8 +157,26 @@ def _check_model(folder: Path, config: dict, refs: dict, errs: list[str]) -> Non
         _check_against(name, config, {"inputs": inputs, "outputs": outputs}, errs)
     elif name in refs:
         _check_against(name, config, refs[name], errs)
+    if kind == "tensorrt_plan" and name in refs:
+        _check_profiles(name, config, int(refs[name].get("profiles") or 0), errs)
     elif kind == "tensorrt_plan":
         errs.append(f"{name}: no recorded engine IO to check config.pbtxt against (manifest.json missing?)")
+
+
+def _check_profiles(name: str, config: dict, profiles: int, errs: list[str]) -> None:
+    """Every instance group of a multi-profile engine lists all its profiles ("0".."n-1"): Triton
+    otherwise runs profile 0 only, and requests outside its shapes fail."""
+    want = [str(i) for i in range(profiles)]
+    for i, g in enumerate(as_list(config.get("instance_group")) or [{}]):
+        have = [str(p) for p in as_list(g.get("profile"))]
+        bad = [p for p in have if p not in want]
+        if bad:
+            errs.append(f"{name}: instance_group {i} lists profiles {bad} the engine does not have (0..{profiles - 1})")
+        elif profiles > 1 and sorted(have, key=int) != want:
+            errs.append(
+                f"{name}: the engine has {profiles} optimization profiles but instance_group {i} lists "
+                f"{have or 'none (Triton then uses profile 0 only)'}: add profile: {want}"
+            )
 
 
 def _io_types(config: dict) -> tuple[dict, dict]:
@@ -214,10 +232,14 @@ def check_repository(root: str | Path, refs: dict | None = None) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return [f"{root} is not a directory"]
-    if refs is None and (root / "manifest.json").is_file():
-        m = json.loads((root / "manifest.json").read_text())
-        model = (m.get("extra") or {}).get("model_name")
-        refs = {model: {"inputs": m.get("inputs", []), "outputs": m.get("outputs", [])}} if model else {}
+    if refs is None and is_artifact(root):
+        try:
+            art = Artifact.open(root, verify=False)
+        except ArtifactError as e:
+            return [str(e)]
+        model = art.runtime.model_name
+        profiles = len(art.runtime.profiles) if art.runtime.platform == "tensorrt_plan" else 0
+        refs = {model: {"inputs": art.inputs, "outputs": art.outputs, "profiles": profiles}} if model else {}
     refs = refs or {}
     errs: list[str] = []
     models: dict[str, dict] = {}

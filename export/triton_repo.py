@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.export.triton_pbtxt import Ident, format_pbtxt
 
 from edgepack.artifact import Artifact, ArtifactWriter
+from edgepack.config import ConfigError, check_choice, check_fields, check_min, config_to_dict
 from edgepack.errors import EdgepackError
 
 NP_TO_TRITON = {
@@ -46,6 +47,7 @@ NP_TO_TRITON = {
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}
 TOKENIZER_MODES = ("ensemble", "client")
+ORT_TRT_PRECISIONS = ("FP32", "FP16")
 
 
 @dataclass(frozen=True)
@@ -63,29 +65,22 @@ class TritonConfig:
     version: int = 1
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.model_name):
-            raise EdgepackError(f"model name {self.model_name!r} may only use letters, digits, _ . -")
-        if self.max_batch_size < 0:
-            raise EdgepackError("max_batch_size must be >= 0 (0 disables Triton's batching)")
+            raise ConfigError("model_name", f"may only use letters, digits, _ . -, got {self.model_name!r}")
+        check_min(self, 0, "max_batch_size", "max_queue_delay_us")
+        check_min(self, 1, "instance_count", "pad_to_multiple_of", "version")
+        if any(g < 0 for g in self.gpus):
+            raise ConfigError("gpus", f"must be GPU ids >= 0, got {list(self.gpus)}")
         bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
         if bad:
-            raise EdgepackError(
-                f"preferred batch sizes {bad} must lie in 1..max_batch_size ({self.max_batch_size})"
-            )
-        if self.max_queue_delay_us < 0 or self.instance_count < 1 or self.version < 1:
-            raise EdgepackError("queue delay must be >= 0, instance count >= 1 and version >= 1")
-        if self.instance_kind not in KINDS:
-            raise EdgepackError(
-                f"instance kind must be one of {', '.join(KINDS)}, got {self.instance_kind!r}"
-            )
-        if self.tokenizer not in TOKENIZER_MODES:
-            raise EdgepackError(
-                f"tokenizer must be one of {', '.join(TOKENIZER_MODES)}, got {self.tokenizer!r}"
-            )
+            raise ConfigError("preferred_batch_sizes",
+                              f"{bad} must lie in 1..max_batch_size ({self.max_batch_size})", ": ")
+        check_choice(self, "instance_kind", tuple(KINDS))
+        check_choice(self, "tokenizer", TOKENIZER_MODES)
         if self.tokenizer == "ensemble" and self.max_batch_size == 0:
-            raise EdgepackError("the tokenizer ensemble needs max_batch_size >= 1")
-        if self.ort_trt_accelerator not in (None, "FP32", "FP16"):
-            raise EdgepackError("ort_trt_accelerator must be FP32, FP16 or unset")
+            raise ConfigError("max_batch_size", "must be >= 1 for the tokenizer ensemble (tokenizer: ensemble)")
+        check_choice(self, "ort_trt_accelerator", ORT_TRT_PRECISIONS)
 
 
 def triton_dtype(np_name: str) -> str:
@@ -171,11 +166,14 @@ def model_config(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: 
             "max_queue_delay_microseconds": cfg.max_queue_delay_us,
         }
     if art.format == "tensorrt":
-        limit = max(p["max_batch"] for p in art.extra.get("profiles") or [{"max_batch": cfg.max_batch_size}])
+        limit = max((p.max_batch for p in art.runtime.profiles), default=cfg.max_batch_size)
         if cfg.max_batch_size > limit:
             raise EdgepackError(
                 f"max_batch_size {cfg.max_batch_size} exceeds the engine's largest profile batch {limit}"
             )
+        if len(art.runtime.profiles) > 1:  # Triton uses profile 0 only unless the group lists them all
+            for group in config["instance_group"]:
+                group["profile"] = [str(i) for i in range(len(art.runtime.profiles))]
     if cfg.ort_trt_accelerator and art.format == "onnx":
         config["optimization"] = {
             "execution_accelerators": {
@@ -199,15 +197,15 @@ def tokenizer_configs(
     """config.pbtxt dicts of the Python-backend tokenizer and of the TEXT -> outputs ensemble."""
     tok_name, ens_name = f"{cfg.model_name}_tokenizer", f"{cfg.model_name}_text"
     token_inputs = [i["name"] for i in inputs]
-    extra = art.extra
+    rt = art.runtime
     text_in = [{"name": "TEXT", "data_type": Ident("TYPE_STRING"), "dims": [1]}]
     # the step emits what the model takes: int64 for ONNX, possibly int32 for a TensorRT engine
     tok_outs = [
         {"name": i["name"], "data_type": Ident(triton_dtype(i["dtype"])), "dims": [-1]} for i in inputs
     ]
     params = {
-        "max_length": extra.get("max_length", 512),
-        "pad_token_id": extra.get("pad_token_id", 0),
+        "max_length": rt.max_length or 512,
+        "pad_token_id": rt.pad_token_id or 0,
         "pad_to_multiple_of": cfg.pad_to_multiple_of,
         "tokenizer_file": "tokenizer.json",
     }
@@ -292,7 +290,8 @@ def export_triton(
             files["tokenizer_model"] = f"{tok['name']}/{cfg.version}/model.py"
         (root / "README.md").write_text(repository_readme(art, cfg, inputs, outputs))
         files["readme"] = "README.md"
-        assert_repository_ok(root, {cfg.model_name: inputs_outputs(inputs, outputs)})
+        profiles = len(art.runtime.profiles) if art.format == "tensorrt" else 0
+        assert_repository_ok(root, {cfg.model_name: inputs_outputs(inputs, outputs, profiles)})
         return w.commit(
             stage="export",
             format="triton",
@@ -302,26 +301,28 @@ def export_triton(
             outputs=art.outputs,
             files=files,
             parent=art,
-            config={**asdict(cfg), "backend": PLATFORMS[art.format][0]},
+            config={**config_to_dict(cfg), "backend": PLATFORMS[art.format][0]},
             metrics={k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1", "size_bytes")},
-            extra={
-                **art.extra,
-                "model_name": cfg.model_name,
-                "platform": PLATFORMS[art.format][0],
-                "ensemble": f"{cfg.model_name}_text" if cfg.tokenizer == "ensemble" else None,
-            },
+            runtime=art.runtime.replace(
+                model_name=cfg.model_name,
+                platform=PLATFORMS[art.format][0],
+                ensemble=f"{cfg.model_name}_text" if cfg.tokenizer == "ensemble" else None,
+            ),
+            extra=art.extra,
         )
 
 
-def inputs_outputs(inputs: list[dict], outputs: list[dict]) -> dict:
-    """The reference IO a repository check compares a model's config against."""
-    return {"inputs": inputs, "outputs": outputs}
+def inputs_outputs(inputs: list[dict], outputs: list[dict], profiles: int = 0) -> dict:
+    """The reference a repository check compares a model's config against: IO specs and, for a
+    TensorRT engine, its number of optimization profiles (every instance group must list them all)."""
+    return {"inputs": inputs, "outputs": outputs, "profiles": profiles}
 
 
 def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outputs: list[dict]) -> str:
     """How to start Triton on this repository and call it (server-side or client-side tokenization)."""
     names = [i["name"] for i in inputs]
     first_out = outputs[0]["name"]
+    max_length, pad_id = art.runtime.max_length or 512, art.runtime.pad_token_id or 0
     lines = [
         f"# Triton repository for `{cfg.model_name}` ({art.task}, {PLATFORMS[art.format][0]})",
         "",
@@ -347,12 +348,13 @@ def repository_readme(art: Artifact, cfg: TritonConfig, inputs: list[dict], outp
     lines += [
         f"Client-side tokenization: tokenize with `{cfg.model_name}/tokenizer.json` and call `{cfg.model_name}`",
         f"with {', '.join(names)} (INT64, [B, T], padded to the batch's longest, T <= "
-        f"{art.extra.get('max_length', 512)}, pad id {art.extra.get('pad_token_id', 0)}):",
+        f"{max_length}, pad id {pad_id}):",
         "",
+        "    import numpy as np, tritonclient.http as http",
         "    from tokenizers import Tokenizer",
+        "    c = http.InferenceServerClient('localhost:8000')",
         f"    tok = Tokenizer.from_file('{cfg.model_name}/tokenizer.json')",
-        f"    tok.enable_truncation({art.extra.get('max_length', 512)}); "
-        f"tok.enable_padding(pad_id={art.extra.get('pad_token_id', 0)})",
+        f"    tok.enable_truncation({max_length}); tok.enable_padding(pad_id={pad_id})",
         "    enc = tok.encode_batch(['great film', 'dull'])",
         "    cols = {'input_ids': [e.ids for e in enc], 'attention_mask': [e.attention_mask for e in enc],",
         "            'token_type_ids': [e.type_ids for e in enc]}",

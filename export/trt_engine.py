@@ -1,41 +1,42 @@
-"""Build a TensorRT engine from an ``onnx`` artifact, and open one safely.
+"""Build a TensorRT engine from an ``onnx`` artifact (the build side; opening one is the runtime's).
 
 ``build_engine(onnx_artifact, out, TrtBuildConfig(...))`` parses the ONNX graph with TensorRT's ONNX
-parser, sets FP16 / INT8 / sparse-weights flags, one optimization profile per declared shape range,
+parser, sets FP16 / INT8 (TensorRT 10) / sparse-weights flags, one optimization profile per declared shape range,
 a workspace limit and a timing cache, and writes a ``tensorrt`` artifact (``model.plan`` + tokenizer +
 caches). INT8 comes from the graph's Q/DQ nodes (explicit quantization, e.g. ``quantize/onnx_static``)
 or, for a float graph, from an entropy calibrator fed by real tokenized samples; its calibration cache
 is stored in the artifact and can be reused (``calibration_cache=``) to skip calibration.
+TensorRT 11 has no precision flags and no calibration (strongly typed networks only): fp16 is built from
+an fp16 copy of the graph (:func:`fp16_graph`) and INT8 from Q/DQ graphs only (``static-int8-trt``).
 
-An engine only runs on the TensorRT version and GPU architecture it was built for. The manifest records
-``tensorrt_version``, ``gpu_name`` and ``compute_capability``; :func:`load_engine` refuses a mismatch
-with one clear line instead of TensorRT's deserialization failure. Everything before the first
-``import tensorrt`` (graph checks, profiles, compatibility checks) is pure Python and tested on CPU.
+An engine only runs on the TensorRT version and GPU architecture it was built for. The artifact's
+runtime contract records ``tensorrt_version``, ``gpu_name`` and ``compute_capability`` (detected with
+:func:`edgepack.runtime.trt_engine.detect_runtime_env`, the same function that checks them when
+:func:`edgepack.runtime.trt_engine.load_engine` opens the engine). Everything before the first
+``import tensorrt`` (graph checks, profiles) is pure Python and tested on CPU.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
 
 from edgepack.export.trt_graph import OnnxTrtReport, inspect_onnx_for_trt
-from edgepack.export.trt_profiles import (
-    ShapeRange,
-    bucketed_ranges,
-    calibration_batches,
-    check_against_model,
-    input_profiles,
-)
+from edgepack.export.trt_profiles import bucketed_ranges, calibration_batches, check_against_model
+from edgepack.runtime.trt_engine import detect_runtime_env, import_tensorrt
+from edgepack.runtime.trt_profiles import input_profiles
 
-from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter, sha256_file
-from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.artifact import Artifact, ArtifactWriter, sha256_file
+from edgepack.config import ConfigError, check_between, check_choice, check_fields, check_min, config_to_dict
+from edgepack.contract import ShapeRange
+from edgepack.errors import EdgepackError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+CONTRACT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-static"}  # TensorRT INT8 scales are static
 ENGINE_FILE = "model.plan"
 
 
@@ -54,103 +55,13 @@ class TrtBuildConfig:
     calib_seq: int | None = None  # None: shapes.opt_seq
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise EdgepackError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.workspace_mb < 16:
-            raise EdgepackError("workspace_mb must be at least 16")
-        if not 0 <= self.optimization_level <= 5:
-            raise EdgepackError("optimization_level must be between 0 and 5")
-
-
-@dataclass(frozen=True)
-class RuntimeEnv:
-    """The TensorRT version and GPU an engine is built on or opened on."""
-
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str  # "9.0"
-
-    def to_extra(self) -> dict:
-        return {
-            "tensorrt_version": self.tensorrt_version,
-            "gpu_name": self.gpu_name,
-            "compute_capability": self.compute_capability,
-        }
-
-
-def import_tensorrt(purpose: str):
-    """Import tensorrt or raise MissingDependencyError naming ``purpose``."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise MissingDependencyError("tensorrt", "gpu-tools", purpose) from None
-    return tensorrt
-
-
-def parse_nvidia_smi(text: str) -> tuple[str, str]:
-    """(name, compute capability) of the first GPU from ``nvidia-smi --query-gpu=name,compute_cap
-    --format=csv,noheader`` output."""
-    for line in text.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and parts[0]:
-            return parts[0], parts[1]
-    raise EdgepackError(f"could not read the GPU name from nvidia-smi output: {text!r}")
-
-
-def detect_gpu(device: int = 0) -> tuple[str, str]:
-    """(name, "major.minor") of CUDA device ``device``, via torch when it sees a GPU, else nvidia-smi."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(device)
-            return torch.cuda.get_device_name(device), f"{major}.{minor}"
-    except ImportError:
-        pass
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", f"--id={device}", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        raise EdgepackError("no NVIDIA GPU found (torch sees none and nvidia-smi failed)") from None
-    return parse_nvidia_smi(out)
-
-
-def detect_runtime_env(trt: Any = None, device: int = 0) -> RuntimeEnv:
-    """The TensorRT version in this process and the GPU it runs on."""
-    trt = trt or import_tensorrt("inspecting the TensorRT environment")
-    name, cc = detect_gpu(device)
-    return RuntimeEnv(str(trt.__version__), name, cc)
-
-
-def check_engine_compatibility(extra: dict, env: RuntimeEnv) -> list[str]:
-    """Raise ArtifactError when an engine's recorded TensorRT version or GPU architecture differs from
-    ``env``; return warnings for differences TensorRT tolerates (another GPU of the same architecture)."""
-    for key in ("tensorrt_version", "compute_capability", "gpu_name"):
-        if not extra.get(key):
-            raise ArtifactError(f"this TensorRT artifact does not record '{key}'; rebuild it with edgepack")
-    if extra["tensorrt_version"] != env.tensorrt_version:
-        raise ArtifactError(
-            f"engine was built with TensorRT {extra['tensorrt_version']} but this process has TensorRT "
-            f"{env.tensorrt_version}; engines only load in the version that built them: rebuild it here "
-            "(`edgepack export tensorrt ONNX_ARTIFACT OUT`)"
-        )
-    if str(extra["compute_capability"]) != env.compute_capability:
-        raise ArtifactError(
-            f"engine was built for {extra['gpu_name']} (compute capability {extra['compute_capability']}) "
-            f"but this GPU is {env.gpu_name} (compute capability {env.compute_capability}); engines are "
-            "tied to the GPU architecture: rebuild it on this GPU"
-        )
-    if extra["gpu_name"] != env.gpu_name:
-        return [
-            f"engine was built on {extra['gpu_name']} and runs on {env.gpu_name} (same architecture "
-            f"{env.compute_capability}); it loads, but rebuild it here for the best kernels"
-        ]
-    return []
+        check_fields(self)
+        check_choice(self, "precision", PRECISIONS)
+        check_min(self, 16, "workspace_mb")
+        check_between(self, "optimization_level", 0, 5)
+        check_min(self, 1, "calib_batch_size", "calib_max_batches", "calib_seq")
+        if any(b < 1 for b in self.seq_buckets):
+            raise ConfigError("seq_buckets", f"must be sequence lengths >= 1, got {list(self.seq_buckets)}")
 
 
 def plan_int8(report: OnnxTrtReport, cfg: TrtBuildConfig, have_texts: bool) -> str:
@@ -173,6 +84,11 @@ def plan_int8(report: OnnxTrtReport, cfg: TrtBuildConfig, have_texts: bool) -> s
     if report.has_qdq:
         if cfg.precision != "int8":
             raise EdgepackError("this graph has Q/DQ (static INT8) nodes: build it with --precision int8")
+        if report.asymmetric_qdq:
+            raise EdgepackError(
+                f"this Q/DQ graph quantizes {len(report.asymmetric_qdq)} tensors asymmetrically (uint8 or non-zero "
+                "zero points), which TensorRT refuses: re-quantize with `edgepack quantize ONNX OUT --methods static-int8-trt`"
+            )
         return "qdq"
     if cfg.precision != "int8":
         return "none"
@@ -198,7 +114,7 @@ def build_engine(
     """Build a ``tensorrt`` artifact at ``out`` from an ``onnx`` artifact (needs TensorRT and a GPU)."""
     art = source if isinstance(source, Artifact) else Artifact.open(source)
     art.require(format="onnx")
-    check_against_model(cfg.shapes, art.extra.get("max_length"))
+    check_against_model(cfg.shapes, art.runtime.max_length)
     ranges = bucketed_ranges(cfg.shapes, cfg.seq_buckets)
     profiles = [input_profiles(art.inputs, r) for r in ranges]
     report = inspect_onnx_for_trt(art.file("model"))
@@ -216,11 +132,21 @@ def build_engine(
             [i["name"] for i in art.inputs],
             cfg.calib_batch_size,
             cfg.calib_seq or cfg.shapes.opt_seq,
-            int(art.extra.get("pad_token_id", 0)),
+            art.runtime.pad_token_id or 0,
             cfg.calib_max_batches,
         )
     trt = import_tensorrt("building a TensorRT engine")
+    from edgepack.export.trt_build import build_serialized, network_typing
+
+    typing = network_typing(trt)
+    if typing == "strong" and int8 in ("calibrate", "cache"):
+        raise EdgepackError(
+            f"TensorRT {trt.__version__} has no INT8 calibration (removed with weak typing): quantize with "
+            "`edgepack quantize ONNX OUT --methods static-int8-trt` and build from that Q/DQ model"
+        )
+    use_device(device, torch_too=int8 == "calibrate")
     env = detect_runtime_env(trt, device)
+    warnings: list[str] = []
     with ArtifactWriter(Path(out)) as w:
         t0 = time.perf_counter()
         timing_in = (
@@ -231,18 +157,16 @@ def build_engine(
         calib_out = w.dir / "calibration.cache"
         if int8 == "cache":
             shutil.copyfile(cfg.calibration_cache, calib_out)
-        from edgepack.export.trt_build import build_serialized
-
+        onnx_path = art.file("model")
+        if typing == "strong" and cfg.precision == "fp16" and not report.fp16_weights:
+            onnx_path = fp16_graph(onnx_path, w.dir / ".fp16.onnx")  # strongly typed: precision from the graph
         plan, timing, io_dtypes = build_serialized(
-            trt,
-            art.file("model"),
-            profiles,
-            cfg,
-            int8,
-            calib,
-            calib_out,
-            timing_in,
+            trt, onnx_path, profiles, cfg, int8, calib, calib_out, timing_in, warnings, device
         )
+        if onnx_path != art.file("model"):
+            onnx_path.unlink()
+        for msg in warnings:
+            print(f"edgepack: warning: {msg}")
         (w.dir / ENGINE_FILE).write_bytes(plan)
         (w.dir / "timing.cache").write_bytes(timing)
         if cfg.timing_cache:
@@ -260,65 +184,51 @@ def build_engine(
             outputs=with_dtypes(art.outputs, io_dtypes),
             files=files,
             parent=art,
-            config={**_cfg_dict(cfg), "int8_mode": int8, "device": device},
+            config={**config_to_dict(cfg), "int8_mode": int8, "device": device, "network_typing": typing},
             metrics={
                 "build_seconds": round(time.perf_counter() - t0, 2),
                 "size_bytes": len(plan),
                 **{k: v for k, v in art.metrics.items() if k in ("accuracy", "macro_f1")},
             },
-            extra={
-                **art.extra,
-                **env.to_extra(),
-                "precision": cfg.precision,
-                "int8_mode": int8,
-                "sparse_weights": cfg.sparse_weights,
-                "profiles": [r.to_dict() for r in ranges],
-                "onnx_sha256": sha256_file(art.file("model")),
-                "calibration_batches": len(calib),
-            },
+            runtime=art.runtime.replace(
+                **env.contract_fields(),
+                precision=CONTRACT_PRECISION[cfg.precision],
+                int8_mode=int8,
+                sparse_weights=cfg.sparse_weights,
+                profiles=tuple(ranges),
+                onnx_sha256=sha256_file(art.file("model")),
+                calibration_batches=len(calib),
+            ),
+            extra=art.extra,
         )
 
 
-@dataclass
-class LoadedEngine:
-    """A deserialized engine; ``runtime`` is kept because it must outlive ``engine``."""
+def fp16_graph(src: Path, dst: Path) -> Path:
+    """An fp16 copy of the fp32 ONNX graph ``src`` at ``dst`` (what a strongly typed fp16 build needs):
+    the core fp16 conversion that ``edgepack quantize --methods fp16`` uses, sensitive ops kept fp32."""
+    import onnx
 
-    trt: Any
-    runtime: Any
-    engine: Any
-    warnings: list[str]
+    from edgepack.fp16 import save_fp16
 
-
-def load_engine(art: Artifact, device: int = 0) -> LoadedEngine:
-    """Deserialize a ``tensorrt`` artifact's engine after checking TensorRT version and GPU architecture."""
-    art.require(format="tensorrt")
-    trt = import_tensorrt("running a TensorRT engine")
-    warnings = check_engine_compatibility(art.extra, detect_runtime_env(trt, device))
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(art.file("engine").read_bytes())
-    if engine is None:
-        raise ArtifactError(f"TensorRT could not deserialize {art.file('engine')} (see TensorRT's log above)")
-    return LoadedEngine(trt, runtime, engine, warnings)
+    save_fp16(onnx.load(str(src)), dst)
+    return dst
 
 
-def engine_profiles(art: Artifact) -> list[ShapeRange]:
-    """The optimization profiles recorded in a ``tensorrt`` artifact, in engine order."""
-    try:
-        return [ShapeRange(**p) for p in art.extra["profiles"]]
-    except (KeyError, TypeError) as e:
-        raise ArtifactError(f"{art.path}: manifest has no valid 'profiles' entry ({e})") from None
+def use_device(device: int, torch_too: bool = False) -> None:
+    """Make CUDA device ``device`` current for TensorRT (the driver's primary context on this thread)
+    and, when torch feeds calibration batches, for torch too."""
+    from edgepack.runtime.cuda import CudaDevice
+
+    CudaDevice(device)  # current on this thread: the CUDA runtime inside TensorRT uses this context
+    if torch_too:
+        import torch
+
+        torch.cuda.set_device(device)
 
 
 def with_dtypes(specs: list[dict], dtypes: dict[str, str]) -> list[dict]:
     """Manifest IO specs with the engine's dtypes where it changed them (e.g. int64 -> int32)."""
     return [{**s, "dtype": dtypes.get(s["name"], s["dtype"])} for s in specs]
-
-
-def _cfg_dict(cfg: TrtBuildConfig) -> dict:
-    d = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
-    d["shapes"] = cfg.shapes.to_dict()
-    d["seq_buckets"] = list(cfg.seq_buckets)
-    return d
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
@@ -328,16 +238,4 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-__all__ = [
-    "TrtBuildConfig",
-    "RuntimeEnv",
-    "LoadedEngine",
-    "build_engine",
-    "load_engine",
-    "engine_profiles",
-    "plan_int8",
-    "check_engine_compatibility",
-    "detect_runtime_env",
-    "parse_nvidia_smi",
-    "import_tensorrt",
-]
+__all__ = ["TrtBuildConfig", "build_engine", "fp16_graph", "plan_int8", "use_device", "with_dtypes"]

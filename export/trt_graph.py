@@ -33,6 +33,38 @@ class OnnxTrtReport:
     contrib_ops: tuple[str, ...]  # ops outside the default ONNX domain
     weight_matrices: int  # 2-D float initializers feeding MatMul/Gemm
     sparse_2to4_weights: int  # of those, how many hold a 2:4 pattern
+    asymmetric_qdq: tuple[str, ...] = ()  # tensors quantized to uint8 or with non-zero zero points
+    fp16_weights: bool = False  # most float initializers are fp16 (an fp16 graph, e.g. quantize fp16)
+
+
+def asymmetric_qdq_tensors(model) -> tuple[str, ...]:
+    """Tensors whose Q/DQ pair TensorRT's ONNX parser refuses: uint8 (including the default zero point
+    when none is given) or int8 with a non-zero zero point. TensorRT reads symmetric int8 only."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
+    bad = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zp_name = node.input[2] if len(node.input) > 2 else ""
+        if not zp_name:
+            has_type = any(a.name == "output_dtype" for a in node.attribute)
+            if node.op_type == "QuantizeLinear" and not has_type:
+                bad.append(node.input[0])  # default zero point: uint8 0
+            continue
+        if zp_name in inits:
+            t = inits[zp_name]
+        elif zp_name in consts:
+            t = next((a.t for a in consts[zp_name].attribute if a.name == "value"), None)
+        else:
+            continue
+        if t is None or t.data_type not in (TensorProto.UINT8, TensorProto.INT8):
+            continue
+        if t.data_type == TensorProto.UINT8 or numpy_helper.to_array(t).any():
+            bad.append(node.input[0])
+    return tuple(dict.fromkeys(bad))
 
 
 def is_2to4_sparse(w: np.ndarray, axis: int) -> bool:
@@ -89,6 +121,10 @@ def inspect_onnx_for_trt(path: str | Path) -> OnnxTrtReport:
         sorted({f"{n.domain}:{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
     )
     total, sparse = count_2to4_weights(model)
+    from onnx import TensorProto
+
+    n16 = sum(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer)
+    n32 = sum(i.data_type == TensorProto.FLOAT for i in model.graph.initializer)
     return OnnxTrtReport(
         op_types=ops,
         has_qdq=any(o in ops for o in QDQ_OPS),
@@ -97,4 +133,6 @@ def inspect_onnx_for_trt(path: str | Path) -> OnnxTrtReport:
         contrib_ops=contrib,
         weight_matrices=total,
         sparse_2to4_weights=sparse,
+        asymmetric_qdq=asymmetric_qdq_tensors(model),
+        fp16_weights=n16 > 0 and n16 >= n32,
     )

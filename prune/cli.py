@@ -1,4 +1,5 @@
-"""``edgepack prune``: fills a PruneConfig from flags and calls ``edgepack.prune.api.prune``.
+"""``edgepack prune``: fills a PruneConfig (``--config FILE``, then flags derived from its fields) and calls
+``edgepack.prune.api.prune``.
 
 Only argparse/stdlib are imported here; torch and transformers load inside the handler.
 """
@@ -6,7 +7,6 @@ Only argparse/stdlib are imported here; torch and transformers load inside the h
 from __future__ import annotations
 
 import argparse
-import json
 
 EPILOG = """\
 what it does (in this order):
@@ -15,7 +15,7 @@ what it does (in this order):
   --ffn F          remove the share F of FFN neurons in every layer (the matrices really shrink)
   --sparsity S     zero the S smallest-magnitude encoder weights (global threshold; dense files, gzip shrinks)
   --two-four       2:4 semi-structured mask for GPUs with sparse tensor cores
-  --recovery-steps N  fine-tune N steps on the teacher's soft targets (teacher: --teacher, else the unpruned model)
+  --recovery-steps N  distill N steps from the teacher (--teacher, else the unpruned model); resumable
 The result is an `hf` artifact that reloads with from_pretrained; its manifest records removed heads and
 neurons, parameter count, sparsity, accuracy before/after and the torch latency ratio at batch 8.
 
@@ -23,46 +23,54 @@ examples:
   edgepack prune runs/student3 runs/pruned --ffn 0.5 --recovery-steps 150 --teacher runs/teacher
   edgepack prune runs/teacher runs/heads --heads 0.25 --data reviews.csv --text-column review
   edgepack prune runs/teacher runs/sparse --sparsity 0.5
-  edgepack prune runs/teacher runs/p --config prune.json     # a PruneConfig as JSON (flags override)
-  edgepack prune-demo runs/student3 runs/prune-demo            # every variant on the built-in example
+  edgepack prune runs/teacher runs/p --config prune.yaml     # a PruneConfig as YAML/JSON (flags override)
 """
 
 
+def _options() -> dict:
+    """Flag names and help for PruneConfig fields (the rest: --<field-name>; --help shows the dataclass default)."""
+    from edgepack.prune.config import HEAD_SCOPES, IMPORTANCE_METHODS
+
+    from edgepack.cli_config import Opt
+
+    return {
+        "head_fraction": Opt("--heads", "share of attention heads to remove, in [0, 1)"),
+        "head_scope": Opt(help="rank heads across layers (global) or per layer", choices=HEAD_SCOPES),
+        "ffn_fraction": Opt("--ffn", "share of FFN neurons removed per layer, in [0, 1)"),
+        "ffn_multiple_of": Opt(help="round the kept FFN size to a multiple of N"),
+        "drop_layers": Opt(help="layer indices to remove, e.g. 1,3 or -1"),
+        "sparsity": Opt(help="global magnitude sparsity of encoder weights, in [0, 1)"),
+        "semi_structured_24": Opt("--two-four", "2:4 semi-structured mask on encoder Linear weights"),
+        "include_embeddings": Opt(help="also magnitude-prune the word embeddings"),
+        "importance": Opt(help="unit scoring: taylor (labelled loss gradient), activation (no labels)",
+                          choices=IMPORTANCE_METHODS),
+        "importance_examples": Opt(help="training texts used for scoring"),
+        "eval_examples": Opt(help="validation texts to evaluate", default_text="all"),
+        "latency_runs": Opt(help="timed batch-8 runs per model, 0 = skip"),
+        "recovery.steps": Opt(help="recovery distillation steps on the core trainer (0 = none)"),
+        "recovery.lr": Opt(help="recovery learning rate"),
+        "recovery.alpha_kd": Opt(help="weight of the soft-target KL (1 - it on the gold labels)"),
+        "recovery.checkpoint_every": Opt(help="resumable recovery checkpoint every N steps (0 = at epoch ends only)",
+                                         metavar="STEPS"),
+    }
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``prune`` and ``prune-demo`` to the edgepack command line."""
+    """Add ``prune`` to the edgepack command line (the every-variant demo: examples/prune_demo.py)."""
+    from edgepack.prune.config import PruneConfig
+
+    from edgepack.cli_config import add_config_arguments
+
     p = sub.add_parser("prune", help="structured (heads, FFN neurons, layers) and unstructured pruning",
                        description="Prune a torch model (HF folder, LoRA adapter or hf artifact) into an hf artifact.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="model folder, PEFT adapter folder or edgepack hf artifact")
     p.add_argument("out", help="output artifact directory (replaced atomically)")
-    p.add_argument("--config", help="PruneConfig as a JSON file; flags given explicitly override it")
-    p.add_argument("--heads", type=float, dest="head_fraction", help="share of attention heads to remove [0,1) (default 0)")
-    p.add_argument("--head-scope", choices=["global", "layer"], help="rank heads across layers or per layer (default global)")
-    p.add_argument("--ffn", type=float, dest="ffn_fraction", help="share of FFN neurons removed per layer [0,1) (default 0)")
-    p.add_argument("--drop-layers", help="comma-separated layer indices to remove, e.g. 1,3 or -1")
-    p.add_argument("--sparsity", type=float, help="global magnitude sparsity of encoder weights [0,1) (default 0)")
-    p.add_argument("--two-four", action="store_true", default=None, dest="semi_structured_24",
-                   help="2:4 semi-structured mask on encoder Linear weights")
-    p.add_argument("--importance", choices=["auto", "taylor", "activation"],
-                   help="unit scoring: taylor (labelled loss gradient), activation (no labels); default auto")
-    p.add_argument("--importance-examples", type=int, help="training texts used for scoring (default 512)")
-    p.add_argument("--recovery-steps", type=int, help="recovery fine-tune steps (default 0 = none)")
-    p.add_argument("--recovery-lr", type=float, help="recovery learning rate (default 1e-4)")
     p.add_argument("--teacher", help="model whose soft targets drive recovery (default: the unpruned source)")
-    p.add_argument("--eval-examples", type=int, help="validation texts to evaluate (default: all)")
-    p.add_argument("--latency-runs", type=int, help="timed batch-8 runs per model, 0 = skip (default 10)")
+    add_config_arguments(p, PruneConfig, options=_options(),
+                         groups={"": "what to remove and how to score it", "recovery": "recovery"})
     _data_args(p)
     p.set_defaults(func=_run_prune)
-
-    d = sub.add_parser("prune-demo", help="prune every way on the example data and print a comparison table",
-                       description="Run FFN-50%%+recovery, heads 25%%/50%%, 50%% magnitude and 2:4 variants of a "
-                       "classifier on the embedded Rotten Tomatoes example; latency measured in one process.")
-    d.add_argument("source", help="fine-tuned classifier (hf artifact or folder)")
-    d.add_argument("out", help="directory for the variant artifacts and demo.json")
-    d.add_argument("--teacher", help="teacher for recovery (default: the unpruned source)")
-    d.add_argument("--recovery-steps", type=int, default=150, help="recovery steps per structured variant (default 150)")
-    d.add_argument("--latency-runs", type=int, default=30, help="timed batch-8 runs per model (default 30)")
-    d.set_defaults(func=_run_demo)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -73,40 +81,16 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from pathlib import Path
+    """The PruneConfig: --config file, then the flags given explicitly."""
+    from edgepack.cli_config import config_from_args
 
-    from edgepack.prune.config import PruneConfig
-
-    from edgepack.errors import EdgepackError
-
-    base = {}
-    if args.config:
-        try:
-            base = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise EdgepackError(f"cannot read --config {args.config}: {e}") from None
-    for key in ("head_fraction", "head_scope", "ffn_fraction", "sparsity", "semi_structured_24", "importance",
-                "importance_examples", "eval_examples", "latency_runs"):
-        if getattr(args, key) is not None:
-            base[key] = getattr(args, key)
-    if args.drop_layers:
-        try:
-            base["drop_layers"] = [int(x) for x in args.drop_layers.split(",") if x.strip()]
-        except ValueError:
-            raise EdgepackError(f"--drop-layers takes comma-separated integers, got {args.drop_layers!r}") from None
-    rec = dict(base.get("recovery") or {})
-    if args.recovery_steps is not None:
-        rec["steps"] = args.recovery_steps
-    if args.recovery_lr is not None:
-        rec["lr"] = args.recovery_lr
-    if rec:
-        base["recovery"] = rec
-    return PruneConfig.from_dict(base).validate()
+    return config_from_args(args)
 
 
 def _run_prune(args: argparse.Namespace) -> int:
-    from edgepack.distill.data import DataSpec
     from edgepack.prune.api import prune
+
+    from edgepack.data import DataSpec
 
     cfg = _config(args)
     data = DataSpec(path=args.data, text_column=args.text_column, label_column=args.label_column) if args.data else None
@@ -120,12 +104,4 @@ def _run_prune(args: argparse.Namespace) -> int:
               f"(drop {x['accuracy_drop_points']:.2f} points)")
     if "latency_speedup_b8" in m:
         print(f"  torch eager CPU speed-up at batch 8 (same process): {m['latency_speedup_b8']:.2f}x")
-    return 0
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from edgepack.prune.demo import run_demo
-
-    run_demo(args.source, args.out, teacher=args.teacher, recovery_steps=args.recovery_steps,
-             latency_runs=args.latency_runs, echo=True)
     return 0

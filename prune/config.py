@@ -1,14 +1,18 @@
-"""Frozen pruning configs that round-trip through plain dicts / JSON (the CLI and YAML recipes build them)."""
+"""Frozen pruning configs that check themselves when built (dicts / JSON / YAML go through edgepack.config)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
-from edgepack.config import config_from_dict
-from edgepack.errors import EdgepackError
+from edgepack.config import (
+    ConfigError,
+    check_choice,
+    check_fields,
+    check_fraction,
+    check_min,
+    check_positive,
+    check_unit,
+)
 
 IMPORTANCE_METHODS = ("auto", "taylor", "activation")
 HEAD_SCOPES = ("global", "layer")
@@ -36,19 +40,14 @@ class RecoveryConfig:
     freeze_embeddings: bool = False  # keep word embeddings fixed (far less optimizer work on CPU)
     checkpoint_every: int = 100  # optimizer steps between resumable checkpoints (0 = only at epoch ends)
 
-    def validate(self) -> None:
-        if self.steps < 0:
-            raise EdgepackError(f"recovery steps must be >= 0, got {self.steps}")
-        if self.batch_size < 1 or self.max_length < 2:
-            raise EdgepackError("recovery batch_size must be >= 1 and max_length >= 2")
-        if not 0.0 <= self.alpha_kd <= 1.0:
-            raise EdgepackError(f"recovery alpha_kd must be in [0, 1], got {self.alpha_kd}")
-        if self.checkpoint_every < 0:
-            raise EdgepackError(f"recovery checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if self.temperature <= 0 or self.lr <= 0:
-            raise EdgepackError("recovery temperature and lr must be > 0")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise EdgepackError(f"recovery warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 0, "steps", "seed", "weight_decay", "checkpoint_every")
+        check_min(self, 1, "batch_size")
+        check_min(self, 2, "max_length")
+        check_unit(self, "alpha_kd")
+        check_positive(self, "temperature", "lr")
+        check_fraction(self, "warmup_ratio")
 
 
 @dataclass(frozen=True)
@@ -85,41 +84,16 @@ class PruneConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     seed: int = 0
 
-    def validate(self) -> PruneConfig:
-        """Raise EdgepackError for values out of range; return self."""
-        for name in ("head_fraction", "ffn_fraction", "sparsity"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-                raise EdgepackError(f"{name} must be in [0, 1), got {v!r} (1.0 would remove everything)")
-        if self.head_scope not in HEAD_SCOPES:
-            raise EdgepackError(f"head_scope must be one of {HEAD_SCOPES}, got {self.head_scope!r}")
-        if self.importance not in IMPORTANCE_METHODS:
-            raise EdgepackError(f"importance must be one of {IMPORTANCE_METHODS}, got {self.importance!r}")
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_fraction(self, "head_fraction", "ffn_fraction", "sparsity")
+        check_choice(self, "head_scope", HEAD_SCOPES)
+        check_choice(self, "importance", IMPORTANCE_METHODS)
+        check_min(self, 1, "ffn_multiple_of", "batch_size", "importance_examples", "eval_examples")
+        check_min(self, 2, "max_length")
+        check_min(self, 0, "latency_runs", "seed")
         if self.sparsity and self.semi_structured_24:
-            raise EdgepackError("choose either sparsity (unstructured) or semi_structured_24, not both")
-        if self.ffn_multiple_of < 1 or self.batch_size < 1 or self.importance_examples < 1:
-            raise EdgepackError("ffn_multiple_of, batch_size and importance_examples must be >= 1")
+            raise ConfigError("semi_structured_24", "cannot be combined with sparsity: choose either sparsity "
+                                                    "(unstructured) or semi_structured_24, not both")
         if len(set(self.drop_layers)) != len(self.drop_layers):
-            raise EdgepackError(f"drop_layers has duplicates: {list(self.drop_layers)}")
-        self.recovery.validate()
-        return self
-
-    @property
-    def structured(self) -> bool:
-        return bool(self.head_fraction or self.ffn_fraction or self.drop_layers)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PruneConfig:
-        """Build from a dict (JSON/YAML); unknown keys raise EdgepackError."""
-        return config_from_dict(cls, d)
-
-    @classmethod
-    def from_json(cls, text: str) -> PruneConfig:
-        return cls.from_dict(json.loads(text))
-
+            raise ConfigError("drop_layers", f"has duplicates: {list(self.drop_layers)}")

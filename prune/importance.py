@@ -20,6 +20,7 @@ from typing import Any
 
 from edgepack.prune import arch
 
+from edgepack.batching import batches
 from edgepack.errors import EdgepackError
 
 
@@ -31,18 +32,6 @@ class Importance:
     ffn: list[Any]  # list of torch.Tensor, shape (intermediate_i,)
     method: str
     examples: int
-
-
-def batches(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None, batch_size: int,
-            max_length: int):
-    """Yield (encoded batch dict, label tensor or None), padded to the longest text of each batch."""
-    import torch
-
-    for s in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[s:s + batch_size]), padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
-        y = torch.tensor(list(labels[s:s + batch_size])) if labels is not None else None
-        yield dict(enc), y
 
 
 def compute_importance(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None = None,

@@ -62,8 +62,8 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
             return recover(student, teacher, tokenizer, texts, labels, cfg, tmp, progress, on_step, fingerprint)
 
     import torch
-    from edgepack.distill.batching import encode, pad_batch
 
+    from edgepack.batching import encode, pad_batch
     from edgepack.objectives import DistillObjective, EmbeddingObjective
     from edgepack.teacher_cache import Needs, build_cache
     from edgepack.train import train

@@ -3,13 +3,15 @@
 Heavy libraries are imported inside the functions; importing this package stays light.
 """
 
-from edgepack.quantize.api import NoCandidateError, TextData, quantize
+from edgepack.quantize.api import NoCandidateError, quantize
 from edgepack.quantize.config import (
     DEFAULT_METHODS, METHODS, CalibrationConfig, DynamicInt8Config, Exclusions, Fp16Config, QuantizeConfig,
-    StaticInt8Config, from_dict, to_dict,
+    StaticInt8Config,
 )
+from edgepack.quantize.methods import register_builder, register_method
 
 __all__ = [
     "quantize", "QuantizeConfig", "DynamicInt8Config", "StaticInt8Config", "CalibrationConfig", "Fp16Config",
-    "Exclusions", "METHODS", "DEFAULT_METHODS", "NoCandidateError", "TextData", "to_dict", "from_dict",
+    "Exclusions", "METHODS", "DEFAULT_METHODS", "NoCandidateError",
+    "register_method", "register_builder",
 ]

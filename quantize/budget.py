@@ -1,22 +1,27 @@
 """The accuracy budget: measure every candidate against its parent, keep the fastest one within budget.
 
 Rules (``select``): a candidate is eligible only if its accuracy drop vs the parent is <= the budget
-AND it is faster than the parent on the target backend (same process, same texts, interleaved
-rounds). Among eligible candidates the fastest wins (ties: the smaller file). Nothing else is ever
-chosen: with no eligible candidate ``select`` returns None and the stage raises.
+AND it is faster than the parent on the target backend (p50 latency, same process, same texts, timed
+with the protocol ``edgepack bench`` uses: ``edgepack.timing``). Among eligible candidates the fastest
+wins (ties: the smaller file). Nothing else is ever chosen: with no eligible candidate ``select``
+returns None and the stage raises.
 
-Accuracy is in points (%): accuracy on labelled validation texts for classifiers; agreement with the
-parent's predicted labels when there are no labels; for embedding models, 100 x mean cosine similarity
-to the parent's embeddings (so a 1-point budget means mean cosine >= 0.99).
+Accuracy is in points (%), scored by ``edgepack.scoring`` / ``edgepack.compare``: accuracy on labelled
+validation texts for classifiers (with a bootstrap 95% interval, recorded; the rule uses the point
+estimates); agreement with the parent's predicted labels when there are no labels; for embedding models,
+100 x mean cosine similarity to the parent's embeddings (so a 1-point budget means mean cosine >= 0.99).
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
+
+from edgepack.compare import compare
+from edgepack.scoring import classification_report
+from edgepack.timing import TimingProtocol, time_interleaved
 
 
 @dataclass(frozen=True)
@@ -27,10 +32,11 @@ class Measurement:
     precision: str
     accuracy: float  # points (%), see module docstring
     size_bytes: int
-    latency_ms: float  # median per batch of the timed size
+    latency_ms: float  # p50 per call of the timed batch size (edgepack.timing)
     quantized_ops: int = 0
     min_cosine: float | None = None  # embedding models: worst text
     error: str | None = None  # the candidate could not be built or run
+    accuracy_ci95: list[float] | None = None  # classifiers: bootstrap 95% interval of ``accuracy`` (points)
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class Row:
     accuracy_drop: float
     latency_ratio: float  # candidate / parent; < 1 is faster
     size_ratio: float  # parent / candidate; > 1 is smaller
-    status: str  # selected | eligible | over budget | not faster than parent | failed: ...
+    status: str  # selected | eligible | over budget | not faster than parent | failed: ... | not needed: ...
 
     def to_dict(self) -> dict:
         return {**asdict(self.m), "accuracy_drop": self.accuracy_drop, "latency_ratio": self.latency_ratio,
@@ -51,8 +57,9 @@ def select(parent: Measurement, candidates: Sequence[Measurement], max_accuracy_
     """Apply the budget rules to measured numbers; returns (chosen row or None, all rows in input order)."""
     rows = []
     for c in candidates:
-        if c.error:
-            rows.append(Row(c, float("nan"), float("nan"), float("nan"), f"failed: {c.error}"))
+        if c.error:  # an error message, or "not needed: ..." from a method that skipped itself
+            status = c.error if c.error.startswith("not needed") else f"failed: {c.error}"
+            rows.append(Row(c, float("nan"), float("nan"), float("nan"), status))
             continue
         drop = parent.accuracy - c.accuracy
         ratio = c.latency_ms / parent.latency_ms if parent.latency_ms > 0 else float("inf")
@@ -87,35 +94,38 @@ def format_table(parent: Measurement, rows: Sequence[Row], max_accuracy_drop: fl
     return "\n".join(lines)
 
 
-# --- measuring --------------------------------------------------------------------------------------
+# --- measuring: the project's one scorer, comparator and timer ------------------------------------
 
-def score(task: str, outputs: np.ndarray, reference: np.ndarray, labels: Sequence[int] | None) -> tuple[float, float | None]:
-    """(accuracy points, min cosine or None) of ``outputs`` (N, C) probs or (N, D) embeddings."""
-    if task == "feature-extraction":
-        a = outputs / np.clip(np.linalg.norm(outputs, axis=1, keepdims=True), 1e-12, None)
-        b = reference / np.clip(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12, None)
-        cos = (a * b).sum(axis=1)
-        return 100.0 * float(cos.mean()), float(cos.min())
-    pred = outputs.argmax(axis=1)
-    gold = np.asarray(labels) if labels is not None else reference.argmax(axis=1)
-    return 100.0 * float((pred == gold).mean()), None
+def score(task: str, outputs: np.ndarray, reference: np.ndarray, labels: Sequence[int] | None) -> dict:
+    """Accuracy points of ``outputs`` (N, C) probs or (N, D) embeddings, with a bootstrap 95% interval.
 
-
-def time_predictors(predictors: dict, texts: Sequence[str], batch_size: int, batches: int, rounds: int) -> dict[str, float]:
-    """Median ms per ``infer`` call of ``batch_size`` real texts, for each predictor, rounds interleaved.
-
-    Each call pads to its batch's longest text (as ``Predictor`` does); every round runs the same
-    batches on every model in turn, so load changes on the machine hit all models alike.
+    Returns ``{"accuracy", "accuracy_ci95", "min_cosine"}``: classifiers score against ``labels``
+    (``edgepack.scoring``; agreement with ``reference``'s labels when there are none) and have no cosine;
+    embedding models score 100 x mean cosine to ``reference`` (``edgepack.compare``), no interval.
     """
+    if task == "feature-extraction":
+        c = compare(reference, outputs)
+        return {"accuracy": 100.0 * c.mean_cosine, "accuracy_ci95": None, "min_cosine": c.min_cosine}
+    gold = np.asarray(labels) if labels is not None else reference.argmax(axis=1)
+    r = classification_report(outputs.argmax(axis=1), gold, num_classes=outputs.shape[1])
+    return {"accuracy": 100.0 * r["accuracy"], "accuracy_ci95": [100.0 * v for v in r["accuracy_ci95"]],
+            "min_cosine": None}
+
+
+def latency_batches(texts: Sequence[str], batch_size: int, batches: int) -> list[list[str]]:
+    """Up to ``batches`` whole batches of ``batch_size`` consecutive real texts (or the first texts, fewer)."""
     chunks = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
-    chunks = [c for c in chunks if len(c) == batch_size][:batches] or [list(texts[:batch_size])]
-    for p in predictors.values():  # warm-up: session initialisation and allocator growth
-        p.infer(chunks[0])
-    per_round: dict[str, list[float]] = {k: [] for k in predictors}
-    for _ in range(rounds):
-        for name, p in predictors.items():
-            t0 = time.perf_counter_ns()
-            for c in chunks:
-                p.infer(c)
-            per_round[name].append((time.perf_counter_ns() - t0) / 1e6 / len(chunks))
-    return {k: float(np.median(v)) for k, v in per_round.items()}
+    return [c for c in chunks if len(c) == batch_size][:batches] or [list(texts[:batch_size])]
+
+
+def time_predictors(predictors: dict, texts: Sequence[str], batch_size: int, batches: int,
+                    rounds: int) -> dict[str, float]:
+    """p50 ms per ``infer`` call of ``batch_size`` real texts, for each predictor, with ``edgepack bench``'s
+    protocol (``edgepack.timing.time_interleaved``: warm-up, turns with settle calls, ``rounds`` passes).
+
+    Each call pads to its batch's longest text (as ``Predictor`` does); all predictors walk the same batches
+    in turns, so load changes on the machine hit all models alike.
+    """
+    runs = {k: p.infer for k, p in predictors.items()}
+    t = time_interleaved(runs, latency_batches(texts, batch_size, batches), TimingProtocol(repeats=rounds))
+    return {k: s["p50_ms"] for k, s in t.summaries().items()}

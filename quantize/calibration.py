@@ -30,8 +30,8 @@ def calibration_batches(parent: Artifact, texts: Sequence[str], cfg: Calibration
         raise EdgepackError("calibration num_samples and batch_size must be >= 1")
     if len(texts) > cfg.num_samples:
         texts = random.Random(cfg.seed).sample(list(texts), cfg.num_samples)
-    ex = parent.extra
-    enc = TextEncoder(parent.file("tokenizer"), int(ex.get("max_length", 512)), ex.get("pad_token_id"))
+    rt = parent.runtime
+    enc = TextEncoder(parent.file("tokenizer"), rt.max_length or 512, rt.pad_token_id)
     names = {i["name"] for i in parent.inputs}
     encodings = enc.encode(texts)
     longest = max(len(e.ids) for e in encodings)

@@ -1,4 +1,4 @@
-"""Graph helpers shared by the ONNX quantizers: exclusions, op counts, SQNR, writing the candidate artifact."""
+"""Graph helpers shared by the ONNX quantizers: exclusions, op counts, writing the candidate artifact."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions, to_dict
+from edgepack.quantize.config import EXCLUDE_PRESETS, Exclusions
+from edgepack.runtime.parity import compare_onnx
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
+from edgepack.config import config_to_dict
 from edgepack.errors import EdgepackError
 
 # Ops that compute on int8 data once ONNX Runtime has optimized the session graph.
@@ -92,32 +94,6 @@ def runtime_op_summary(model_path: str | os.PathLike) -> dict[str, int]:
     return {"quantized_ops": int8, "fp16_ops": fp16, "fp32_weight_ops": fp32}
 
 
-def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - approx)^2)."""
-    ref = np.asarray(reference, dtype=np.float64)
-    noise = float(np.sum((ref - np.asarray(approx, dtype=np.float64)) ** 2))
-    return float("inf") if noise == 0 else 10.0 * np.log10(float(np.sum(ref ** 2)) / noise)
-
-
-def output_sqnr(parent: Artifact, candidate: str | os.PathLike) -> tuple[float, float]:
-    """(SQNR dB, max abs diff) of the candidate's first output vs the parent's, on sample texts (masked)."""
-    from edgepack.export.fusion import sample_onnx_feeds
-    from edgepack.runtime.ort import OrtRunner
-
-    a, b = OrtRunner(parent.file("model")), OrtRunner(candidate)
-    key = a.output_names[0]
-    refs, gots = [], []
-    for feeds in sample_onnx_feeds(parent):
-        r, g = a.infer(feeds)[key].astype(np.float32), b.infer(feeds)[key].astype(np.float32)
-        if r.ndim == 3:  # hidden states at padded positions are not used downstream
-            m = feeds["attention_mask"][..., None].astype(np.float32)
-            r, g = r * m, g * m
-        refs.append(r.ravel())
-        gots.append(g.ravel())
-    ref, got = np.concatenate(refs), np.concatenate(gots)
-    return sqnr_db(ref, got), float(np.abs(ref - got).max())
-
-
 def open_onnx_parent(source: str | os.PathLike | Artifact, need_fp32: bool = True) -> Artifact:
     """Open and check an fp32 ``onnx`` artifact to quantize."""
     parent = source if isinstance(source, Artifact) else Artifact.open(source)
@@ -126,7 +102,7 @@ def open_onnx_parent(source: str | os.PathLike | Artifact, need_fp32: bool = Tru
             f"{parent.path} is a '{parent.format}' artifact; quantization needs an 'onnx' artifact: "
             f"run `edgepack export onnx {parent.path} OUT` first"
         )
-    precision = parent.extra.get("precision", "fp32")
+    precision = parent.runtime.precision
     if need_fp32 and precision != "fp32":
         raise EdgepackError(f"{parent.path} is already {precision}; quantize the fp32 ONNX artifact instead")
     return parent
@@ -134,31 +110,61 @@ def open_onnx_parent(source: str | os.PathLike | Artifact, need_fp32: bool = Tru
 
 def write_onnx_candidate(
     parent: Artifact, out: str | os.PathLike, build: Callable[[Path, Path], dict], *,
-    precision: str, method: str, cfg: Any, extra: dict | None = None,
+    precision: str, method: str, cfg: Any, runtime: dict | None = None,
 ) -> Artifact:
     """Run ``build(parent_model, out_model) -> extra metrics`` into a new artifact shaped like the parent.
 
-    The artifact keeps the parent's inputs/outputs/labels/extra (so ``Predictor`` opens it unchanged),
-    sets ``extra.precision`` (plus ``extra``), copies the tokenizer and records size, SQNR and op counts vs the parent.
+    The artifact keeps the parent's inputs/outputs/labels/runtime contract (so ``Predictor`` opens it
+    unchanged), sets ``runtime.precision`` and ``runtime.quantization`` (plus the given ``runtime`` fields),
+    copies the tokenizer and records size, op counts and the SQNR and max abs diff vs the parent
+    (``edgepack.runtime.parity.compare_onnx``).
     """
     with ArtifactWriter(Path(out)) as w:
         model = w.dir / "model.onnx"
         metrics = dict(build(parent.file("model"), model) or {})
         (w.dir / "tokenizer.json").write_bytes(parent.file("tokenizer").read_bytes())
-        sqnr, diff = output_sqnr(parent, model)
+        parity = compare_onnx(parent, model)
         size = model.stat().st_size
         metrics.update(size_bytes=size, size_ratio=parent.file("model").stat().st_size / size,
-                       sqnr_db=sqnr, max_abs_diff=diff, **runtime_op_summary(model))
+                       sqnr_db=parity.sqnr_db, max_abs_diff=parity.max_abs_diff, **runtime_op_summary(model))
         return w.commit(
             stage="quantize", format="onnx", task=parent.task, labels=parent.labels, inputs=parent.inputs,
             outputs=parent.outputs, files={"model": "model.onnx", "tokenizer": "tokenizer.json"},
-            parent=parent, config={"method": method, **to_dict(cfg)}, metrics=metrics,
-            extra={**parent.extra, "precision": precision, "quantization": method, **(extra or {})},
+            parent=parent, config={"method": method, **config_to_dict(cfg)}, metrics=metrics,
+            runtime=parent.runtime.replace(precision=precision, quantization=method, **(runtime or {})),
+            extra=parent.extra,
         )
 
 
-def int8_extra(cfg: Any) -> dict:
-    """The manifest fields that say which CPUs an INT8 model is right on (read by the runtime)."""
+def probe_activations(model: Any, names: list[str], batches: list[dict[str, np.ndarray]]):
+    """Yield ``({name: tensor}, attention mask)`` per batch: the intermediate tensors ``names`` of ``model``
+    (an onnx.ModelProto, left unchanged) computed by ONNX Runtime on each batch of feeds."""
+    import onnx
+    from edgepack.runtime.ort import OrtRunner
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    have = {o.name for o in probe.graph.output}
+    for n in dict.fromkeys(names):
+        if n not in have:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "probe.onnx"
+        onnx.save(probe, str(path))
+        runner = OrtRunner(path, disabled_optimizers=())
+        for feeds in batches:
+            yield runner.infer(feeds), feeds["attention_mask"].astype(bool)
+
+
+def real_rows(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The (rows, channels) of ``x`` that belong to real tokens (all rows when ``x`` is not per token)."""
+    if x.ndim == 3 and x.shape[:2] == mask.shape:
+        return x[mask]
+    return x.reshape(-1, x.shape[-1])
+
+
+def int8_runtime(cfg: Any) -> dict:
+    """The runtime contract fields that say which CPUs an INT8 model is right on (read by the runtime)."""
     return {"target_cpu": cfg.target_cpu, "reduce_range": bool(cfg.reduce_range), "weight_type": cfg.weight_type}
 
 

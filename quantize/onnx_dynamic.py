@@ -14,29 +14,28 @@ from pathlib import Path
 from edgepack.quantize.config import DynamicInt8Config
 from edgepack.quantize.graph import (
     excluded_nodes,
-    int8_extra,
+    int8_runtime,
     open_onnx_parent,
     quiet_quantization_logs,
     write_onnx_candidate,
 )
 
 from edgepack.artifact import Artifact
-from edgepack.errors import EdgepackError
-
-_WEIGHT_TYPES = ("qint8", "quint8")
 
 
-def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: DynamicInt8Config) -> dict:
-    """Quantize the ONNX file ``src`` into ``dst``; returns {"excluded_nodes": n}."""
+def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: DynamicInt8Config,
+                           keep_float: tuple[str, ...] = ()) -> dict:
+    """Quantize the ONNX file ``src`` into ``dst``; returns {"excluded_nodes": n}.
+
+    ``keep_float``: exact node names left in float besides ``cfg.exclude`` (mixed precision).
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     cfg = cfg.resolved()
-    if cfg.weight_type not in _WEIGHT_TYPES:
-        raise EdgepackError(f"weight_type must be one of {_WEIGHT_TYPES}, got {cfg.weight_type!r}")
     quiet_quantization_logs()
     model = onnx.load(str(src))
-    skip = excluded_nodes(model, cfg.exclude)
+    skip = list(dict.fromkeys(excluded_nodes(model, cfg.exclude) + list(keep_float)))
     ops = [o for o in cfg.op_types if o not in cfg.exclude.op_types]
     weight_type = QuantType.QInt8 if cfg.weight_type == "qint8" else QuantType.QUInt8
     common = dict(reduce_range=cfg.reduce_range, weight_type=weight_type,
@@ -62,14 +61,14 @@ def quantize_dynamic_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: 
 
 def quantize_dynamic_onnx(
     source: str | os.PathLike | Artifact, out: str | os.PathLike, cfg: DynamicInt8Config = DynamicInt8Config(),
-    method: str = "dynamic-int8",
+    method: str = "dynamic-int8", keep_float: tuple[str, ...] = (),
 ) -> Artifact:
     """Dynamic-INT8 quantize an fp32 ``onnx`` artifact into ``out`` (precision ``int8-dynamic``).
 
-    The artifact records the target CPU and whether weights are 7-bit (``extra.target_cpu``,
-    ``extra.reduce_range``), so the runtime can warn when it runs on a CPU that saturates.
+    The artifact records the target CPU and whether weights are 7-bit (``runtime.target_cpu``,
+    ``runtime.reduce_range``), so the runtime can warn when it runs on a CPU that saturates.
     """
     parent = open_onnx_parent(source)
     cfg = cfg.resolved()
-    return write_onnx_candidate(parent, out, lambda s, d: quantize_dynamic_model(s, d, cfg),
-                                precision="int8-dynamic", method=method, cfg=cfg, extra=int8_extra(cfg))
+    return write_onnx_candidate(parent, out, lambda s, d: quantize_dynamic_model(s, d, cfg, keep_float),
+                                precision="int8-dynamic", method=method, cfg=cfg, runtime=int8_runtime(cfg))

@@ -15,41 +15,33 @@ from edgepack.quantize.calibration import calibration_batches, make_reader
 from edgepack.quantize.config import StaticInt8Config
 from edgepack.quantize.graph import (
     excluded_nodes,
-    int8_extra,
+    int8_runtime,
     open_onnx_parent,
     quiet_quantization_logs,
     write_onnx_candidate,
 )
 
 from edgepack.artifact import Artifact
-from edgepack.errors import EdgepackError
-
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-_QTYPES = ("qint8", "quint8")
-
-
-def _check(cfg: StaticInt8Config) -> None:
-    if cfg.method not in CALIBRATION_METHODS:
-        raise EdgepackError(f"unknown calibration method {cfg.method!r}; known: {', '.join(CALIBRATION_METHODS)}")
-    for name in ("activation_type", "weight_type"):
-        if getattr(cfg, name) not in _QTYPES:
-            raise EdgepackError(f"{name} must be one of {_QTYPES}, got {getattr(cfg, name)!r}")
-    if not 50.0 < cfg.percentile <= 100.0:
-        raise EdgepackError(f"percentile must be in (50, 100], got {cfg.percentile}")
 
 
 def quantize_static_model(src: str | os.PathLike, dst: str | os.PathLike, batches: list, cfg: StaticInt8Config) -> dict:
     """Calibrate on ``batches`` (list of feeds) and write the QDQ model ``dst``; returns calibration stats."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    _check(cfg)
     cfg = cfg.resolved()
     quiet_quantization_logs()
     with tempfile.TemporaryDirectory() as tmp:
         # symbolic shape inference types the fused com.microsoft ops, so their outputs get calibrated too
         pre = Path(tmp) / "pre.onnx"
+        stats = {}
+        if cfg.smooth_alpha is not None:
+            from edgepack.quantize.smooth import smooth_model
+
+            smoothed = Path(tmp) / "smoothed.onnx"
+            stats = smooth_model(src, smoothed, batches, cfg.smooth_alpha)
+            src = smoothed
         quant_pre_process(str(src), str(pre), skip_optimization=True, auto_merge=True)
-        return _quantize(pre, dst, batches, cfg)
+        return {**_quantize(pre, dst, batches, cfg), **stats}
 
 
 def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8Config) -> dict:
@@ -63,7 +55,8 @@ def _quantize(src: Path, dst: str | os.PathLike, batches: list, cfg: StaticInt8C
     skip = excluded_nodes(model, cfg.exclude)
     ops = [o for o in cfg.op_types if o not in cfg.exclude.op_types]
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": cfg.matmul_const_weight_only,
-             "CalibPercentile": cfg.percentile}
+             "CalibPercentile": cfg.percentile, "ActivationSymmetric": cfg.symmetric_activations,
+             "WeightSymmetric": True}
     # ORT writes its augmented calibration model into its own temporary directory
     quantize_static(
         str(src), str(dst), make_reader(batches), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
@@ -79,10 +72,9 @@ def quantize_static_onnx(
     cfg: StaticInt8Config = StaticInt8Config(), method: str | None = None,
 ) -> Artifact:
     """Static-INT8 (QDQ) quantize an fp32 ``onnx`` artifact, calibrated on ``calibration_texts``."""
-    _check(cfg)
     cfg = cfg.resolved()
     parent = open_onnx_parent(source)
     batches = calibration_batches(parent, calibration_texts, cfg.calibration, same_shape=cfg.method != "minmax")
     return write_onnx_candidate(parent, out, lambda s, d: quantize_static_model(s, d, batches, cfg),
                                 precision="int8-static", method=method or f"static-int8-{cfg.method}", cfg=cfg,
-                                extra=int8_extra(cfg))
+                                runtime=int8_runtime(cfg))

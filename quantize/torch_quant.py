@@ -19,9 +19,11 @@ from typing import Any
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
 from edgepack.errors import EdgepackError, MissingDependencyError
-from edgepack.quantize.config import to_dict
+from edgepack.config import check_choice, check_fields, config_to_dict
 
 TORCH_METHODS = ("torch-dynamic-int8", "bnb-int8", "bnb-nf4")
+# the contract's precision of each method (LLM.int8 quantizes activations per batch too)
+TORCH_PRECISION = {"torch-dynamic-int8": "int8-dynamic", "bnb-int8": "int8-dynamic", "bnb-nf4": "nf4"}
 QWEIGHTS = "quantized_weights.safetensors"
 
 
@@ -30,6 +32,10 @@ class TorchQuantConfig:
     method: str = "torch-dynamic-int8"  # torch-dynamic-int8 | bnb-int8 | bnb-nf4
     per_channel: bool = True  # torch-dynamic-int8 only
     skip_modules: tuple[str, ...] = ("classifier",)  # module name substrings kept in fp32
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_choice(self, "method", TORCH_METHODS)
 
 
 def require_bitsandbytes() -> None:
@@ -71,8 +77,6 @@ def _packed_state(model: Any) -> dict:
 
 def quantize_torch(source: str | os.PathLike, out: str | os.PathLike, cfg: TorchQuantConfig = TorchQuantConfig()) -> Artifact:
     """Quantize a torch model (HF folder / adapter / ``hf`` artifact) into a ``torch-quantized`` artifact."""
-    if cfg.method not in TORCH_METHODS:
-        raise EdgepackError(f"unknown torch quantization method {cfg.method!r}; known: {', '.join(TORCH_METHODS)}")
     if cfg.method.startswith("bnb"):
         require_bitsandbytes()
     from edgepack.hf import load_model, save_model
@@ -98,8 +102,10 @@ def quantize_torch(source: str | os.PathLike, out: str | os.PathLike, cfg: Torch
         size = sum((w.dir / p).stat().st_size for p in files.values())
         return w.commit(
             stage="quantize", format="torch-quantized", task=lm.task, labels=lm.labels, files=files,
-            parent=lm.artifact, config=to_dict(cfg), metrics={"size_bytes": size, "quantized_ops": n_quant},
-            extra={**lm.extra, "precision": cfg.method, "torch_source": str(lm.source)},
+            parent=lm.artifact, config=config_to_dict(cfg), metrics={"size_bytes": size, "quantized_ops": n_quant},
+            runtime=lm.runtime.replace(precision=TORCH_PRECISION[cfg.method], quantization=cfg.method,
+                                       torch_source=str(lm.source)),
+            extra=lm.extra,
         )
 
 

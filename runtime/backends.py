@@ -71,7 +71,7 @@ def open_runner(artifact: Artifact, backend: str = "auto", **opts: Any):
     )
 
 
-# GPU backends (tensorrt, ort-cuda, ort-tensorrt, torch-cuda): registered here, libraries loaded when used.
+# GPU backends (tensorrt, ort-cuda, ort-tensorrt): registered here, libraries loaded when used.
 from edgepack.runtime.gpu_runners import register_gpu_backends  # noqa: E402
 
 register_gpu_backends()

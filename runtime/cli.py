@@ -84,6 +84,8 @@ def _inspect(args) -> int:
         print(f"  from: {step['stage']} ({step['format']}) {step['path']}")
     if art.metrics:
         print("  metrics: " + json.dumps(art.metrics))
+    if art.runtime.to_dict():
+        print("  runtime: " + json.dumps(art.runtime.to_dict()))
     if art.extra:
         print("  extra: " + json.dumps(art.extra))
     return 0

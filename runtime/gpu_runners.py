@@ -1,15 +1,17 @@
-"""GPU runners: ONNX Runtime CUDA / TensorRT execution providers, native TensorRT, torch CUDA.
+"""GPU backends: ONNX Runtime CUDA / TensorRT execution providers, and native TensorRT.
 
 Every runner has ``input_names``, ``output_names`` and ``infer(feeds) -> {name: np.ndarray}`` like the
 CPU :class:`edgepack.runtime.ort.OrtRunner`, plus ``synchronize()`` for benchmarks. Libraries are
 imported when a runner is created; a missing one is one clear line (MissingDependencyError).
 
-- :class:`OrtIoBindingRunner`: ONNX Runtime with IO binding (inputs copied once, outputs allocated on
-  the device and copied back once), for ``CUDAExecutionProvider`` or ``TensorrtExecutionProvider``
-  (engine and timing caches on disk, explicit optimization profiles).
-- :class:`TensorRTRunner`: a ``tensorrt`` artifact through the TensorRT runtime: profile chosen per
-  input shape, device buffers from torch, execution on a CUDA stream (``execute_async_v3``).
-- :class:`TorchCudaRunner`: the torch model on CUDA in fp16/bf16/fp32, or 8-/4-bit with bitsandbytes.
+- :class:`OrtIoBindingRunner`: ONNX Runtime with IO binding (host inputs copied to the device on every
+  call, outputs allocated on the device and copied back once per call), for ``CUDAExecutionProvider`` or ``TensorrtExecutionProvider``
+  (engine and timing caches on disk, explicit optimization profiles; TensorRT's libraries are loaded
+  before the session opens, and a fallback to another provider is one clear error).
+- :class:`edgepack.runtime.trt_engine.TensorRTRunner`: a ``tensorrt`` artifact through the TensorRT
+  runtime (registered here as the ``tensorrt`` backend).
+
+The torch CUDA runner is a benchmark baseline, not a runtime backend: :mod:`edgepack.benchmarks.torch_cuda`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgepack.artifact import Artifact
-from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.errors import EdgepackError
 
 ORT_GPU_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -34,13 +36,15 @@ def ort_provider_options(
     int8: bool = False,
     workspace_mb: int = 2048,
     profile_options: dict[str, str] | None = None,
+    tf32: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The ``providers`` list for an ORT session on ``provider`` ("cuda" or "tensorrt").
 
     TensorRT gets CUDA as a fallback for the nodes it does not take. ``cache_dir`` enables TensorRT's
     engine and timing caches there (the first session builds, later ones load in seconds);
     ``profile_options`` are ``trt_profile_{min,opt,max}_shapes`` from
-    :func:`edgepack.export.trt_profiles.ort_trt_profile_options`.
+    :func:`edgepack.runtime.trt_profiles.ort_trt_profile_options`. TF32 is off (``use_tf32=0``) unless
+    ``tf32``: fp32 results then match the CPU's to ~1e-5 instead of ~1e-3 on Ampere and newer GPUs.
     """
     if provider not in ORT_GPU_PROVIDERS:
         raise EdgepackError(
@@ -53,6 +57,7 @@ def ort_provider_options(
             "arena_extend_strategy": "kSameAsRequested",
             "cudnn_conv_algo_search": "HEURISTIC",
             "do_copy_in_default_stream": True,
+            "use_tf32": int(bool(tf32)),
         },
     )
     if provider == "cuda":
@@ -89,6 +94,7 @@ class OrtIoBindingRunner:
                 f"ONNX Runtime here has no {', '.join(missing)} (available: {ort.get_available_providers()}); "
                 'install the GPU build: pip uninstall -y onnxruntime && pip install "edgepack[gpu]"'
             )
+        self.preloaded = preload_gpu_libraries(ort, tensorrt="TensorrtExecutionProvider" in names)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -105,7 +111,13 @@ class OrtIoBindingRunner:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
         if names[0] not in self.providers:
-            raise EdgepackError(f"ONNX Runtime fell back to {self.providers} instead of {names[0]}")
+            why = "; ".join(self.preloaded) or "no GPU library was preloaded"
+            raise EdgepackError(
+                f"ONNX Runtime could not start {names[0]} and fell back to {self.providers} ({why}); "
+                + ("its log above names the library it could not load (libnvinfer for TensorRT): "
+                   'install TensorRT (pip install "edgepack[gpu-tools]") or put its lib folder on LD_LIBRARY_PATH'
+                   if names[0] == "TensorrtExecutionProvider" else "its log above says which library is missing")
+            )
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         binding = self.session.io_binding()
@@ -123,139 +135,28 @@ class OrtIoBindingRunner:
         """Outputs are copied to the host inside ``infer``, which waits for the device."""
 
 
-class TensorRTRunner:
-    """Run a ``tensorrt`` artifact: shapes set per call, one profile per shape range, a CUDA stream."""
+def preload_gpu_libraries(ort: Any, tensorrt: bool) -> list[str]:
+    """Load the GPU libraries ONNX Runtime's providers look for before a session opens; returns notes.
 
-    def __init__(self, artifact: Artifact, device_id: int = 0):
-        from edgepack.export.trt_engine import engine_profiles, load_engine
+    ORT's TensorRT provider dlopens ``libnvinfer``; pip's ``tensorrt`` wheels keep it in their own folder,
+    which the loader only knows once ``import tensorrt`` has loaded it into the process. ``preload_dlls``
+    (ORT 1.21+) does the same for CUDA and cuDNN from the nvidia-* pip packages.
+    """
+    notes = []
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+            notes.append("CUDA/cuDNN preloaded")
+        except Exception as e:  # a missing optional library is reported, not fatal
+            notes.append(f"preload_dlls failed: {e}")
+    if tensorrt:
+        try:
+            import tensorrt as trt
 
-        self.torch = _import_torch_cuda("the TensorRT runner")
-        self.loaded = load_engine(artifact, device_id)
-        trt, engine = self.loaded.trt, self.loaded.engine
-        self.trt, self.engine = trt, engine
-        self.ranges = engine_profiles(artifact)
-        if len(self.ranges) != engine.num_optimization_profiles:
-            raise EdgepackError(
-                f"manifest lists {len(self.ranges)} profiles but the engine has {engine.num_optimization_profiles}"
-            )
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        self.input_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.output_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-        self.context = engine.create_execution_context()
-        self.stream = self.torch.cuda.Stream(device=device_id)
-        self.device = f"cuda:{device_id}"
-        self.profile = -1
-        self.warnings = self.loaded.warnings
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from edgepack.export.trt_profiles import select_profile
-
-        torch, ctx = self.torch, self.context
-        first = feeds[self.input_names[0]]
-        batch, seq = int(first.shape[0]), int(first.shape[1]) if first.ndim > 1 else 1
-        profile = select_profile(self.ranges, batch, seq)
-        handle = self.stream.cuda_stream
-        if profile != self.profile:
-            ctx.set_optimization_profile_async(profile, handle)
-            self.profile = profile
-        keep = []  # device tensors must live until the stream is done
-        with torch.cuda.stream(self.stream):
-            for name in self.input_names:
-                host = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])  # e.g. int64 -> int32
-                dev = torch.from_numpy(host).to(self.device, non_blocking=False)
-                ctx.set_input_shape(name, tuple(host.shape))
-                ctx.set_tensor_address(name, int(dev.data_ptr()))
-                keep.append(dev)
-            outs = {}
-            for name in self.output_names:
-                shape = tuple(ctx.get_tensor_shape(name))
-                dev = torch.empty(shape, dtype=_torch_dtype(torch, self.dtypes[name]), device=self.device)
-                ctx.set_tensor_address(name, int(dev.data_ptr()))
-                outs[name] = dev
-            if not ctx.execute_async_v3(handle):
-                raise EdgepackError("TensorRT execution failed (see its log above)")
-        self.stream.synchronize()
-        return {n: t.cpu().numpy() for n, t in outs.items()}
-
-    def synchronize(self) -> None:
-        self.stream.synchronize()
-
-
-class TorchCudaRunner:
-    """The torch model (``hf`` artifact or folder) on a device: fp32/fp16/bf16, or int8/nf4 (bitsandbytes)."""
-
-    DTYPES = ("fp32", "fp16", "bf16", "int8", "nf4")
-
-    def __init__(self, source: str | Path | Artifact, dtype: str = "fp16", device: str = "cuda"):
-        if dtype not in self.DTYPES:
-            raise EdgepackError(f"dtype must be one of {self.DTYPES}, got {dtype!r}")
-        torch = (
-            _import_torch_cuda("the torch CUDA runner") if device.startswith("cuda") else __import__("torch")
-        )
-        from edgepack.hf import load_model
-
-        path = source.path if isinstance(source, Artifact) else source
-        lm = load_model(path)
-        self.task, self.torch, self.device = lm.task, torch, device
-        if dtype in ("int8", "nf4"):
-            self.model = _load_bnb(lm, dtype)
-        else:
-            tdtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-            self.model = lm.model.to(device=device, dtype=tdtype).eval()
-        self.input_names = list(lm.tokenizer.model_input_names)
-        self.output_names = ["logits" if lm.task == "text-classification" else "last_hidden_state"]
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self.torch
-        args = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names}
-        with torch.inference_mode():
-            out = self.model(**args)
-        key = self.output_names[0]
-        return {key: getattr(out, key).float().cpu().numpy()}
-
-    def synchronize(self) -> None:
-        if self.device.startswith("cuda"):
-            self.torch.cuda.synchronize()
-
-
-def _load_bnb(lm: Any, dtype: str):
-    """Reload the model's weights through bitsandbytes (8-bit LLM.int8 or 4-bit NF4) on GPU 0."""
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise MissingDependencyError("bitsandbytes", "gpu-tools", f"{dtype} torch inference")
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    q = (
-        BitsAndBytesConfig(load_in_8bit=True)
-        if dtype == "int8"
-        else BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16
-        )
-    )
-    cls = type(lm.model)
-    return cls.from_pretrained(lm.source, quantization_config=q, device_map={"": 0}).eval()
-
-
-def _import_torch_cuda(purpose: str):
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError("torch", "tools", purpose) from None
-    if not torch.cuda.is_available():
-        raise EdgepackError(f"{purpose} needs a CUDA GPU, and torch sees none here")
-    return torch
-
-
-def _torch_dtype(torch: Any, dtype: np.dtype):
-    return {
-        np.dtype("float32"): torch.float32,
-        np.dtype("float16"): torch.float16,
-        np.dtype("int32"): torch.int32,
-        np.dtype("int64"): torch.int64,
-        np.dtype("int8"): torch.int8,
-        np.dtype("bool"): torch.bool,
-    }[np.dtype(dtype)]
+            notes.append(f"tensorrt {getattr(trt, '__version__', '?')} imported first (libnvinfer loaded)")
+        except ImportError:
+            notes.append("the tensorrt package is not importable, so libnvinfer must be on LD_LIBRARY_PATH")
+    return notes
 
 
 # --- backend registry entries ---------------------------------------------------------------------------
@@ -268,14 +169,6 @@ def _ort_has(provider: str) -> bool:
         return provider in import_onnxruntime().get_available_providers()
     except EdgepackError:
         return False
-
-
-def _torch_cuda_ok() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def default_trt_cache_dir(artifact: Artifact) -> Path:
@@ -295,16 +188,13 @@ def _make_ort_gpu(provider: str):
         seq: str | None = None,
         **_: Any,
     ):
-        from edgepack.export.trt_profiles import (
-            ShapeRange,
-            input_profiles,
-            ort_trt_profile_options,
-            parse_range,
-        )
+        from edgepack.runtime.trt_profiles import input_profiles, ort_trt_profile_options, parse_range
+
+        from edgepack.contract import ShapeRange
 
         profile_opts = None
         if provider == "tensorrt":
-            limit = int(artifact.extra.get("max_length", 128))
+            limit = artifact.runtime.max_length or 128
             b = parse_range(batch, "batch")
             s = parse_range(seq, "seq") if seq else (1, min(128, limit), limit)
             prof = input_profiles(artifact.inputs, ShapeRange(*b, *s))
@@ -322,15 +212,19 @@ def _make_ort_gpu(provider: str):
 
 
 def _make_tensorrt(artifact: Artifact, intra_op_threads: int | None = None, device_id: int = 0, **_: Any):
+    from edgepack.runtime.trt_engine import TensorRTRunner
+
     return TensorRTRunner(artifact, device_id)
 
 
-def _make_torch_cuda(artifact: Artifact, intra_op_threads: int | None = None, dtype: str = "fp16", **_: Any):
-    return TorchCudaRunner(artifact, dtype=dtype)
+def _tensorrt_ok() -> bool:
+    from edgepack.runtime.cuda import driver_available
+
+    return importlib.util.find_spec("tensorrt") is not None and driver_available()
 
 
 def register_gpu_backends() -> None:
-    """Add ``tensorrt``, ``ort-tensorrt``, ``ort-cuda`` and ``torch-cuda`` to the backend registry.
+    """Add ``tensorrt``, ``ort-tensorrt`` and ``ort-cuda`` to the backend registry.
 
     Auto order on a GPU host: native TensorRT for ``tensorrt`` artifacts; ORT CUDA for ``onnx``
     artifacts (before ORT CPU). ORT's TensorRT EP is explicit only: it builds engines while the session
@@ -342,9 +236,9 @@ def register_gpu_backends() -> None:
         Backend(
             "tensorrt",
             ("tensorrt",),
-            lambda: importlib.util.find_spec("tensorrt") is not None and _torch_cuda_ok(),
+            _tensorrt_ok,
             _make_tensorrt,
-            "TensorRT runtime (tensorrt + torch CUDA)",
+            "TensorRT runtime (tensorrt + the CUDA driver)",
         ),
         auto_priority=0,
     )
@@ -365,14 +259,5 @@ def register_gpu_backends() -> None:
             lambda: _ort_has("TensorrtExecutionProvider"),
             _make_ort_gpu("tensorrt"),
             "ONNX Runtime TensorRT execution provider",
-        )
-    )
-    register_backend(
-        Backend(
-            "torch-cuda",
-            ("hf",),
-            _torch_cuda_ok,
-            _make_torch_cuda,
-            "torch on CUDA (fp16/bf16, bitsandbytes int8/nf4)",
         )
     )

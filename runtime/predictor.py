@@ -49,11 +49,10 @@ class Predictor:
             raise ArtifactError(f"unsupported task '{art.task}' in {art.path}")
         if batch_size < 1:
             raise EdgepackError("batch_size must be >= 1")
-        extra = art.extra
-        limit = int(extra.get("max_length", 512))
+        limit = art.runtime.max_length or 512
         if max_length is not None and not 1 <= max_length <= limit:
             raise EdgepackError(f"max_length must be between 1 and the model's limit {limit}")
-        encoder = TextEncoder(art.file("tokenizer"), max_length or limit, extra.get("pad_token_id"))
+        encoder = TextEncoder(art.file("tokenizer"), max_length or limit, art.runtime.pad_token_id)
         runner = open_runner(art, backend, intra_op_threads=intra_op_threads, **backend_opts)
         _warn_int8_mismatch(art, runner)
         return cls(art, runner, encoder, batch_size)
@@ -89,14 +88,14 @@ class Predictor:
     def _postprocess(self, outputs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         if self.task == "text-classification":
             return softmax(outputs["logits"].astype(np.float32))
-        extra = self.artifact.extra
         hidden = outputs.get("last_hidden_state")
         if hidden is None:  # a model that already pools, e.g. "sentence_embedding"
             return next(iter(outputs.values())).astype(np.float32)
         hidden = hidden.astype(np.float32)
-        if extra.get("pooling", "mean") == "cls":
-            return cls_pool(hidden, extra.get("normalize", False))
-        return mean_pool(hidden, mask, extra.get("normalize", True))
+        pooling, normalize = self.artifact.runtime.embedding_pooling()
+        if pooling == "cls":
+            return cls_pool(hidden, normalize)
+        return mean_pool(hidden, mask, normalize)
 
     def predict(self, texts: Sequence[Text]) -> list[dict]:
         """JSON-ready results: ``{"label", "score", "scores"}`` per text, or ``{"embedding": [...]}``."""
@@ -120,14 +119,14 @@ _WARNED: set[str] = set()
 
 def _warn_int8_mismatch(art: Artifact, runner: Any) -> None:
     """Warn once per model when an INT8 model quantized for VNNI runs on a CPU whose kernels saturate."""
-    extra = art.extra
+    rt = art.runtime
     on_cpu = next(iter(getattr(runner, "providers", None) or ["CPUExecutionProvider"])) == "CPUExecutionProvider"
-    if not str(extra.get("precision", "")).startswith("int8") or not on_cpu or str(art.path) in _WARNED:
+    if not rt.precision.startswith("int8") or not on_cpu or str(art.path) in _WARNED:
         return
-    why = int8_mismatch(extra.get("reduce_range"), extra.get("weight_type", "qint8"))
+    why = int8_mismatch(rt.reduce_range, rt.weight_type or "qint8")
     if why:
         _WARNED.add(str(art.path))
-        target = extra.get("target_cpu", "a CPU with VNNI (quantized before targets were recorded)")
+        target = rt.target_cpu or "a CPU with VNNI (quantized before targets were recorded)"
         warnings.warn(f"{art.path} was quantized for {target}; {why}", RuntimeWarning, stacklevel=3)
 
 

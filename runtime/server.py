@@ -196,7 +196,7 @@ def model_summary(pred: Any, cfg: ServeConfig) -> dict:
     """GET /v1/model: what is served, from the artifact manifest, and the serving limits."""
     art = pred.artifact
     m = art.manifest
-    extra = {k: v for k, v in art.extra.items() if k != "torch_source"}
+    runtime = {k: v for k, v in art.runtime.to_dict().items() if k != "torch_source"}
     return {
         "name": art.path.name,
         "format": art.format,
@@ -205,7 +205,8 @@ def model_summary(pred: Any, cfg: ServeConfig) -> dict:
         "labels": art.labels,
         "inputs": art.inputs,
         "outputs": art.outputs,
-        "extra": extra,
+        "runtime": runtime,
+        "extra": art.extra,
         "metrics": art.metrics,
         "created": m.get("created"),
         "files": {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from dataclasses import replace
 
 import numpy as np
@@ -95,7 +94,8 @@ def test_torch_and_onnx_targets_do_the_same_work(which, tiny_bert, tiny_onnx, ti
 
 
 def test_peer_optimum_target_on_tiny_classifier(tiny_bert, tmp_path):
-    from edgepack.benchmarks.targets import Target, peer_export
+    from edgepack.benchmarks.peer import peer_export
+    from edgepack.benchmarks.targets import Target
 
     torch_out = Target.torch("t", tiny_bert).open(threads=1).run(TEXTS)
     fp32 = Target.peer_optimum("p32", tiny_bert, work_dir=tmp_path).open(threads=1)
@@ -152,6 +152,8 @@ def test_seq_len_mode_uses_exact_token_lengths(tiny_bert, tiny_onnx):
 def test_json_and_markdown_outputs(rows, tmp_path):
     from edgepack.benchmarks.suite import BenchConfig, to_markdown, write_results
 
+    from edgepack.cpu import host_cpu
+
     cfg = BenchConfig(batch_sizes=(1, 4), threads=1, texts=TEXTS)
     write_results(rows, cfg, json_path=tmp_path / "b.json", markdown_path=tmp_path / "b.md")
     report = json.loads((tmp_path / "b.json").read_text())
@@ -160,7 +162,11 @@ def test_json_and_markdown_outputs(rows, tmp_path):
     assert report["environment"]["threads"] == 1 and "onnxruntime" in report["environment"]["versions"]
     assert report["results"][1]["ratio_vs_baseline"] == pytest.approx(rows[1]["ratio_vs_baseline"])
     md = (tmp_path / "b.md").read_text()
-    assert md.strip() == to_markdown(rows)
+    assert md.strip() == to_markdown(rows, env=report["environment"])
+    # the machine, with the CPU features INT8 numbers depend on, is in both outputs
+    cpu = host_cpu()
+    assert report["environment"]["cpu"] == cpu.describe() and report["environment"]["cpu_features"] == cpu.to_dict()
+    assert md.startswith(f"Machine: {cpu.describe()}, ")
     assert "### batch 1, 14 real texts, 1 threads" in md and "### batch 4, 12 real texts" in md
     assert "| torch | torch-cpu | fp32 |" in md and "1.00x" in md and "(baseline)" in md
     assert "100.0% same label" in md and "speed-up vs torch" in md and "accuracy [95% CI]" in md
@@ -249,40 +255,6 @@ def test_auto_target_kinds_and_resolved_backend(tiny_bert, tiny_onnx):
     assert t.open(threads=1).info["backend"] == "ort-cpu"
 
 
-def test_targets_take_turns_over_the_same_batches():
-    from edgepack.benchmarks.suite import BenchConfig, _time_workload, _Workload
-    from edgepack.benchmarks.targets import OpenTarget
-
-    log: list[tuple[str, str]] = []
-
-    def fake(name):
-        return OpenTarget(
-            name,
-            lambda texts: log.append((name, texts[0])) or np.zeros((len(texts), 2)),
-            "text-classification",
-            [],
-            0,
-            {},
-        )
-
-    batches = [[f"t{i}"] for i in range(5)]
-    cfg = BenchConfig(batch_sizes=(1,), texts=TEXTS, warmup=1, repeats=2, interleave=3, settle=0)
-    samples, texts = _time_workload([fake("A"), fake("B")], _Workload(1, None, batches), cfg)
-    assert texts == 10 and len(samples["A"]) == len(samples["B"]) == 10
-    timed = log[2:]  # after one warm-up call each
-    turns = [n for n, _ in timed]
-    assert "".join(turns) == "AAABBB" + "BBBAAA" + "AAABBB" + "BA"  # order rotates every turn
-    for name in "AB":  # each target walked the batches in order, twice
-        assert [t for n, t in timed if n == name] == [f"t{i}" for i in range(5)] * 2
-
-    # settle=1: every turn starts with one untimed call on the turn's first batch; timed samples unchanged
-    log.clear()
-    samples, _ = _time_workload([fake("A"), fake("B")], _Workload(1, None, batches), replace(cfg, settle=1))
-    assert len(samples["A"]) == len(samples["B"]) == 10
-    assert "".join(n for n, _ in log[2:]) == "AAAABBBB" + "BBBBAAAA" + "AAAABBBB" + "BBAA"
-    assert log[2:4] == [("A", "t0"), ("A", "t0")]
-
-
 def test_markdown_cautions_when_the_cpu_was_busy(rows):
     import os
 
@@ -293,3 +265,51 @@ def test_markdown_cautions_when_the_cpu_was_busy(rows):
     assert "Caution: the load average reached" in to_markdown(busy)
     assert "Caution" not in to_markdown(quiet)
     assert all("load_avg" in r for r in rows)
+
+
+def test_quantize_budget_and_bench_time_with_the_one_protocol(monkeypatch, tiny_onnx):
+    """Both publish speed-ups from edgepack.timing.time_interleaved with the same protocol settings."""
+    from edgepack.benchmarks import suite
+    from edgepack.benchmarks.suite import BenchConfig, Target, run_benchmarks
+    from edgepack.quantize import budget
+
+    from edgepack import timing
+
+    assert suite.time_interleaved is timing.time_interleaved and budget.time_interleaved is timing.time_interleaved
+    seen: dict[str, timing.TimingProtocol] = {}
+
+    def spy(who):
+        def call(runs, batches, protocol, **kw):
+            seen[who] = protocol
+            return timing.time_interleaved(runs, batches, protocol, **kw)
+
+        return call
+
+    monkeypatch.setattr(suite, "time_interleaved", spy("bench"))
+    monkeypatch.setattr(budget, "time_interleaved", spy("quantize"))
+    run_benchmarks([Target.onnx("o", tiny_onnx)], BenchConfig(batch_sizes=(2,), threads=1, texts=TEXTS))
+
+    class Fake:
+        def infer(self, texts):
+            return np.zeros((len(texts), 2))
+
+    lat = budget.time_predictors({"parent": Fake(), "int8": Fake()}, TEXTS, 2, 3, rounds=5)
+    assert set(lat) == {"parent", "int8"} and all(v >= 0 for v in lat.values())
+    # the same warm-up, turns and settle calls; only the number of passes is the stage's own setting
+    assert seen["bench"] == timing.TimingProtocol()
+    assert replace(seen["quantize"], repeats=seen["bench"].repeats) == seen["bench"]
+
+
+def test_environment_records_the_cpu_features(monkeypatch):
+    from edgepack.benchmarks import results
+    from edgepack.benchmarks.results import environment, machine_line
+
+    from edgepack.cpu import parse_cpuinfo
+
+    epyc = parse_cpuinfo("model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx avx2 fma\n", "x86_64")
+    monkeypatch.setattr(results, "host_cpu", lambda: epyc)
+    env = environment(threads=2)
+    assert env["cpu"] == "AMD EPYC 7B13 (AVX2; no AVX-512, no VNNI)"
+    assert env["cpu_features"]["vnni"] is False and env["cpu_features"]["target"] == "avx2"
+    line = machine_line(env)
+    assert line.startswith("Machine: AMD EPYC 7B13 (AVX2; no AVX-512, no VNNI), ") and "cores" in line

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 from edgepack.testing import SAMPLE_TEXTS
 
 
@@ -107,6 +107,10 @@ def test_bench_compares_torch_and_onnx_on_a_text_file(capsys, tiny_bert, tiny_on
         "### batch 4, 12 real texts, 1 threads" in out
         and (tmp_path / "r.md").read_text().strip() == out.strip()
     )
+    from edgepack.cpu import host_cpu
+
+    assert f"Machine: {host_cpu().describe()}" in out  # numbers from other CPUs are never compared blindly
+    assert report["environment"]["cpu_features"]["vnni"] is host_cpu().vnni
 
 
 def test_bench_csv_with_labels_gives_accuracy(capsys, tiny_onnx, tmp_path):

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgepack.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "edgepack", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_help_lists_pipeline_and_examples():

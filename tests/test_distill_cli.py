@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
 
 

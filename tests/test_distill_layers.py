@@ -6,9 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill.configs import DistillConfig, config_from_dict, config_to_dict
+from edgepack.distill.configs import DistillConfig
 from edgepack.distill.layer_map import LayerMatch, default_layer_map, make_projections
 from edgepack.distill.student import StudentConfig, make_student
+
+from edgepack.config import config_from_dict, config_to_dict
 from edgepack.errors import EdgepackError
 from edgepack.train import TrainConfig
 
@@ -28,7 +30,7 @@ def test_layer_map_features_and_projection_shapes():
     assert proj["hidden_1"].weight.shape == (384, 256)
     assert proj["hidden_1"](torch.zeros(2, 5, 256)).shape == (2, 5, 384)
     assert len(make_projections(m, 384, 384)) == 0
-    with pytest.raises(ValueError, match="unknown feature"):
+    with pytest.raises(EdgepackError, match="^feature must be one of hidden, attention, embedding, got 'logits'$"):
         LayerMatch(0, 0, "logits")
 
 
@@ -74,7 +76,7 @@ def test_configs_round_trip_through_json():
                         features=("hidden", "attention"), layer_map=(LayerMatch(5, 1, "hidden", 0.5),))
     back = config_from_dict(DistillConfig, json.loads(json.dumps(config_to_dict(cfg))))
     assert back == cfg
-    with pytest.raises(EdgepackError, match=r"unknown TrainConfig option\(s\) epoch; valid"):
+    with pytest.raises(EdgepackError, match=r"unknown DistillConfig option\(s\) train.epoch; valid"):
         config_from_dict(DistillConfig, {"train": {"epoch": 3}})
     with pytest.raises(EdgepackError, match="alpha_kd must be in"):
         DistillConfig(alpha_kd=1.5)

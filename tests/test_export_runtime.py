@@ -49,7 +49,7 @@ def test_manifest_of_export(cls_onnx, tiny_bert):
     assert cls_onnx.inputs[0]["shape"][0] != 1 and isinstance(cls_onnx.inputs[0]["shape"][1], str)  # dynamic
     assert cls_onnx.outputs[0]["name"] == "logits" and cls_onnx.outputs[0]["shape"][1] == 2
     assert cls_onnx.metrics["max_abs_diff"] < 1e-4
-    assert cls_onnx.extra["precision"] == "fp32" and cls_onnx.extra["max_length"] == 128
+    assert cls_onnx.runtime.precision == "fp32" and cls_onnx.runtime.max_length == 128
 
 
 def test_predictor_matches_torch_pipeline(cls_onnx, tiny_bert):
@@ -73,7 +73,7 @@ def test_embeddings_match_torch_mean_pooling(enc_onnx, tiny_encoder):
     ref = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1).numpy()
     got = Predictor.open(enc_onnx.path, batch_size=2).infer(SAMPLE_TEXTS)
     np.testing.assert_allclose(got, ref, atol=1e-5)
-    assert enc_onnx.extra["pooling"] == "mean" and enc_onnx.outputs[0]["name"] == "last_hidden_state"
+    assert enc_onnx.runtime.pooling == "mean" and enc_onnx.outputs[0]["name"] == "last_hidden_state"
 
 
 def test_fusion_is_validated_and_fuses_attention(cls_onnx, tmp_path):
@@ -81,7 +81,7 @@ def test_fusion_is_validated_and_fuses_attention(cls_onnx, tmp_path):
 
     fused = optimize_onnx(cls_onnx, tmp_path / "fused")
     assert fused.metrics["fused_ops"].get("Attention") == 2  # one per layer
-    assert fused.metrics["max_abs_diff"] < 1e-4 and fused.extra["fused"] is True
+    assert fused.metrics["max_abs_diff"] < 1e-4 and fused.runtime.fused is True
     a = Predictor.open(cls_onnx.path).infer(SAMPLE_TEXTS)
     b = Predictor.open(fused.path).infer(SAMPLE_TEXTS)
     np.testing.assert_allclose(a, b, atol=1e-5)

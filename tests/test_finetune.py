@@ -7,10 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill.batching import encode, pad_batch
 from edgepack.distill.configs import FinetuneConfig, LoraSettings
-from edgepack.distill.data import DataSpec
 from edgepack.distill.finetune import finetune
+
+from edgepack.batching import encode, pad_batch
+from edgepack.data import DataSpec
 from edgepack.errors import EdgepackError, MissingDependencyError
 from edgepack.testing import SAMPLE_TEXTS
 from edgepack.train import TrainConfig

@@ -6,7 +6,7 @@ import pytest
 from edgepack.export.triton_check import check_repository
 from edgepack.export.triton_pbtxt import parse_pbtxt
 
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_export_triton_cli(onnx_dir, tmp_path, capsys):
 
 def test_export_cli_errors_are_one_line(onnx_dir, tmp_path, capsys):
     assert main(["export", "triton", str(onnx_dir), str(tmp_path / "r"), "--preferred-batch", "64"]) == 2
-    assert "preferred batch sizes [64] must lie in 1..max_batch_size (32)" in capsys.readouterr().err
+    assert "preferred_batch_sizes: [64] must lie in 1..max_batch_size (32)" in capsys.readouterr().err
     assert main(["export", "tensorrt", str(onnx_dir), str(tmp_path / "e"), "--seq", "1,64,512"]) == 2
     assert "max sequence length 512 exceeds the model's max_length 128" in capsys.readouterr().err
     assert main(["export", "tensorrt", str(onnx_dir), str(tmp_path / "e"), "--batch", "8,1,4"]) == 2

@@ -6,7 +6,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-from edgepack.runtime.gpu_runners import OrtIoBindingRunner, TorchCudaRunner, ort_provider_options
+from edgepack.benchmarks.torch_cuda import TorchCudaRunner
+from edgepack.runtime.gpu_runners import OrtIoBindingRunner, ort_provider_options
 
 from edgepack.errors import EdgepackError
 
@@ -88,7 +89,8 @@ def test_cuda_provider_missing_is_a_clear_error(onnx_art):
 def test_registry_has_gpu_backends_and_auto_falls_back_to_cpu(onnx_art):
     from edgepack.runtime.backends import AUTO_ORDER, BACKENDS, open_runner
 
-    assert {"tensorrt", "ort-cuda", "ort-tensorrt", "torch-cuda"} <= set(BACKENDS)
+    assert {"tensorrt", "ort-cuda", "ort-tensorrt", "torch-cuda"} <= set(BACKENDS)  # torch-cuda: benchmarks
+    assert BACKENDS["torch-cuda"].formats == ("hf",)
     assert AUTO_ORDER.index("ort-cuda") < AUTO_ORDER.index("ort-cpu")
     assert BACKENDS["tensorrt"].formats == ("tensorrt",)
     runner = open_runner(onnx_art, "auto")

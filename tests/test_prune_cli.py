@@ -1,4 +1,4 @@
-"""`edgepack prune` / `prune-demo` on tiny models, and the lean import of the CLI module."""
+"""`edgepack prune` on tiny models, and the lean import of the CLI module (the demo: tests/test_examples.py)."""
 
 import json
 import subprocess
@@ -15,9 +15,8 @@ def test_cli_module_imports_without_torch():
 
 
 def test_flags_override_config_file(tmp_path):
+    from edgepack.pipeline.cli import build_parser
     from edgepack.prune.cli import _config
-
-    from edgepack.cli import build_parser
 
     cfg_file = tmp_path / "p.json"
     cfg_file.write_text(json.dumps({"ffn_fraction": 0.25, "recovery": {"steps": 5, "lr": 2e-5}}))
@@ -29,7 +28,7 @@ def test_flags_override_config_file(tmp_path):
 
 
 def test_cli_reports_bad_config_in_one_line(tiny_bert, tmp_path, capsys):
-    from edgepack.cli import main
+    from edgepack.pipeline.cli import main
 
     assert main(["prune", str(tiny_bert), str(tmp_path / "o"), "--ffn", "1.0"]) == 2
     assert "ffn_fraction must be in [0, 1)" in capsys.readouterr().err
@@ -38,8 +37,9 @@ def test_cli_reports_bad_config_in_one_line(tiny_bert, tmp_path, capsys):
 
 def test_cli_prunes_tiny_model_on_a_csv(tiny_bert, tmp_path, capsys):
     pytest.importorskip("torch")
+    from edgepack.pipeline.cli import main
+
     from edgepack.artifact import Artifact
-    from edgepack.cli import main
 
     data = tmp_path / "d.csv"
     rows = ["text,label"] + [f'"{t}",{"positive" if i % 2 else "negative"}' for i, t in enumerate(SAMPLE_TEXTS * 4)]
@@ -50,21 +50,3 @@ def test_cli_prunes_tiny_model_on_a_csv(tiny_bert, tmp_path, capsys):
     art = Artifact.open(tmp_path / "o")
     assert art.extra["ffn_size"] == 32 and sum(art.extra["heads_per_layer"]) == 6
     assert "accuracy" in capsys.readouterr().out
-
-
-def test_demo_writes_every_variant_and_a_table(tiny_bert, tmp_path):
-    pytest.importorskip("torch")
-    from edgepack.prune.api import TextData
-    from edgepack.prune.demo import demo_variants, format_table, run_demo
-
-    labels = [i % 2 for i in range(len(SAMPLE_TEXTS) * 4)]
-    data = TextData(SAMPLE_TEXTS * 4, labels, SAMPLE_TEXTS * 2, labels[:14], ["negative", "positive"])
-    res = run_demo(tiny_bert, tmp_path, data=data, recovery_steps=2, latency_runs=2)
-    assert set(res["variants"]) == set(demo_variants())
-    assert json.loads((tmp_path / "demo.json").read_text()) == res
-    v = res["variants"]
-    assert v["ffn50_recovered"]["ffn_size"] == 32 and sum(v["heads50_recovered"]["heads_per_layer"]) == 4
-    assert v["magnitude50"]["target_sparsity"] == pytest.approx(0.5, abs=1e-3)
-    assert v["two_four"]["gzip_bytes"] < v["two_four"]["size_bytes"]
-    assert all(r["speedup_b8"] > 0 for r in v.values())
-    assert "ffn50_recovered" in format_table(res)

@@ -66,8 +66,12 @@ def test_score_accuracy_agreement_and_cosine():
 
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     ref = np.array([[0.8, 0.2], [0.3, 0.7], [0.3, 0.7]])
-    assert score("text-classification", probs, ref, [0, 1, 1])[0] == pytest.approx(200 / 3)
-    assert score("text-classification", probs, ref, None)[0] == pytest.approx(200 / 3)  # agreement with ref
+    got = score("text-classification", probs, ref, [0, 1, 1])
+    assert got["accuracy"] == pytest.approx(200 / 3) and got["min_cosine"] is None
+    lo, hi = got["accuracy_ci95"]  # points, like the accuracy
+    assert 0 <= lo <= got["accuracy"] <= hi <= 100
+    assert score("text-classification", probs, ref, None)["accuracy"] == pytest.approx(200 / 3)  # agreement
     emb = np.array([[1.0, 0.0], [0.0, 2.0]])
-    acc, worst = score("feature-extraction", emb, np.array([[1.0, 0.0], [1.0, 1.0]]), None)
-    assert worst == pytest.approx(math.sqrt(0.5)) and acc == pytest.approx(100 * (1 + math.sqrt(0.5)) / 2)
+    got = score("feature-extraction", emb, np.array([[1.0, 0.0], [1.0, 1.0]]), None)
+    assert got["min_cosine"] == pytest.approx(math.sqrt(0.5))
+    assert got["accuracy"] == pytest.approx(100 * (1 + math.sqrt(0.5)) / 2)

@@ -21,11 +21,12 @@ def _logits(model, tok):
 
 def test_torch_dynamic_int8_round_trip_sqnr(tiny_bert, tmp_path):
     from edgepack.hf import load_model
-    from edgepack.quantize.graph import sqnr_db
+    from edgepack.compare import sqnr_db
     from edgepack.quantize.torch_quant import QWEIGHTS, load_quantized_torch, quantize_torch
 
     art = quantize_torch(tiny_bert, tmp_path / "tq")
-    assert art.format == "torch-quantized" and art.extra["precision"] == "torch-dynamic-int8"
+    assert art.format == "torch-quantized" and art.runtime.precision == "int8-dynamic"
+    assert art.runtime.quantization == "torch-dynamic-int8"
     assert art.file("weights").name == QWEIGHTS and art.metrics["quantized_ops"] == 13  # 6 Linear x 2 layers + pooler
     lm = load_model(tiny_bert)
     ref = _logits(lm.model, lm.tokenizer)
@@ -37,10 +38,10 @@ def test_torch_dynamic_int8_round_trip_sqnr(tiny_bert, tmp_path):
 
 def test_torch_quant_bad_method(tiny_bert, tmp_path):
     from edgepack.errors import EdgepackError
-    from edgepack.quantize.torch_quant import TorchQuantConfig, quantize_torch
+    from edgepack.quantize.torch_quant import TorchQuantConfig
 
-    with pytest.raises(EdgepackError, match="unknown torch quantization method 'int2'"):
-        quantize_torch(tiny_bert, tmp_path / "x", TorchQuantConfig(method="int2"))
+    with pytest.raises(EdgepackError, match="^method must be one of torch-dynamic-int8, bnb-int8, bnb-nf4, got 'int2'$"):
+        TorchQuantConfig(method="int2")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed")
@@ -56,7 +57,7 @@ def test_bitsandbytes_missing_is_a_clear_error(tiny_bert, tmp_path):
 def test_bitsandbytes_save_and_load(tiny_bert, tmp_path, method):
     pytest.importorskip("bitsandbytes")
     from edgepack.hf import load_model
-    from edgepack.quantize.graph import sqnr_db
+    from edgepack.compare import sqnr_db
     from edgepack.quantize.torch_quant import TorchQuantConfig, load_quantized_torch, quantize_torch
 
     art = quantize_torch(tiny_bert, tmp_path / method, TorchQuantConfig(method=method))

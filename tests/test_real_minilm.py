@@ -7,7 +7,7 @@ pytestmark = pytest.mark.slow
 
 
 def real_sentences(n=64):
-    from edgepack.distill.data import example_spec, load_data
+    from edgepack.data import example_spec, load_data
 
     data = load_data(example_spec())
     return data.val_texts[:n]
@@ -20,10 +20,10 @@ def test_minilm_embeddings_match_torch(minilm_path, tmp_path):
     from edgepack.runtime import Predictor
 
     art = export_onnx(minilm_path, tmp_path / "onnx")
-    assert art.task == "feature-extraction" and art.extra["hidden_size"] == 384
+    assert art.task == "feature-extraction" and art.runtime.hidden_size == 384
     texts = real_sentences()
     lm = load_model(minilm_path)
-    enc = lm.tokenizer(texts, padding=True, truncation=True, max_length=art.extra["max_length"], return_tensors="pt")
+    enc = lm.tokenizer(texts, padding=True, truncation=True, max_length=art.runtime.max_length, return_tensors="pt")
     with torch.inference_mode():
         h = lm.model(**enc).last_hidden_state
     m = enc["attention_mask"].unsqueeze(-1).float()

@@ -144,11 +144,13 @@ class Killed(Exception):
 
 
 def test_recovery_resumes_after_interrupt_to_the_same_weights(tiny_bert, tmp_path):
-    from edgepack.prune.api import TextData, prune
+    from edgepack.prune.api import prune
     from edgepack.prune.config import PruneConfig, RecoveryConfig
     from safetensors.torch import load_file
 
-    data = TextData(SAMPLE_TEXTS * 4, LABELS * 4, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
+    from edgepack.data import Dataset
+
+    data = Dataset(SAMPLE_TEXTS * 4, LABELS * 4, SAMPLE_TEXTS, LABELS, ["negative", "positive"])
     # 28 texts in batches of 4 = 7 steps per epoch, 12 steps = 2 epochs; removed neurons and masks both
     rec = RecoveryConfig(steps=12, batch_size=4, lr=1e-2, checkpoint_every=4)
     cfg = PruneConfig(ffn_fraction=0.5, sparsity=0.3, latency_runs=0, recovery=rec)

@@ -124,7 +124,8 @@ def test_health_model_and_openapi(server, tiny_onnx):
     manifest = json.loads((tiny_onnx / "manifest.json").read_text())
     assert status == 200 and model["labels"] == ["negative", "positive"] and model["format"] == "onnx"
     assert model["files"]["model"]["sha256"] == manifest["files"]["model"]["sha256"]
-    assert model["serving"]["max_batch"] == 8 and "torch_source" not in model["extra"]
+    assert model["serving"]["max_batch"] == 8 and "torch_source" not in model["runtime"]
+    assert model["runtime"]["max_length"] == 128
     status, _, spec = server.call("GET", "/openapi.json")
     req = spec["components"]["schemas"]["PredictRequest"]["properties"]["texts"]
     assert status == 200 and spec["openapi"].startswith("3.")

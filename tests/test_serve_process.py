@@ -19,7 +19,7 @@ pytest.importorskip("uvicorn")
 # Runs the real CLI, then reports which heavy modules the process had imported.
 WRAPPER = """
 import json, sys
-from edgepack.cli import main
+from edgepack.pipeline.cli import main
 rc = main(sys.argv[1:])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "optimum", "peft"))
 print("HEAVY_MODULES=" + json.dumps(heavy), flush=True)
@@ -131,7 +131,7 @@ def test_serving_process_imports_no_torch_and_drains_on_sigterm(tiny_onnx):
 def test_cli_errors_are_one_line(tiny_onnx, args, message):
     args = [a.format(art=tiny_onnx) for a in args]
     r = subprocess.run(
-        [sys.executable, "-m", "edgepack.cli", "serve", *args],
+        [sys.executable, "-m", "edgepack.pipeline.cli", "serve", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -149,7 +149,7 @@ def test_cli_refuses_a_torch_artifact(tmp_path):
             stage="finetune", format="hf", task="text-classification", files={"weights": "model.safetensors"}
         )
     r = subprocess.run(
-        [sys.executable, "-m", "edgepack.cli", "serve", str(art.path)],
+        [sys.executable, "-m", "edgepack.pipeline.cli", "serve", str(art.path)],
         capture_output=True,
         text=True,
         check=False,

@@ -74,11 +74,11 @@ def test_config_dims_drop_batch_axis_and_refuse_fixed_batch():
 
 
 def test_triton_config_validation():
-    with pytest.raises(EdgepackError, match="preferred batch sizes"):
+    with pytest.raises(EdgepackError, match=r"^preferred_batch_sizes: \[16\] must lie in 1..max_batch_size \(8\)$"):
         TritonConfig(max_batch_size=8, preferred_batch_sizes=(4, 16))
-    with pytest.raises(EdgepackError, match="model name"):
+    with pytest.raises(EdgepackError, match="^model_name may only use letters, digits, _ . -, got 'a b'$"):
         TritonConfig(model_name="a b")
-    with pytest.raises(EdgepackError, match="needs max_batch_size"):
+    with pytest.raises(EdgepackError, match="^max_batch_size must be >= 1 for the tokenizer ensemble"):
         TritonConfig(max_batch_size=0, preferred_batch_sizes=())
 
 
@@ -225,12 +225,11 @@ def test_demo_minilm_repository_passes_check(minilm_path, tmp_path):
     assert [o["name"] for o in ens["output"]] == ["last_hidden_state", "attention_mask"]
 
 
-def _trt_artifact(onnx_art, tmp_path, max_batch=16):
+def _trt_artifact(onnx_art, tmp_path, max_batch=16, profiles=None):
     """A tensorrt-format artifact as build_engine writes it (engine IO int32, one profile). The plan bytes
     are a placeholder: only config generation is exercised, no engine is loaded."""
-    from edgepack.export.trt_profiles import ShapeRange
-
     from edgepack.artifact import ArtifactWriter
+    from edgepack.contract import ShapeRange
 
     with ArtifactWriter(tmp_path / "trt") as w:
         (w.dir / "model.plan").write_bytes(b"placeholder")
@@ -243,8 +242,61 @@ def _trt_artifact(onnx_art, tmp_path, max_batch=16):
             inputs=[{**i, "dtype": "int32"} for i in onnx_art.inputs],
             outputs=onnx_art.outputs,
             files={"engine": "model.plan", "tokenizer": "tokenizer.json"},
-            extra={**onnx_art.extra, "profiles": [ShapeRange(1, 8, max_batch, 1, 64, 128).to_dict()]},
+            runtime=onnx_art.runtime.replace(profiles=profiles or (ShapeRange(1, 8, max_batch, 1, 64, 128),)),
         )
+
+
+def test_multi_profile_engine_lists_every_profile_and_the_checker_verifies_it(onnx_cls, tmp_path):
+    from edgepack.contract import ShapeRange
+
+    buckets = (ShapeRange(1, 8, 16, 1, 16, 32), ShapeRange(1, 8, 16, 33, 64, 96), ShapeRange(1, 8, 16, 97, 128, 128))
+    trt = _trt_artifact(onnx_cls, tmp_path, profiles=buckets)
+    repo = export_triton(trt, tmp_path / "repo", TritonConfig(model_name="eng", max_batch_size=16,
+                                                               preferred_batch_sizes=(16,), gpus=(0, 1)))
+    cfg_path = repo.path / "eng/config.pbtxt"
+    cfg = parse_pbtxt(cfg_path.read_text())
+    assert [g["profile"] for g in cfg["instance_group"]] == [["0", "1", "2"]]
+    assert check_repository(repo.path) == []
+    text = cfg_path.read_text()
+    cfg_path.write_text(text.replace('profile: [ "0", "1", "2" ]', 'profile: [ "0" ]'))
+    assert any("3 optimization profiles but instance_group 0 lists ['0']" in e for e in check_repository(repo.path))
+    cfg_path.write_text(text.replace('profile: [ "0", "1", "2" ]\n', ""))
+    assert any("Triton then uses profile 0 only" in e for e in check_repository(repo.path))
+    cfg_path.write_text(text.replace('"2" ]', '"7" ]'))
+    assert any("profiles ['7'] the engine does not have" in e for e in check_repository(repo.path))
+    single = export_triton(_trt_artifact(onnx_cls, tmp_path / "one"), tmp_path / "r1",
+                           TritonConfig(model_name="one", max_batch_size=16, preferred_batch_sizes=(16,)))
+    assert "profile" not in parse_pbtxt((single.path / "one/config.pbtxt").read_text())["instance_group"][0]
+
+
+def test_readme_client_snippets_define_what_they_use(onnx_cls, tmp_path):
+    import ast
+    import builtins
+
+    for tok in ("client", "ensemble"):
+        art = export_triton(onnx_cls, tmp_path / tok, TritonConfig(model_name="m", tokenizer=tok, instance_kind="cpu"))
+        readme = (art.path / "README.md").read_text()
+        blocks, cur = [], []
+        for line in readme.splitlines() + [""]:
+            if line.startswith("    ") and not line.strip().startswith(("docker", "-v", "tritonserver")):
+                cur.append(line[4:])
+            elif cur:
+                blocks.append("\n".join(cur))
+                cur = []
+        code = [b for b in blocks if "infer(" in b]
+        assert code, readme
+        for block in code:  # each snippet runs on its own: every name it reads is imported or assigned first
+            tree = ast.parse(block)
+            defined = set(dir(builtins))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    defined.add(node.id)
+                elif isinstance(node, ast.comprehension):
+                    defined |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+            used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            assert used <= defined, (tok, sorted(used - defined), block)
 
 
 def test_tensorrt_plan_repository(onnx_cls, tmp_path):

@@ -1,29 +1,28 @@
-"""TensorRT engine export: graph checks, INT8 planning, manifest compatibility checks (CPU), and the
-engine build/run itself (marked ``tensorrt`` + ``gpu``; skipped where TensorRT or a GPU is missing)."""
+"""TensorRT engines: graph checks and INT8 planning (export), compatibility checks of the recorded
+environment and profile read-back (runtime), on CPU; the engine build/run itself (marked ``tensorrt`` + ``gpu``; skipped where TensorRT or a GPU is missing)."""
 
 import importlib.util
 import json
 
 import numpy as np
 import pytest
-from edgepack.export.trt_engine import (
+from edgepack.export.trt_engine import TrtBuildConfig, build_engine, plan_int8
+from edgepack.export.trt_graph import count_2to4_weights, inspect_onnx_for_trt, is_2to4_sparse
+from edgepack.runtime.trt_engine import (
     RuntimeEnv,
-    TrtBuildConfig,
-    build_engine,
     check_engine_compatibility,
     engine_profiles,
     load_engine,
     parse_nvidia_smi,
-    plan_int8,
 )
-from edgepack.export.trt_graph import count_2to4_weights, inspect_onnx_for_trt, is_2to4_sparse
-from edgepack.export.trt_profiles import ShapeRange
 
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter
+from edgepack.contract import RuntimeContract, ShapeRange
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 H100 = RuntimeEnv("10.3.0", "NVIDIA H100 80GB HBM3", "9.0")
+H100_RT = RuntimeContract(**H100.contract_fields())
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,8 @@ def onnx_art(tiny_bert, tmp_path_factory):
     return export_onnx(tiny_bert, tmp_path_factory.mktemp("trt") / "onnx")
 
 
-def _engine_artifact(tmp_path, extra):
-    """A tensorrt-format artifact whose manifest carries ``extra`` (the plan bytes are never parsed here)."""
+def _engine_artifact(tmp_path, runtime):
+    """A tensorrt-format artifact with runtime contract ``runtime`` (the plan bytes are never parsed here)."""
     with ArtifactWriter(tmp_path / "engine") as w:
         (w.dir / "model.plan").write_bytes(b"plan")
         return w.commit(
@@ -42,15 +41,15 @@ def _engine_artifact(tmp_path, extra):
             format="tensorrt",
             task="text-classification",
             files={"engine": "model.plan"},
-            extra=extra,
+            runtime=runtime,
         )
 
 
 # --- compatibility -------------------------------------------------------------------------------
 def test_compatible_engine_passes_and_same_arch_other_gpu_warns():
-    assert check_engine_compatibility(H100.to_extra(), H100) == []
+    assert check_engine_compatibility(H100_RT, H100) == []
     other = RuntimeEnv("10.3.0", "NVIDIA H200", "9.0")
-    (warning,) = check_engine_compatibility(H100.to_extra(), other)
+    (warning,) = check_engine_compatibility(H100_RT, other)
     assert "built on NVIDIA H100 80GB HBM3 and runs on NVIDIA H200" in warning
 
 
@@ -58,11 +57,11 @@ def test_mismatched_engine_is_refused_with_a_clear_error():
     with pytest.raises(
         ArtifactError, match=r"built with TensorRT 10.3.0 but this process has TensorRT 10.8.0"
     ):
-        check_engine_compatibility(H100.to_extra(), RuntimeEnv("10.8.0", H100.gpu_name, "9.0"))
+        check_engine_compatibility(H100_RT, RuntimeEnv("10.8.0", H100.gpu_name, "9.0"))
     with pytest.raises(ArtifactError, match=r"compute capability 9.0\) but this GPU is NVIDIA A100.*8.0"):
-        check_engine_compatibility(H100.to_extra(), RuntimeEnv("10.3.0", "NVIDIA A100-SXM4-80GB", "8.0"))
+        check_engine_compatibility(H100_RT, RuntimeEnv("10.3.0", "NVIDIA A100-SXM4-80GB", "8.0"))
     with pytest.raises(ArtifactError, match="does not record 'compute_capability'"):
-        check_engine_compatibility({"tensorrt_version": "10.3.0", "gpu_name": "x"}, H100)
+        check_engine_compatibility(RuntimeContract(tensorrt_version="10.3.0", gpu_name="x"), H100)
 
 
 def test_parse_nvidia_smi():
@@ -73,13 +72,15 @@ def test_parse_nvidia_smi():
 
 def test_engine_profiles_read_back_from_manifest(tmp_path):
     ranges = [ShapeRange(1, 4, 8, 1, 16, 32), ShapeRange(1, 4, 8, 33, 64, 128)]
-    art = _engine_artifact(tmp_path, {**H100.to_extra(), "profiles": [r.to_dict() for r in ranges]})
+    art = _engine_artifact(tmp_path, H100_RT.replace(profiles=tuple(ranges)))
     assert engine_profiles(Artifact.open(art.path)) == ranges
+    with pytest.raises(ArtifactError, match="records no optimization 'profiles'"):
+        engine_profiles(_engine_artifact(tmp_path, H100_RT))
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
 def test_opening_an_engine_without_tensorrt_is_one_clear_line(tmp_path):
-    art = _engine_artifact(tmp_path, H100.to_extra())
+    art = _engine_artifact(tmp_path, H100_RT)
     with pytest.raises(
         MissingDependencyError, match=r"running a TensorRT engine needs the 'tensorrt' package"
     ):
@@ -134,13 +135,12 @@ def test_plan_int8_modes(onnx_art, tmp_path):
 
 
 def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
-
-    rng = np.random.default_rng(0)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
+            rng = np.random.default_rng(0)
             self.it = iter(
                 [
                     {
@@ -163,11 +163,22 @@ def test_plan_int8_qdq_and_fused_graphs(onnx_art, tmp_path):
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul"],
     )
-    report = inspect_onnx_for_trt(qdq)
-    assert report.has_qdq
-    assert plan_int8(report, TrtBuildConfig(precision="int8"), False) == "qdq"
+    report = inspect_onnx_for_trt(qdq)  # ORT's default: asymmetric uint8 activations
+    assert report.has_qdq and report.asymmetric_qdq
+    with pytest.raises(EdgepackError, match=r"asymmetrically .*TensorRT refuses.*--methods static-int8-trt"):
+        plan_int8(report, TrtBuildConfig(precision="int8"), False)
     with pytest.raises(EdgepackError, match="Q/DQ .* --precision int8"):
         plan_int8(report, TrtBuildConfig(precision="fp16"), False)
+
+    sym = tmp_path / "sym.onnx"  # what the static-int8-trt preset asks ORT for
+    quantize_static(
+        str(onnx_art.file("model")), str(sym), Reader(), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"], activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    report = inspect_onnx_for_trt(sym)
+    assert report.has_qdq and report.asymmetric_qdq == ()
+    assert plan_int8(report, TrtBuildConfig(precision="int8"), False) == "qdq"
 
     qop = tmp_path / "qop.onnx"
     quantize_static(
@@ -231,7 +242,7 @@ def _feeds(batch, seq, seed=0):
 @pytest.mark.parametrize("precision,atol", [("fp32", 1e-4), ("fp16", 2e-2)])
 def test_engine_matches_onnx_runtime(onnx_art, tmp_path, precision, atol):
     pytest.importorskip("tensorrt")
-    from edgepack.runtime.gpu_runners import TensorRTRunner
+    from edgepack.runtime.trt_engine import TensorRTRunner
 
     cfg = TrtBuildConfig(
         precision=precision,
@@ -240,9 +251,8 @@ def test_engine_matches_onnx_runtime(onnx_art, tmp_path, precision, atol):
         timing_cache=str(tmp_path / "timing.cache"),
     )
     art = build_engine(onnx_art, tmp_path / "engine", cfg)
-    assert (
-        art.extra["tensorrt_version"] and art.extra["compute_capability"] and len(art.extra["profiles"]) == 2
-    )
+    assert art.runtime.tensorrt_version and art.runtime.compute_capability and len(art.runtime.profiles) == 2
+    assert art.runtime.precision == precision
     assert (tmp_path / "timing.cache").stat().st_size > 0
     runner = TensorRTRunner(art)
     for b, t in ((1, 5), (8, 16), (3, 40)):  # profile 0, 0, 1
@@ -261,7 +271,8 @@ def test_int8_calibration_writes_and_reuses_cache(onnx_art, tmp_path):
     texts = SAMPLE_TEXTS * 8
     cfg = TrtBuildConfig(precision="int8", shapes=ShapeRange(1, 4, 8, 1, 32, 64), calib_batch_size=4)
     art = build_engine(onnx_art, tmp_path / "int8", cfg, calibration_texts=texts)
-    assert art.extra["int8_mode"] == "calibrate" and art.has("calibration_cache")
+    assert art.runtime.int8_mode == "calibrate" and art.has("calibration_cache")
+    assert art.runtime.precision == "int8-static"
     again = build_engine(
         onnx_art,
         tmp_path / "int8b",
@@ -269,7 +280,7 @@ def test_int8_calibration_writes_and_reuses_cache(onnx_art, tmp_path):
             precision="int8", shapes=cfg.shapes, calibration_cache=str(art.file("calibration_cache"))
         ),
     )
-    assert again.extra["int8_mode"] == "cache"
+    assert again.runtime.int8_mode == "cache"
 
 
 @pytest.mark.tensorrt
@@ -278,7 +289,7 @@ def test_engine_from_another_tensorrt_version_is_refused(onnx_art, tmp_path):
     pytest.importorskip("tensorrt")
     art = build_engine(onnx_art, tmp_path / "engine", TrtBuildConfig(shapes=ShapeRange(1, 1, 2, 1, 8, 16)))
     m = json.loads((art.path / "manifest.json").read_text())
-    m["extra"]["tensorrt_version"] = "8.6.1"
+    m["runtime"]["tensorrt_version"] = "8.6.1"
     (art.path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="built with TensorRT 8.6.1"):
         load_engine(Artifact.open(art.path))

@@ -3,19 +3,16 @@
 import numpy as np
 import pytest
 from edgepack.export.trt_profiles import (
-    ShapeRange,
     bucketed_ranges,
     calibration_batches,
     check_against_model,
-    input_profiles,
-    ort_trt_profile_options,
-    parse_range,
-    select_profile,
     trtexec_shape_flags,
 )
+from edgepack.runtime.trt_profiles import input_profiles, ort_trt_profile_options, parse_range, select_profile
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgepack.contract import ShapeRange
 from edgepack.errors import EdgepackError
 
 INPUTS = [

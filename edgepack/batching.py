@@ -1,13 +1,17 @@
-"""Tokenize once, batch by similar length, pad each batch only to its own longest text.
+"""The one tokenize / pad / batch path for torch models, in training and in evaluation.
 
-Review snippets are short (median ~26 tokens) and padding to a fixed length wastes most of the
-compute on CPU, so batches are built from length-sorted pools (seeded, reshuffled each epoch) and
-padded dynamically.
+Tokenize once (``encode``), batch by similar length, pad each batch only to its own longest text
+(``pad_batch``). Review snippets are short (median ~26 tokens) and padding to a fixed length wastes
+most of the compute on CPU, so training batches are built from length-sorted pools (seeded, reshuffled
+each epoch) and padded dynamically. ``batches`` walks texts in input order (importance scoring,
+evaluation, same-batch latency). torch is imported inside the functions that build tensors; the lean
+runtime has its own numpy encoder (``edgepack.runtime.text``).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +58,20 @@ def pad_batch(enc: Encoded, idx: list[int]) -> dict:
     return out
 
 
+def batches(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None, batch_size: int,
+            max_length: int) -> Iterator[tuple[dict, Any]]:
+    """Yield (padded batch dict (B, L), label tensor (B,) or None) over ``texts`` in input order.
+
+    Each batch is tokenized (truncated to ``max_length``) and padded to its own longest text.
+    """
+    import torch
+
+    for s in range(0, len(texts), batch_size):
+        enc = encode(tokenizer, list(texts[s:s + batch_size]), None, max_length)
+        y = torch.tensor(list(labels[s:s + batch_size])) if labels is not None else None
+        yield pad_batch(enc, list(range(len(enc)))), y
+
+
 def batch_plan(lengths: list[int], batch_size: int, seed: int, epoch: int, pool: int = 50) -> list[list[int]]:
     """Seeded batches for one epoch: shuffle, sort pools of ``pool`` batches by length, shuffle batches.
 
@@ -94,10 +112,10 @@ def predict_logits(model: Any, enc: Encoded, batch_size: int = 64, device: Any =
 
 
 def classification_metrics(logits: Any, labels: list[int], num_classes: int) -> dict:
-    """accuracy and macro_f1 (edgepack.metrics) of argmax(logits) against ``labels``."""
+    """accuracy and macro_f1 (edgepack.scoring) of argmax(logits) against ``labels``."""
     import numpy as np
 
-    from edgepack.metrics import accuracy, macro_f1
+    from edgepack.scoring import accuracy, macro_f1
 
     pred = logits.argmax(-1).numpy()
     gold = np.asarray(labels)

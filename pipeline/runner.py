@@ -1,6 +1,7 @@
-"""Run a recipe stage by stage, resuming what is already done.
+"""Run a recipe's passes in order, resuming what is already done, then write the report.
 
-Each stage writes its artifact to ``OUTPUT/<stage>``. A stage is skipped when ``OUTPUT/pipeline-state.json``
+``Pipeline`` runs generic stages; ``run_recipe`` turns a recipe's steps into stages over the pass registry
+(``edgepack.pipeline.passes``). Each stage writes its artifact to ``OUTPUT/<stage>``. A stage is skipped when ``OUTPUT/pipeline-state.json``
 records the same key for it (a hash of its config and of its parent's manifest) and its artifact still
 opens with valid checksums and the recorded manifest hash. Deleting a stage's folder therefore recomputes
 that stage, and, because its new manifest differs, every stage after it.
@@ -11,9 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from edgepack.pipeline.passes import PASSES
+from edgepack.pipeline.recipe import INPUT, Recipe, Step, resolve_model
 
 from edgepack import __version__
 from edgepack.artifact import Artifact, ArtifactError, _atomic_write_text, _jsonable
@@ -27,6 +32,7 @@ class Stage:
     parent: str | None  # name of the stage whose artifact this one reads (None: the recipe's input)
     config: Any  # JSON-able description of everything that changes the result (or a callable giving it)
     run: Callable[[Artifact | None, Path], Artifact | Path]  # (parent artifact, out dir) -> artifact
+    kind: str = ""  # the pass it runs, shown in the progress lines
 
 
 class Pipeline:
@@ -72,7 +78,7 @@ class Pipeline:
                 self.results[stage.name] = done
                 self.timings[stage.name] = {"seconds": self.state[stage.name].get("seconds"), "skipped": True}
                 continue
-            self.log(f"[{i}/{total}] {stage.name}: running")
+            self.log(f"[{i}/{total}] {stage.name}: running{f' ({stage.kind})' if stage.kind else ''}")
             t0 = time.perf_counter()
             parent = self.results.get(stage.parent) if stage.parent else None
             result = stage.run(parent, self.output / stage.name)
@@ -88,3 +94,48 @@ class Pipeline:
             _atomic_write_text(self.state_path, json.dumps(self.state, indent=2) + "\n")
             self.log(f"[{i}/{total}] {stage.name}: finished in {seconds:.0f} s")
         return self.results
+
+
+def _stage(step: Step, recipe: Recipe, model: str, pipe: Pipeline) -> Stage:
+    """The resumable stage for one recipe step: its key covers the pass, its config, its parent's manifest,
+    the data (for passes that read it) and the teacher's manifest (for passes that learn from one)."""
+    spec = PASSES[step.kind]
+
+    def teacher() -> Artifact | str | None:
+        if step.teacher is None:
+            return None
+        return model if step.teacher == INPUT else pipe.results[step.teacher]
+
+    def key() -> dict:
+        t = teacher()
+        return {"pass": step.kind, "cfg": step.config, "data": recipe.data if spec.uses_data else None,
+                "model": recipe.model if step.parent is None else None,
+                "teacher": t.manifest_sha256() if isinstance(t, Artifact) else t}
+
+    def run(parent: Artifact | None, out: Path) -> Artifact:
+        t = teacher()
+        return spec.run(parent if parent is not None else model, step.config, out, data=recipe.data,
+                        teacher=t.path if isinstance(t, Artifact) else t)
+
+    return Stage(step.name, step.parent, key, run, kind=step.kind)
+
+
+def run_recipe(recipe: Recipe, log: Callable[[str], None] = print, report: bool = True) -> dict[str, Any]:
+    """Run (or resume) every pass of ``recipe``, then benchmark and write the report into its output.
+
+    Returns ``{"results": {step: Artifact}, "timings": {step: {"seconds", "skipped"}}, "output": Path}``.
+    """
+    model = resolve_model(recipe.model)
+    pipe = Pipeline(recipe.output, log=log)
+    stages = [_stage(s, recipe, model, pipe) for s in recipe.steps]
+    if report:
+        from edgepack.pipeline.report import write_report
+
+        def report_key() -> dict:  # evaluated when the report stage is reached: every artifact exists then
+            arts = {n: (a.manifest_sha256() if isinstance(a, Artifact) else str(a)) for n, a in pipe.results.items()}
+            return {"artifacts": arts, "bench": recipe.bench, "goals": recipe.goals, "data": recipe.data}
+
+        stages.append(Stage("report", None, report_key,
+                            lambda p, out: write_report(recipe, model, pipe.results, pipe.timings, out)))
+    results = pipe.run(stages)
+    return {"results": results, "timings": pipe.timings, "output": Path(recipe.output)}

@@ -10,8 +10,9 @@ distills four students with the same seed and step budget:
                   through learned 256->384 projections
 
 and measures parameter counts and torch-eager CPU latency (batch 1 and 8, one process, models
-interleaved) as student/teacher ratios. Artifacts already present with the same config are reused,
-so the demo can be resumed. ``python -m edgepack.distill.demo OUT_DIR`` runs it from a shell.
+interleaved with ``edgepack.timing``'s protocol) as student/teacher ratios. Artifacts already present
+with the same config are reused, so the demo can be resumed. ``python examples/distill_demo.py OUT_DIR``
+runs it from a shell. An example script, not package code: it is not installed with edgepack.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgepack.artifact import Artifact, is_artifact
-from edgepack.distill.configs import DistillConfig, FinetuneConfig, config_to_dict
-from edgepack.distill.data import example_spec
+from edgepack.distill.configs import DistillConfig, FinetuneConfig
 from edgepack.distill.student import StudentConfig
+
+from edgepack.artifact import Artifact, is_artifact
+from edgepack.config import config_to_dict
+from edgepack.data import example_spec
 from edgepack.train import TrainConfig
 
 
@@ -84,30 +87,21 @@ def _reusable(path: Path, cfg) -> Artifact | None:
 
 
 def latency_ms(models: dict, tokenizer, texts: list[str], batch_size: int, runs: int) -> dict[str, float]:
-    """Median torch-eager latency (ms) per model for ``batch_size`` texts padded to their longest,
-    interleaving the models run by run so machine load affects them alike."""
-    import statistics
-
-    import torch
+    """p50 torch-eager latency (ms) per model for ``batch_size`` texts padded to their longest: ``runs``
+    batches timed once per model, the models taking turns (``edgepack.timing``, as ``edgepack bench``)."""
+    from edgepack.timing import TimingProtocol, time_torch_models
 
     batches = [texts[i:i + batch_size] for i in range(0, batch_size * runs, batch_size)]
-    feeds = [tokenizer(b, padding=True, truncation=True, max_length=64, return_tensors="pt") for b in batches]
-    times: dict[str, list[float]] = {k: [] for k in models}
-    with torch.inference_mode():
-        for m in models.values():  # warm-up
-            m.eval()(**feeds[0])
-        for f in feeds:
-            for name, m in models.items():
-                t = time.perf_counter_ns()
-                m(**f)
-                times[name].append((time.perf_counter_ns() - t) / 1e6)
-    return {k: statistics.median(v) for k, v in times.items()}
+    feeds = [tokenizer(b, padding=True, truncation=True, max_length=64, return_tensors="pt") for b in batches if b]
+    timed = time_torch_models(models, [dict(f) for f in feeds], TimingProtocol(warmup=1, repeats=1))
+    return {k: s["p50_ms"] for k, s in timed.summaries().items()}
 
 
 def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig = DemoConfig(), base_model: str | None = None) -> dict:
     """Run (or resume) the demo; write ``out_dir/demo_results.json`` and return the results dict."""
     from edgepack.distill.api import distill
     from edgepack.distill.finetune import finetune
+
     from edgepack.hf import load_model
 
     out = Path(out_dir).expanduser().resolve()
@@ -136,7 +130,7 @@ def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig = DemoConfig(), base_mo
 
     lm_t = load_model(teacher.path)
     models = {"teacher": lm_t.model, **{k: load_model(a.path).model for k, a in arts.items()}}
-    from edgepack.distill.data import load_data
+    from edgepack.data import load_data
 
     texts = load_data(data).val_texts
     lat = {b: latency_ms(models, lm_t.tokenizer, texts, b, cfg.latency_runs) for b in (1, 8)}
@@ -173,7 +167,18 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    res = run_demo(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Fine-tune a MiniLM teacher and distill four students from it; "
+                                 "print accuracy and latency ratios (resumes finished artifacts).")
+    ap.add_argument("out", nargs="?", default="runs/demo", help="output folder (default runs/demo)")
+    args = ap.parse_args(argv)
+    res = run_demo(args.out)
     print(format_table(res))
     print(json.dumps({k: res[k] for k in ("checks", "wall_seconds_this_run", "stage_seconds_this_run")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

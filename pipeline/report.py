@@ -1,5 +1,8 @@
 """The report a person reads first: teacher -> student -> pruned -> INT8, measured in one process.
 
+Called by the runner (``edgepack.pipeline.runner.run_recipe``) with every step's artifact by step name; it
+picks what to compare by the recipe's passes, and checks the recipe's ``goals`` (none: no goal lines).
+
 Writes ``report.md``, ``report.json`` and ``accuracy_vs_latency.png`` (one point per artifact, the Pareto
 front drawn) into the report folder. Accuracy is on the whole validation split with a 95% bootstrap
 interval; latency is measured on real validation texts by ``edgepack.benchmarks.suite`` with every target
@@ -16,30 +19,48 @@ from typing import Any
 from edgepack.artifact import Artifact, _atomic_write_text, _jsonable
 
 TEACHER = "teacher (torch fp32)"
+PEER_TEACHER = "peer: optimum INT8 of the teacher"
 
 
-def report_targets(recipe: Any, pipe: Any, roles: dict, work: Path) -> list:
-    """The artifacts to compare, teacher first, plus the peer path a user would otherwise take."""
+def report_targets(recipe: Any, model: str, results: dict, work: Path) -> tuple[list, dict[str, str]]:
+    """The artifacts to compare, teacher first, plus the peer path a user would otherwise take.
+
+    Artifacts are found by the recipe's steps and their passes: the teacher is the last ``finetune``
+    output (else the recipe's model); each ``distill``/``prune`` output is a torch target; the last fp32
+    ONNX (``onnx``/``fuse``) and the last ``quantize`` output are ONNX targets. Returns the targets and
+    ``{"final": label}``, the label of the last edgepack ONNX target (the one the goals are checked on).
+    """
     from edgepack.benchmarks.suite import Target
 
-    res = pipe.results
-    teacher = str(res[roles["teacher"]].path) if roles["teacher"] else roles["base"]
+    steps = recipe.steps
+    tuned = [s.name for s in steps if s.kind == "finetune"]
+    teacher = str(results[tuned[-1]].path) if tuned else model
+    subject = "student" if any(s.kind == "distill" for s in steps) else "teacher"
     targets = [Target.torch(TEACHER, teacher)]
-    if "student" in res:
-        targets.append(Target.torch("student (torch fp32)", res["student"].path))
-    if "pruned" in res:
-        targets.append(Target.torch("pruned student (torch fp32)", res["pruned"].path))
-    fp32 = res.get("fused") or res["onnx"]
-    targets.append(Target.onnx("student ONNX fp32 (edgepack)", fp32.path))
-    if "int8" in res:
-        targets.append(Target.onnx("student ONNX INT8 (edgepack)", res["int8"].path))
+    final_torch, fp32, int8 = teacher, None, None
+    for s in steps:
+        if s.kind in ("distill", "prune"):
+            label = {"student": "student", "pruned": f"pruned {subject}"}.get(s.name, s.name)
+            targets.append(Target.torch(f"{label} (torch fp32)", results[s.name].path))
+            final_torch = results[s.name].path
+        elif s.kind in ("onnx", "fuse"):
+            fp32 = results[s.name].path
+        elif s.kind == "quantize":
+            int8 = results[s.name].path
+    roles: dict[str, str] = {}
+    if fp32 is not None:
+        roles["final"] = f"{subject} ONNX fp32 (edgepack)"
+        targets.append(Target.onnx(roles["final"], fp32))
+    if int8 is not None:
+        roles["final"] = f"{subject} ONNX INT8 (edgepack)"
+        targets.append(Target.onnx(roles["final"], int8))
     if recipe.bench.peer:
-        final_torch = res[roles["torch_final"]].path if roles["torch_final"] else teacher
-        targets.append(Target.peer_optimum("peer: optimum INT8 of the teacher", teacher,
+        targets.append(Target.peer_optimum(PEER_TEACHER, teacher,
                                            quantize="dynamic-per-channel", work_dir=work / "peer-teacher"))
-        targets.append(Target.peer_optimum("peer: optimum INT8 of the same student", final_torch,
-                                           quantize="dynamic-per-channel", work_dir=work / "peer-student"))
-    return targets
+        if str(final_torch) != teacher:
+            targets.append(Target.peer_optimum(f"peer: optimum INT8 of the same {subject}", final_torch,
+                                               quantize="dynamic-per-channel", work_dir=work / "peer-student"))
+    return targets, roles
 
 
 def summarize(rows: list[dict], batch_sizes: tuple[int, ...], paths: dict[str, str]) -> list[dict]:
@@ -67,12 +88,14 @@ def to_markdown(recipe: Any, lines: list[dict], batch_sizes: tuple[int, ...], go
     for b in batch_sizes:
         head += [f"b{b} p50 ms", f"b{b} speed-up vs teacher"]
     head += ["vs peer INT8 teacher (b1)", "where"]
-    peer = next((l for l in lines if l["target"].startswith("peer: optimum INT8 of the teacher")), None)
-    out = [f"# edgepack report: {recipe.name}", "",
-           f"Recipe `{recipe.source}`; output `{recipe.output}`. All timings were measured in one process, "
-           f"targets interleaved, {env.get('threads')} threads, on real validation texts "
-           f"(machine: {env.get('cpu', '?')}). Accuracy: whole validation split "
-           f"({env.get('n_eval')} examples), 95% bootstrap interval: differences inside the intervals are noise.",
+    peer = next((l for l in lines if l["target"] == PEER_TEACHER), None)
+    from edgepack.benchmarks.results import machine_line
+
+    out = [f"# edgepack report: {recipe.name}", "", machine_line(env), "",
+           (f"Recipe `{recipe.source}`; output `{recipe.output}`. All timings were measured in one process, "
+            f"targets interleaved, {env.get('threads')} threads, on real validation texts (on the machine "
+            f"above: INT8 numbers from CPUs with other features differ). Accuracy: whole validation split "
+            f"({env.get('n_eval')} examples), 95% bootstrap interval: differences inside the intervals are noise."),
            "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for l in lines:
         ci = l.get("accuracy_ci95")
@@ -83,8 +106,9 @@ def to_markdown(recipe: Any, lines: list[dict], batch_sizes: tuple[int, ...], go
         vs_peer = peer["b1_p50_ms"] / l["b1_p50_ms"] if peer and l.get("b1_p50_ms") else None
         cells += [_fmt(vs_peer, ".2f") + "x", f"`{l['path']}`"]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", "## Goals", ""]
-    out += [f"- {'PASS' if g['ok'] else 'MISS'}: {g['what']} (measured: {g['measured']})" for g in goals]
+    if goals:
+        out += ["", "## Goals", ""]
+        out += [f"- {'PASS' if g['ok'] else 'MISS'}: {g['what']} (measured: {g['measured']})" for g in goals]
     out += ["", "## Stage times", ""]
     for k, v in stage_times.items():
         out.append(f"- {k}: " + ("skipped (done before)" if v["skipped"] else f"{v['seconds']:.0f} s"))
@@ -92,17 +116,28 @@ def to_markdown(recipe: Any, lines: list[dict], batch_sizes: tuple[int, ...], go
     return "\n".join(out)
 
 
-def goals(lines: list[dict]) -> list[dict]:
-    """The default recipe's targets, checked on the measured numbers (reported, never hidden)."""
-    t = next(l for l in lines if l["target"] == TEACHER)
-    q = next((l for l in lines if "INT8 (edgepack)" in l["target"]), None)
-    if q is None or t["accuracy"] is None or q["accuracy"] is None:
+def check_goals(goals: Any, lines: list[dict], final: str | None) -> list[dict]:
+    """The recipe's goals (``Goals`` or None) checked on the ``final`` target's measured numbers vs the
+    teacher's; reported, never hidden. No goals, or nothing measured to check them on: no lines."""
+    t = next((l for l in lines if l["target"] == TEACHER), None)
+    q = next((l for l in lines if l["target"] == final), None)
+    if goals is None or t is None or q is None:
         return []
-    rel = q["accuracy"] / t["accuracy"]
-    speed = q.get("b1_speedup_vs_teacher") or 0
-    return [{"what": "INT8 student accuracy >= 96% of the teacher's", "ok": rel >= 0.96, "measured": f"{100 * rel:.1f}%"},
-            {"what": "INT8 student batch-1 latency >= 8x lower than the torch fp32 teacher", "ok": speed >= 8,
-             "measured": f"{speed:.2f}x"}]
+    out = []
+    if goals.min_accuracy_ratio is not None and t["accuracy"] and q["accuracy"] is not None:
+        rel = q["accuracy"] / t["accuracy"]
+        out.append({"what": f"{final} accuracy >= {100 * goals.min_accuracy_ratio:g}% of the teacher's",
+                    "ok": rel >= goals.min_accuracy_ratio, "measured": f"{100 * rel:.1f}%"})
+    for b in (1, 8):
+        want = getattr(goals, f"min_speedup_b{b}")
+        if want is not None:
+            speed = q.get(f"b{b}_speedup_vs_teacher") or 0
+            out.append({"what": f"{final} batch-{b} latency >= {want:g}x lower than the torch fp32 teacher",
+                        "ok": speed >= want, "measured": f"{speed:.2f}x"})
+    if goals.max_size_mb is not None and q.get("size_mb") is not None:
+        out.append({"what": f"{final} size <= {goals.max_size_mb:g} MB", "ok": q["size_mb"] <= goals.max_size_mb,
+                    "measured": f"{q['size_mb']:.1f} MB"})
+    return out
 
 
 def plot(lines: list[dict], path: Path) -> None:
@@ -139,30 +174,32 @@ def plot(lines: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_report(recipe: Any, cfgs: dict, pipe: Any, roles: dict, out: Path) -> Path:
-    """Benchmark the pipeline's artifacts and write report.md / report.json / the plot into ``out``."""
+def write_report(recipe: Any, model: str, results: dict, timings: dict, out: Path) -> Path:
+    """Benchmark the recipe's artifacts (``results``: step name -> Artifact, from the runner) and write
+    report.md / report.json / the plot into ``out``. ``model``: the recipe's input model folder."""
     from edgepack.benchmarks.results import environment
     from edgepack.benchmarks.suite import BenchConfig, run_benchmarks
-    from edgepack.distill.data import load_data
+
+    from edgepack.data import load_data
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(cfgs["data"])
-    targets = report_targets(recipe, pipe, roles, recipe.output / ".peer")
+    ds = load_data(recipe.data)
+    targets, roles = report_targets(recipe, model, results, recipe.output / ".peer")
     bench = recipe.bench
     cfg = BenchConfig(batch_sizes=tuple(bench.batch_sizes), threads=bench.threads, texts=tuple(ds.val_texts),
                       max_timed_texts=bench.texts, repeats=bench.repeats)
     rows = run_benchmarks(targets, cfg, baseline=TEACHER, labels=ds.val_labels, log=lambda s: print("  " + s))
     paths = {t.name: t.path for t in targets}
     lines = summarize(rows, cfg.batch_sizes, paths)
-    g = goals(lines)
+    g = check_goals(recipe.goals, lines, roles.get("final"))
     env = {**environment(bench.threads), "threads": bench.threads, "n_eval": len(ds.val_texts)}
     plot(lines, out / "accuracy_vs_latency.png")
-    md = to_markdown(recipe, lines, cfg.batch_sizes, g, pipe.timings, env)
+    md = to_markdown(recipe, lines, cfg.batch_sizes, g, timings, env)
     artifacts = {n: {"path": str(a.path), "stage": a.stage, "metrics": a.metrics}
-                 for n, a in pipe.results.items() if isinstance(a, Artifact)}
+                 for n, a in results.items() if isinstance(a, Artifact)}
     report = {"recipe": recipe.source, "name": recipe.name, "summary": lines, "goals": g, "rows": rows,
-              "stage_times": pipe.timings, "artifacts": artifacts, "environment": env}
+              "stage_times": timings, "artifacts": artifacts, "environment": env}
     _atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2) + "\n")
     _atomic_write_text(out / "report.md", md)
     print(md)

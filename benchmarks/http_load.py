@@ -1,0 +1,194 @@
+"""A closed-loop HTTP load generator for ``edgepack serve`` on loopback, and the server as a child process.
+
+Clients are asyncio coroutines on keep-alive HTTP/1.1 connections (cheap on the client side, so a small
+machine spends its time in the server). ``run_load`` is bounded by a request count and a duration and
+returns a :class:`Phase` (statuses, latencies, elapsed); :class:`ServerProcess` starts the real CLI on a
+free port and measures its cold start (spawn -> /readyz 200) and resident memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+@dataclass
+class Phase:
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies_ok: list[float] = field(default_factory=list)
+    latencies_err: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def summary(self) -> dict:
+        ok = sorted(self.latencies_ok)
+        err = sorted(self.latencies_err)
+        n_ok = self.statuses.get(200, 0)
+        return {
+            "requests": sum(self.statuses.values()),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "elapsed_s": round(self.elapsed, 3),
+            "throughput_rps": round(n_ok / self.elapsed, 1) if self.elapsed else 0,
+            "p50_ms": _pct(ok, 50),
+            "p99_ms": _pct(ok, 99),
+            "err_p50_ms": _pct(err, 50),
+            "err_p99_ms": _pct(err, 99),
+        }
+
+
+def _pct(sorted_s: list[float], q: float) -> float | None:
+    if not sorted_s:
+        return None
+    return round(1000 * sorted_s[min(len(sorted_s) - 1, int(len(sorted_s) * q / 100))], 2)
+
+
+async def _one(reader, writer, body: bytes) -> tuple[int, bool]:
+    writer.write(
+        b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    status = int((await reader.readline()).split()[1])
+    length, close = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        k, _, v = line.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            length = int(v)
+        elif k == b"connection" and v.strip().lower() == b"close":
+            close = True
+    await reader.readexactly(length)
+    return status, close
+
+
+async def _client(
+    port: int,
+    texts: list[str],
+    per_req: int,
+    phase: Phase,
+    stop_at: float,
+    budget: list[int],
+    rng: random.Random,
+) -> None:
+    reader = writer = None
+    while time.perf_counter() < stop_at and budget[0] > 0:
+        budget[0] -= 1
+        body = json.dumps({"texts": rng.sample(texts, per_req)}).encode()
+        if writer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        t0 = time.perf_counter()
+        try:
+            status, close = await _one(reader, writer, body)
+        except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
+            status, close = -1, True  # a transport failure counts as an error
+        dt = time.perf_counter() - t0
+        phase.statuses[status] = phase.statuses.get(status, 0) + 1
+        (phase.latencies_ok if status == 200 else phase.latencies_err).append(dt)
+        if close:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def run_load(
+    port: int,
+    texts: list[str],
+    clients: int,
+    duration: float,
+    max_requests: int,
+    per_req: int = 1,
+    seed: int = 0,
+) -> Phase:
+    """``clients`` closed-loop clients for at most ``duration`` s and ``max_requests`` requests."""
+    phase = Phase()
+    budget = [max_requests]
+    t0 = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _client(port, texts, per_req, phase, t0 + duration, budget, random.Random(seed + i))
+            for i in range(clients)
+        )
+    )
+    phase.elapsed = time.perf_counter() - t0
+    return phase
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def rss_mb(pid: int) -> dict:
+    """Current and peak resident memory of ``pid`` in MiB (Linux /proc)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out["rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"] = round(
+                int(line.split()[1]) / 1024, 1
+            )
+    return out
+
+
+class ServerProcess:
+    """``edgepack serve ARTIFACT`` in a child process; measures cold start (spawn -> /readyz 200)."""
+
+    def __init__(self, artifact: str, *args: str):
+        self.port = _free_port()
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "edgepack",
+            "serve",
+            artifact,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *args,
+        ]
+
+    def __enter__(self) -> Self:
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while _get(self.port, "/readyz")[0] != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            if time.perf_counter() - t0 > 120:
+                raise RuntimeError("server not ready after 120 s")
+            time.sleep(0.02)
+        self.cold_start_s = round(time.perf_counter() - t0, 3)
+        self.idle_rss = rss_mb(self.proc.pid)
+        return self
+
+    def metrics(self) -> str:
+        return _get(self.port, "/metrics")[1].decode()
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
