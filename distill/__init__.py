@@ -5,6 +5,7 @@
 >>> teacher = finetune(BASE_DIR, example_spec(), FinetuneConfig(), "runs/teacher")
 >>> student = distill(teacher.path, example_spec(), DistillConfig(student=StudentConfig(num_layers=3)), "runs/s3")
 
+Training settings are ``edgepack.train.TrainConfig`` (the one training loop, shared with pruning recovery).
 Importing this package is lean (no torch); the stage functions import torch when called.
 """
 
@@ -13,7 +14,6 @@ from edgepack.distill.configs import (
     DistillConfig,
     FinetuneConfig,
     LoraSettings,
-    TrainConfig,
 )
 from edgepack.distill.finetune import finetune
 from edgepack.distill.layer_map import LayerMatch, default_layer_map
@@ -21,5 +21,5 @@ from edgepack.distill.student import StudentConfig
 
 __all__ = [
     "DistillConfig", "FinetuneConfig", "LayerMatch", "LoraSettings", "StudentConfig",
-    "TrainConfig", "default_layer_map", "distill", "finetune",
+    "default_layer_map", "distill", "finetune",
 ]

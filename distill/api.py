@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.distill.configs import DistillConfig
+
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec, load_data
-from edgepack.distill.configs import DistillConfig
 from edgepack.errors import EdgepackError
 
 
@@ -37,11 +38,6 @@ def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
     return load_data(data)
 
 
-def work_dir_for(out: Path) -> Path:
-    """Checkpoints live beside the output (``.NAME.work``) so a re-run with the same out resumes."""
-    return out.parent / f".{out.name}.work"
-
-
 def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
             work_dir: str | os.PathLike | None = None, keep_work: bool = False,
             on_step: Any = None, cache_dir: str | os.PathLike | None = None) -> Artifact:
@@ -55,14 +51,14 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     several students of one teacher share it.
     """
     import torch
+    from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
+    from edgepack.distill.student import _layer_attr, make_student, student_layers
 
     from edgepack.batching import classification_metrics, encode, pad_batch, predict_logits
-    from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
-    from edgepack.distill.objective import DistillObjective
-    from edgepack.distill.student import _layer_attr, make_student, student_layers
-    from edgepack.distill.teacher_cache import Needs, build_cache, load_or_build_cache
-    from edgepack.distill.trainer import train
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
+    from edgepack.objectives import DistillObjective
+    from edgepack.teacher_cache import Needs, build_cache, load_or_build_cache
+    from edgepack.train import train, work_dir_for
 
     out = Path(out).expanduser().resolve()
     work = Path(work_dir) if work_dir else work_dir_for(out)

@@ -42,7 +42,7 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 def _train_options() -> dict[str, Opt]:
     """Flag names and help for config fields (the rest: --<field-name>; --help shows the dataclass default)."""
-    from edgepack.distill.configs import MIXED_PRECISION
+    from edgepack.train import MIXED_PRECISION
 
     return {
         "train.lr": Opt(help="peak learning rate"),

@@ -20,10 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.distill.configs import FinetuneConfig, LoraSettings
+
 from edgepack.artifact import Artifact, ArtifactWriter, is_artifact
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec
-from edgepack.distill.configs import FinetuneConfig, LoraSettings
 from edgepack.errors import EdgepackError, MissingDependencyError
 
 
@@ -82,13 +83,13 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
     with LoRA also merge_max_abs_diff and trainable_params. Resumes from ``work_dir`` after an interrupt.
     """
     import torch
+    from edgepack.distill.api import resolve_data
     from transformers import AutoTokenizer
 
     from edgepack.batching import classification_metrics, encode, pad_batch, predict_logits
-    from edgepack.distill.api import resolve_data, work_dir_for
-    from edgepack.distill.objective import ClassifierObjective
-    from edgepack.distill.trainer import train
     from edgepack.hf import count_parameters, hf_inputs_spec, save_model
+    from edgepack.objectives import ClassifierObjective
+    from edgepack.train import train, work_dir_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(out).expanduser().resolve()

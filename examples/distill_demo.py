@@ -24,12 +24,13 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgepack.distill.configs import DistillConfig, FinetuneConfig, TrainConfig
+from edgepack.distill.configs import DistillConfig, FinetuneConfig
 from edgepack.distill.student import StudentConfig
 
 from edgepack.artifact import Artifact, is_artifact
 from edgepack.config import config_to_dict
 from edgepack.data import example_spec
+from edgepack.train import TrainConfig
 
 
 @dataclass(frozen=True)

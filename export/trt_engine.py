@@ -205,11 +205,12 @@ def build_engine(
 
 def fp16_graph(src: Path, dst: Path) -> Path:
     """An fp16 copy of the fp32 ONNX graph ``src`` at ``dst`` (what a strongly typed fp16 build needs):
-    edgepack's own fp16 conversion (``edgepack quantize --methods fp16``), sensitive ops kept fp32."""
-    from edgepack.quantize.config import Fp16Config
-    from edgepack.quantize.fp16 import convert_fp16_model
+    the core fp16 conversion that ``edgepack quantize --methods fp16`` uses, sensitive ops kept fp32."""
+    import onnx
 
-    convert_fp16_model(src, dst, Fp16Config())
+    from edgepack.fp16 import save_fp16
+
+    save_fp16(onnx.load(str(src)), dst)
     return dst
 
 

@@ -2,10 +2,10 @@
 
 Order: the registered pruning steps the config asks for (``edgepack.prune.steps``: drop layers -> score
 heads/FFN neurons on real batches -> remove them -> attach unstructured / 2:4 masks) -> optional recovery
-fine-tune against the teacher -> fold masks -> evaluate and time the result against the unpruned model in
-the same process -> save. The manifest records what was removed, sparsity, parameter counts, accuracy
-before/after and the latency ratio; ``pruning.json`` holds the full lists of removed heads and neurons
-and the steps that ran.
+(distillation from the teacher on the core trainer ``edgepack.train``, resumable from ``.OUT.work``) ->
+fold masks -> evaluate and time the result against the unpruned model in the same process -> save. The
+manifest records what was removed, sparsity, parameter counts, accuracy before/after and the latency
+ratio; ``pruning.json`` holds the full lists of removed heads and neurons and the steps that ran.
 """
 
 from __future__ import annotations
@@ -67,18 +67,25 @@ def _gzip_size(path: Path) -> int:
 
 
 def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mapping | None, cfg: PruneConfig,
-          out: str | os.PathLike, teacher: str | os.PathLike | None = None, progress: bool = False) -> Artifact:
+          out: str | os.PathLike, teacher: str | os.PathLike | None = None, progress: bool = True,
+          work_dir: str | os.PathLike | None = None, keep_work: bool = False, on_step: Any = None) -> Artifact:
     """Prune the model at ``source`` (HF folder, PEFT adapter or ``hf`` artifact) and write an ``hf`` artifact.
 
     ``data``: see ``resolve_data``. ``teacher``: model whose soft targets drive recovery (default:
-    the unpruned source). Raises EdgepackError for bad configs, data or models.
+    the unpruned source). Recovery keeps resumable checkpoints in ``work_dir`` (default ``.OUT.work``
+    beside ``out``, removed after success unless ``keep_work``): re-running after an interrupt
+    resumes there. on_step(step) is called after every recovery step. Raises EdgepackError for bad
+    configs, data or models.
     """
     import torch
     from edgepack.prune import arch, recovery, steps, unstructured
     from edgepack.prune.evaluate import compare_latency
 
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
+    from edgepack.train import work_dir_for
 
+    out = Path(out).expanduser().resolve()
+    work = Path(work_dir) if work_dir else work_dir_for(out)
     torch.manual_seed(cfg.seed)
     lm = load_model(source.path if isinstance(source, Artifact) else source)
     model, tok = lm.model, lm.tokenizer
@@ -99,8 +106,9 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     steps.run_steps(ctx)
     report = ctx.report
     rec_labels = d.train_labels if classifier else None
+    fingerprint = {"source": str(lm.source), "teacher": str(teacher) if teacher else None}
     report["recovery"] = recovery.recover(model, teacher_model, tok, list(d.train_texts), rec_labels,
-                                          cfg.recovery, progress)
+                                          cfg.recovery, work, progress, on_step, fingerprint)
     unstructured.make_permanent(model)
     model.eval()
     after = _quality(model, original, tok, d, classifier, cfg.eval_examples)
@@ -112,7 +120,7 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     n_layers = len(arch.layers(model))
     structure = {"heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
                  "ffn_size": arch.ffn_size(model, 0)}
-    with ArtifactWriter(Path(out)) as w:
+    with ArtifactWriter(out) as w:
         files = save_model(model, tok, w.dir)
         full = {**report, **structure, "removed_ffn": {str(k): v for k, v in report["removed_ffn"].items()}}
         (w.dir / "pruning.json").write_text(json.dumps(full, indent=1) + "\n")
@@ -134,7 +142,10 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
         if "accuracy" in before and "accuracy" in after:
             extra["accuracy_drop_points"] = 100.0 * (before["accuracy"] - after["accuracy"])
         outputs = [{"name": "logits", "dtype": "float32", "shape": ["batch", len(lm.labels)]}] if classifier else []
-        return w.commit(stage="prune", format="hf", task=lm.task, files=files, labels=lm.labels,
-                        inputs=hf_inputs_spec(tok), outputs=outputs, parent=lm.artifact,
-                        config=config_to_dict(cfg), metrics=metrics, runtime=lm.runtime.replace(num_layers=n_layers),
-                        extra=extra)
+        art = w.commit(stage="prune", format="hf", task=lm.task, files=files, labels=lm.labels,
+                       inputs=hf_inputs_spec(tok), outputs=outputs, parent=lm.artifact,
+                       config=config_to_dict(cfg), metrics=metrics, runtime=lm.runtime.replace(num_layers=n_layers),
+                       extra=extra)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return art

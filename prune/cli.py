@@ -15,7 +15,7 @@ what it does (in this order):
   --ffn F          remove the share F of FFN neurons in every layer (the matrices really shrink)
   --sparsity S     zero the S smallest-magnitude encoder weights (global threshold; dense files, gzip shrinks)
   --two-four       2:4 semi-structured mask for GPUs with sparse tensor cores
-  --recovery-steps N  fine-tune N steps on the teacher's soft targets (teacher: --teacher, else the unpruned model)
+  --recovery-steps N  distill N steps from the teacher (--teacher, else the unpruned model); resumable
 The result is an `hf` artifact that reloads with from_pretrained; its manifest records removed heads and
 neurons, parameter count, sparsity, accuracy before/after and the torch latency ratio at batch 8.
 
@@ -47,8 +47,11 @@ def _options() -> dict:
         "importance_examples": Opt(help="training texts used for scoring"),
         "eval_examples": Opt(help="validation texts to evaluate", default_text="all"),
         "latency_runs": Opt(help="timed batch-8 runs per model, 0 = skip"),
-        "recovery.steps": Opt(help="recovery fine-tune steps (0 = none)"),
+        "recovery.steps": Opt(help="recovery distillation steps on the core trainer (0 = none)"),
         "recovery.lr": Opt(help="recovery learning rate"),
+        "recovery.alpha_kd": Opt(help="weight of the soft-target KL (1 - it on the gold labels)"),
+        "recovery.checkpoint_every": Opt(help="resumable recovery checkpoint every N steps (0 = at epoch ends only)",
+                                         metavar="STEPS"),
     }
 
 

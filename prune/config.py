@@ -20,10 +20,12 @@ HEAD_SCOPES = ("global", "layer")
 
 @dataclass(frozen=True)
 class RecoveryConfig:
-    """A short fine-tune after pruning that matches the teacher's soft targets (steps=0: off).
+    """A short distillation after pruning that matches the teacher's outputs (steps=0: off).
 
-    Loss (classification): alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels);
-    feature extraction: 1 - cosine(pooled student, pooled teacher).
+    Loss (classification): alpha_kd * T^2 * KL(teacher_T || student_T) + (1 - alpha_kd) * CE(labels)
+    (KD only when the data has no labels); feature extraction: 1 - cosine(pooled student, pooled teacher).
+    Runs on the core training loop (``edgepack.train``): AdamW, linear warm-up/decay, gradient clipping
+    at 1.0, resumable checkpoints every ``checkpoint_every`` steps.
     """
 
     steps: int = 0
@@ -31,18 +33,19 @@ class RecoveryConfig:
     lr: float = 1e-4
     warmup_ratio: float = 0.1
     temperature: float = 2.0
-    alpha: float = 0.8  # weight of the soft-target loss; 1 - alpha on hard labels when there are labels
+    alpha_kd: float = 0.8  # weight of the soft-target loss; 1 - alpha_kd on hard labels when there are labels
     max_length: int = 64
     weight_decay: float = 0.01
     seed: int = 0
     freeze_embeddings: bool = False  # keep word embeddings fixed (far less optimizer work on CPU)
+    checkpoint_every: int = 100  # optimizer steps between resumable checkpoints (0 = only at epoch ends)
 
     def __post_init__(self) -> None:
         check_fields(self)
-        check_min(self, 0, "steps", "seed", "weight_decay")
+        check_min(self, 0, "steps", "seed", "weight_decay", "checkpoint_every")
         check_min(self, 1, "batch_size")
         check_min(self, 2, "max_length")
-        check_unit(self, "alpha")
+        check_unit(self, "alpha_kd")
         check_positive(self, "temperature", "lr")
         check_fraction(self, "warmup_ratio")
 

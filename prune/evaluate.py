@@ -59,15 +59,15 @@ def compare_latency(models: dict[str, Any], tokenizer: Any, texts: Sequence[str]
 def embedding_agreement(model: Any, reference: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128) -> dict:
     """Cosine similarity of mean-pooled embeddings of ``model`` vs ``reference`` (mean and min over texts)."""
     import torch
-    from edgepack.prune.recovery import _mean_pool
 
     from edgepack.compare import compare_many
+    from edgepack.losses import mean_pool
 
     pairs = []
     with torch.inference_mode():
         for enc, _ in batches(tokenizer, texts, None, 64, max_length):
-            a = _mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
-            b = _mean_pool(reference(**enc).last_hidden_state, enc["attention_mask"])
+            a = mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
+            b = mean_pool(reference(**enc).last_hidden_state, enc["attention_mask"])
             pairs.append((b.float().numpy(), a.float().numpy(), None))
     c = compare_many(pairs)
     return {"cosine_mean": c.mean_cosine, "cosine_min": c.min_cosine}

@@ -1,112 +1,114 @@
-"""A short recovery fine-tune after pruning: the pruned model learns the teacher's soft targets.
+"""Pruning recovery: a short distillation of the pruned model from its teacher, on the core training loop.
 
-Classifiers: alpha * KD-KL(teacher, student at temperature T) + (1 - alpha) * CE(gold labels)
-(``edgepack.distill.losses``). Embedding models: 1 - cosine between mean-pooled student and teacher
-embeddings. Teacher outputs are computed once up front (the teacher is frozen, dropout off).
-Unstructured masks attached with ``torch.nn.utils.prune`` stay enforced during training.
+Classifiers: ``edgepack.objectives.DistillObjective`` on logits, alpha_kd * KD-KL(teacher, student at
+temperature T) + (1 - alpha_kd) * CE(gold labels) (KD only when there are no labels). Embedding
+models: ``EmbeddingObjective``, 1 - cosine between mean-pooled student and teacher embeddings. The
+teacher's outputs come from the core teacher cache (computed once, teacher frozen, dropout off), and
+``edgepack.train.train`` runs the steps, so recovery has the same tqdm bar, accelerate support and
+resumable checkpoints (in ``work_dir``) as distillation. Unstructured masks attached with
+``torch.nn.utils.prune`` stay enforced: the optimizer updates ``weight_orig`` and the module's forward
+pre-hook multiplies it by ``weight_mask`` on every call.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
+import os
 import random
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from edgepack.prune.config import RecoveryConfig
 
-from edgepack.batching import batches
+from edgepack.config import config_to_dict
+from edgepack.train import TrainConfig
 
 
-def _kd_kl(logits_S: Any, logits_T: Any, temperature: float) -> Any:
-    try:
-        from edgepack.distill.losses import kd_kl
-    except ImportError:  # distill stage not installed: the same Hinton soft-target KL
-        import torch.nn.functional as F
-
-        t = float(temperature)
-        return F.kl_div(F.log_softmax(logits_S / t, -1), F.log_softmax(logits_T / t, -1),
-                        reduction="batchmean", log_target=True) * t * t
-    return kd_kl(logits_S, logits_T, temperature)
+def train_config(cfg: RecoveryConfig, progress: bool = False) -> TrainConfig:
+    """The core trainer's settings for ``cfg``: ``cfg.steps`` optimizer steps, gradients clipped at 1.0."""
+    return TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       warmup_ratio=cfg.warmup_ratio, max_grad_norm=1.0, max_length=cfg.max_length,
+                       seed=cfg.seed, checkpoint_every=cfg.checkpoint_every, max_steps=cfg.steps,
+                       freeze_embeddings=cfg.freeze_embeddings, progress=progress)
 
 
-def _mean_pool(hidden: Any, mask: Any) -> Any:
-    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H)
-
-
-def _outputs(model: Any, enc: dict, classifier: bool) -> Any:
-    out = model(**enc)
-    return out.logits if classifier else _mean_pool(out.last_hidden_state, enc["attention_mask"])
+def _structure(model: Any) -> str:
+    """A short hash of the parameter names and shapes (a resumed run must have pruned the same units)."""
+    shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16]
 
 
 def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None,
-            cfg: RecoveryConfig, progress: bool = False) -> dict:
-    """Fine-tune ``student`` in place for ``cfg.steps`` steps on ``texts``; returns loss statistics.
+            cfg: RecoveryConfig, work_dir: str | os.PathLike | None = None, progress: bool = False,
+            on_step: Callable[[int], None] | None = None, fingerprint: dict | None = None) -> dict:
+    """Train ``student`` in place for ``cfg.steps`` optimizer steps against ``teacher``; return statistics.
 
     ``teacher`` is any model with the same task and label set (the unpruned model, or a larger
-    fine-tuned teacher). ``labels`` (indices) enable the hard-label term for classifiers.
+    fine-tuned teacher). ``labels`` (indices) enable the hard-label term for classifiers. The run sees
+    a seeded subset of at most ``steps * batch_size`` distinct texts, in length-pooled batches.
+    ``work_dir``: where resumable checkpoints go (None: a temporary folder, no resume); re-running
+    with the same arguments after an interrupt resumes there. ``fingerprint``: what else identifies
+    the run (source, teacher); a checkpoint of another run is refused. on_step(step) is called after
+    every optimizer step. Returns steps, epochs, distinct examples, the first and last epoch's mean
+    training loss, seconds and the step resumed from.
     """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
     if cfg.steps == 0 or not texts:
         return {"steps": 0}
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="edgepack-recovery-") as tmp:
+            return recover(student, teacher, tokenizer, texts, labels, cfg, tmp, progress, on_step, fingerprint)
+
+    import torch
+
+    from edgepack.batching import encode, pad_batch
+    from edgepack.objectives import DistillObjective, EmbeddingObjective
+    from edgepack.teacher_cache import Needs, build_cache
+    from edgepack.train import train
+
     classifier = type(student).__name__.endswith("ForSequenceClassification")
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
     order = list(range(len(texts)))
-    rng.shuffle(order)
-    n_needed = min(len(texts), cfg.steps * cfg.batch_size)
-    idx = [order[i % len(order)] for i in range(cfg.steps * cfg.batch_size)]
-    # teacher targets once for the examples we will see (at most steps * batch_size distinct ones)
-    uniq = order[:n_needed]
-    teacher.eval()
-    targets: dict[int, Any] = {}
-    with torch.inference_mode():
-        for s in range(0, len(uniq), 64):
-            chunk = uniq[s:s + 64]
-            enc, _ = next(batches(tokenizer, [texts[i] for i in chunk], None, 64, cfg.max_length))
-            for i, row in zip(chunk, _outputs(teacher, enc, classifier)):
-                targets[i] = row.clone()
+    random.Random(cfg.seed).shuffle(order)
+    pick = order[:min(len(texts), cfg.steps * cfg.batch_size)]  # the distinct examples the steps will see
+    enc = encode(tokenizer, [texts[i] for i in pick], None, cfg.max_length)
+    gold = [labels[i] for i in pick] if labels is not None and classifier else None
+    device = torch.device("cuda") if torch.cuda.is_available() else None
+    try:
+        cache = build_cache(teacher.to(device) if device else teacher, enc, Needs(pooled=not classifier),
+                            progress=progress, device=device)
+    finally:
+        teacher.cpu()
+
+    def collate(idx: list[int]) -> dict:
+        b = pad_batch(enc, idx)
+        if gold is not None:
+            b["labels"] = torch.tensor([gold[i] for i in idx])
+        b.update(cache.targets(idx, b["input_ids"].shape[1]))
+        return b
+
+    if classifier:  # without gold labels the loss is the soft-target KL alone
+        objective = DistillObjective(student, temperature=cfg.temperature,
+                                     alpha_kd=cfg.alpha_kd if gold is not None else 1.0)
+    else:
+        objective = EmbeddingObjective(student)
+    fp = {"recovery": config_to_dict(cfg), "model": _structure(student), **(fingerprint or {}),
+          "data": [len(enc), hashlib.sha256(json.dumps(enc.input_ids).encode()).hexdigest()[:16], gold is not None]}
     frozen = []
     if cfg.freeze_embeddings and hasattr(student, "get_input_embeddings"):
         emb = student.get_input_embeddings().weight
         if emb.requires_grad:
             emb.requires_grad_(False)
             frozen.append(emb)
-    params = [p for p in student.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps)
-    student.train()
-    losses = []
     try:
-        for step in tqdm(range(cfg.steps), desc="recovery", disable=not progress):
-            b = idx[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            y = [labels[i] for i in b] if labels is not None and classifier else None
-            enc, y_t = next(batches(tokenizer, [texts[i] for i in b], y, cfg.batch_size, cfg.max_length))
-            out_S = _outputs(student, enc, classifier)
-            out_T = torch.stack([targets[i] for i in b])
-            if classifier:
-                loss = cfg.alpha * _kd_kl(out_S, out_T, cfg.temperature)
-                if y_t is not None and cfg.alpha < 1.0:
-                    loss = loss + (1.0 - cfg.alpha) * torch.nn.functional.cross_entropy(out_S, y_t)
-            else:
-                loss = (1.0 - torch.nn.functional.cosine_similarity(out_S, out_T, dim=-1)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+        result = train(objective, enc.lengths, collate, None, train_config(cfg, progress), Path(work_dir), fp,
+                       on_step, desc="recovery")
     finally:
-        student.eval()
+        student.cpu().eval()
         for p in frozen:
             p.requires_grad_(True)
-    k = max(1, len(losses) // 10)
-    return {"steps": cfg.steps, "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
-            "examples_seen": len(idx)}
+    h = result.history
+    return {"steps": result.steps, "epochs": len(h), "examples": len(pick), "loss_first": h[0]["train_loss"],
+            "loss_last": h[-1]["train_loss"], "seconds": round(result.seconds, 1),
+            "resumed_from_step": result.resumed_from_step}

@@ -22,6 +22,7 @@ from edgepack.config import (
     config_to_dict,
 )
 from edgepack.cpu import TARGETS, needs_reduce_range, resolve_target
+from edgepack.fp16 import FP16_BLOCKED_OPS
 
 # Node patterns (fnmatch on node names and on the initializer names a node reads; a pattern without
 # wildcards matches as a substring). Presets name the usual suspects of a BERT-style encoder.
@@ -129,7 +130,7 @@ class Fp16Config:
     """FP16 weights and compute for GPU execution; numerically sensitive ops stay FP32."""
 
     keep_io_types: bool = True  # inputs/outputs stay int64/float32, so the runtime is unchanged
-    op_block_list: tuple[str, ...] = ("Pow", "ReduceMean", "Sqrt", "Softmax", "LayerNormalization", "Erf")
+    op_block_list: tuple[str, ...] = FP16_BLOCKED_OPS
     exclude: Exclusions = Exclusions()
 
     def __post_init__(self) -> None:

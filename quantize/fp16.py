@@ -1,8 +1,8 @@
 """FP16 conversion for GPU execution, with numerically sensitive ops kept in FP32.
 
-Uses ONNX Runtime's own converter (``onnxruntime.transformers.onnx_model.OnnxModel
-.convert_float_to_float16``, bundled with onnxruntime, so no extra package): it inserts Cast nodes at
-the boundaries of blocked ops and, with ``keep_io_types``, keeps the graph's float inputs/outputs fp32.
+The conversion itself is the core's ``edgepack.fp16.save_fp16`` (ONNX Runtime's own converter, bundled
+with onnxruntime): it inserts Cast nodes at the boundaries of blocked ops and, with ``keep_io_types``,
+keeps the graph's float inputs/outputs fp32; this module adds the node exclusions of ``Fp16Config``.
 On a CPU, ONNX Runtime runs most fp16 ops through casts, so an fp16 model is usually slower there:
 the accuracy budget measures this and never picks it over a faster parent.
 """
@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import os
 
-from edgepack.artifact import Artifact
 from edgepack.quantize.config import Fp16Config
 from edgepack.quantize.graph import excluded_nodes, open_onnx_parent, write_onnx_candidate
+
+from edgepack.artifact import Artifact
+from edgepack.fp16 import save_fp16
 
 
 def convert_fp16_model(src: str | os.PathLike, dst: str | os.PathLike, cfg: Fp16Config) -> dict:
     """Convert the ONNX file ``src`` to fp16 into ``dst``; returns {"excluded_nodes": n, "blocked_ops": [...]}."""
     import onnx
-    from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = onnx.load(str(src))
     skip = excluded_nodes(model, cfg.exclude)
     blocked = sorted(set(cfg.op_block_list) | set(cfg.exclude.op_types))
-    om = OnnxModel(model)
-    om.convert_float_to_float16(keep_io_types=cfg.keep_io_types, op_block_list=blocked, node_block_list=skip)
-    om.save_model_to_file(str(dst))
+    save_fp16(model, dst, blocked, skip, cfg.keep_io_types)
     return {"excluded_nodes": len(skip), "blocked_ops": blocked}
 
 

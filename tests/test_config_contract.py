@@ -4,7 +4,7 @@ and the dict converter names the key path of a nested error. No torch needed."""
 import json
 
 import pytest
-from edgepack.distill.configs import DistillConfig, FinetuneConfig, LoraSettings, TrainConfig
+from edgepack.distill.configs import DistillConfig, FinetuneConfig, LoraSettings
 from edgepack.distill.layer_map import LayerMatch
 from edgepack.distill.student import StudentConfig
 from edgepack.export.fusion import FusionConfig
@@ -26,6 +26,7 @@ from edgepack.quantize.torch_quant import TorchQuantConfig
 from edgepack.config import ConfigError, config_from_dict, config_to_dict
 from edgepack.contract import ShapeRange
 from edgepack.errors import EdgepackError
+from edgepack.train import TrainConfig
 
 # (config class, bad keyword arguments, the exact message)
 BAD_VALUES = [
@@ -64,7 +65,7 @@ BAD_VALUES = [
      "semi_structured_24, not both")),
     (PruneConfig, {"eval_examples": 0}, "eval_examples must be >= 1, got 0"),
     (RecoveryConfig, {"steps": -3}, "steps must be >= 0, got -3"),
-    (RecoveryConfig, {"alpha": 2.0}, "alpha must be in [0, 1], got 2.0"),
+    (RecoveryConfig, {"alpha_kd": 2.0}, "alpha_kd must be in [0, 1], got 2.0"),
     (RecoveryConfig, {"max_length": 1}, "max_length must be >= 2, got 1"),
     (Exclusions, {"nodes": "classifier"}, "nodes must be a list, got str 'classifier'"),
     (DynamicInt8Config, {"weight_type": "int4"}, "weight_type must be one of qint8, quint8, got 'int4'"),
@@ -139,8 +140,8 @@ def test_every_stage_config_is_frozen_and_builds_with_defaults():
      "layer_map[0].feature must be one of hidden, attention, embedding, got 'logits'"),
     (PruneConfig, {"recovery": {"lr": -1.0}}, "recovery.lr must be > 0, got -1.0"),
     (PruneConfig, {"recovery": {"stepz": 3}},
-     ("unknown PruneConfig option(s) recovery.stepz; valid: alpha, batch_size, freeze_embeddings, lr, max_length, "
-     "seed, steps, temperature, warmup_ratio, weight_decay")),
+     ("unknown PruneConfig option(s) recovery.stepz; valid: alpha_kd, batch_size, checkpoint_every, "
+     "freeze_embeddings, lr, max_length, seed, steps, temperature, warmup_ratio, weight_decay")),
     (FinetuneConfig, {"lora": {"r": 0}}, "lora.r must be >= 1, got 0"),
     (QuantizeConfig, {"exclude": {"nodes": "classifier"}}, "exclude.nodes must be a list, got str 'classifier'"),
     (TrtBuildConfig, {"shapes": {"min_seq": 9, "opt_seq": 4}},

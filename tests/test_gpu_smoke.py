@@ -29,7 +29,6 @@ def test_dry_run_writes_json_and_markdown_and_says_what_it_skipped(tmp_path):
 
 def test_edgepack_gpu_smoke_subcommand_passes_its_options_through(monkeypatch):
     from edgepack.benchmarks import gpu_smoke
-
     from edgepack.pipeline.cli import main
 
     seen = []

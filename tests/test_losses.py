@@ -1,4 +1,4 @@
-"""Each distillation loss against a value computed by hand (see the comments)."""
+"""Each training loss against a value computed by hand (see the comments)."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.distill import losses
+from edgepack import losses
 
 LN3 = math.log(3.0)
 
@@ -63,3 +63,14 @@ def test_attention_kl_different_head_counts_averages_heads():
     a_T = torch.softmax(torch.randn(2, 4, 3, 3), -1)
     a_S = a_T[:, :2] * 0 + a_T.mean(1, keepdim=True)  # 2 heads, each the teacher's head average
     assert losses.attention_kl(a_S, a_T, torch.ones(2, 3)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mean_pool_ignores_padding():
+    h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])  # (B=1, L=3, H=2), token 2 is padding
+    assert losses.mean_pool(h, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
+
+
+def test_cosine_distance_hand_values():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[2.0, 0.0], [0.0, 3.0]])  # cos = 1 (same direction) and 0 (orthogonal)
+    assert losses.cosine_distance(a, b).item() == pytest.approx(0.5)

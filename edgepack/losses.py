@@ -1,8 +1,8 @@
-"""Distillation losses: pure functions of tensors, chosen by name (TextBrewer style).
+"""Training losses: pure functions of tensors (TextBrewer style), combined by ``edgepack.objectives``.
 
 Shapes: B batch, L sequence, C classes, H hidden size, A attention heads. ``mask`` is the attention
 mask (B, L) with 1 for real tokens. Suffixes ``_S`` / ``_T`` mark student / teacher tensors. Every loss
-returns a scalar tensor; weights are applied by the caller (``DistillConfig``).
+returns a scalar tensor; weights are applied by the objective. torch is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -69,5 +69,14 @@ def attention_kl(a_S: Any, a_T: Any, mask: Any) -> Any:
     return (kl * q).sum() / (q.sum() * kl.shape[1]).clamp_min(1.0)
 
 
-LOSSES = {"kd_kl": kd_kl, "hard_ce": hard_ce, "hidden_mse": hidden_mse, "embedding_mse": embedding_mse,
-          "attention_kl": attention_kl}
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """Mean of the hidden states over real tokens: hidden (B, L, H), mask (B, L) -> (B, H)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def cosine_distance(e_S: Any, e_T: Any) -> Any:
+    """Batch mean of 1 - cos(e_S, e_T) between sentence embeddings e_S, e_T: (B, H)."""
+    import torch.nn.functional as F
+
+    return (1.0 - F.cosine_similarity(e_S.float(), e_T.float(), dim=-1)).mean()

@@ -1,26 +1,26 @@
-"""Training objectives as nn.Modules whose forward returns ``(loss, parts)`` (what the trainer steps).
+"""Training objectives as nn.Modules whose forward returns ``(loss, parts)`` (what ``edgepack.train`` steps).
 
 Wrapping the student, the learned projections and the loss in one module lets accelerate/DDP see
-every trainable parameter and hook the forward pass.
+every trainable parameter and hook the forward pass. Importing this module imports torch: import it
+inside the functions that train.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgepack.distill import losses
-from edgepack.distill.layer_map import LayerMatch
+from torch import nn
+
+from edgepack import losses
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _torch_module():
-    import torch
-
-    return torch.nn.Module
+def _inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k in _MODEL_INPUTS}
 
 
-class ClassifierObjective(_torch_module()):
+class ClassifierObjective(nn.Module):
     """Plain fine-tuning: cross-entropy of ``model(**inputs).logits`` with ``labels``."""
 
     def __init__(self, model: Any):
@@ -28,30 +28,32 @@ class ClassifierObjective(_torch_module()):
         self.model = model
 
     def forward(self, labels: Any, **inputs: Any):
-        logits = self.model(**{k: v for k, v in inputs.items() if k in _MODEL_INPUTS}).logits
+        logits = self.model(**_inputs(inputs)).logits
         loss = losses.hard_ce(logits, labels)
         return loss, {"ce": loss.detach()}
 
 
-class DistillObjective(_torch_module()):
-    """alpha * kd_kl + (1 - alpha) * hard_ce + sum of weighted feature losses from the layer map.
+class DistillObjective(nn.Module):
+    """alpha_kd * kd_kl(T) + (1 - alpha_kd) * hard_ce + sum of weighted feature losses from the layer map.
 
     Batch keys: model inputs, optional ``labels`` (B,) (teacher argmax when absent), ``logits_T`` (B, C),
-    and the teacher features from ``TeacherCache.targets``.
+    and the teacher features from ``TeacherCache.targets``. ``matches``: objects with ``feature``
+    ("hidden", "embedding" or "attention"), ``layer_S``, ``layer_T``, ``weight`` and ``key``
+    (``edgepack.distill.layer_map.LayerMatch``); empty = logits only (what pruning recovery uses).
     """
 
-    def __init__(self, student: Any, projections: Any, matches: tuple[LayerMatch, ...],
-                 temperature: float, alpha_kd: float):
+    def __init__(self, student: Any, projections: Any = None, matches: tuple = (),
+                 temperature: float = 2.0, alpha_kd: float = 0.9):
         super().__init__()
         self.student = student
-        self.proj = projections
+        self.proj = projections if projections is not None else nn.ModuleDict()
         self.matches = matches
         self.temperature, self.alpha_kd = temperature, alpha_kd
         self._hidden = any(m.feature in ("hidden", "embedding") for m in matches)
         self._attn = any(m.feature == "attention" for m in matches)
 
     def forward(self, logits_T: Any, labels: Any = None, **batch: Any):
-        inputs = {k: v for k, v in batch.items() if k in _MODEL_INPUTS}
+        inputs = _inputs(batch)
         out = self.student(**inputs, output_hidden_states=self._hidden, output_attentions=self._attn)
         mask = inputs["attention_mask"]
         parts = {}
@@ -64,7 +66,7 @@ class DistillObjective(_torch_module()):
             parts["ce"] = losses.hard_ce(out.logits, gold)
             loss = loss + (1 - self.alpha_kd) * parts["ce"]
         for m in self.matches:
-            proj = self.proj[m.key] if m.key in self.proj else None
+            proj = self.proj[m.key] if m.key in self.proj else None  # noqa: SIM401 (ModuleDict has no get)
             if m.feature == "hidden":
                 term = losses.hidden_mse(out.hidden_states[m.layer_S + 1], batch[f"hidden_T_{m.layer_T}"], mask, proj)
             elif m.feature == "embedding":
@@ -74,3 +76,20 @@ class DistillObjective(_torch_module()):
             parts[m.key] = term
             loss = loss + m.weight * term
         return loss, {k: v.detach() for k, v in parts.items()}
+
+
+class EmbeddingObjective(nn.Module):
+    """Embedding models: 1 - cosine between the student's and the teacher's mean-pooled embeddings.
+
+    Batch keys: model inputs and ``pooled_T`` (B, H) (``TeacherCache.targets`` with ``Needs(pooled=True)``).
+    """
+
+    def __init__(self, student: Any):
+        super().__init__()
+        self.student = student
+
+    def forward(self, pooled_T: Any, **batch: Any):
+        inputs = _inputs(batch)
+        e_S = losses.mean_pool(self.student(**inputs).last_hidden_state, inputs["attention_mask"])  # (B, H)
+        loss = losses.cosine_distance(e_S, pooled_T)
+        return loss, {"cos": loss.detach()}

@@ -1,8 +1,9 @@
-"""The training loop for fine-tuning and distillation, on one CPU/GPU or many through accelerate.
+"""The one training loop (fine-tuning, distillation, pruning recovery), on one CPU/GPU or many through accelerate.
 
-``train(objective, batches, eval_fn, cfg, work_dir)`` runs AdamW with linear warm-up/decay, gradient
-accumulation, gradient clipping, mixed precision on CUDA, evaluation every epoch (accuracy and
-macro-F1), best-checkpoint selection, early stopping, and a tqdm bar (loss, examples/s, ETA).
+``train(objective, lengths, collate, eval_fn, cfg, work_dir)`` runs AdamW with linear warm-up/decay,
+gradient accumulation, gradient clipping, mixed precision on CUDA, evaluation every epoch (accuracy and
+macro-F1; optional), best-checkpoint selection, early stopping, and a tqdm bar (loss, examples/s, ETA).
+``cfg.max_steps`` makes the run step-based (it overrides ``epochs``, as in transformers' Trainer).
 
 Resume: every ``checkpoint_every`` optimizer steps (and at each epoch end) ``work_dir/checkpoint``
 is replaced atomically with the objective's weights (safetensors), the optimizer state
@@ -15,6 +16,8 @@ Multi-GPU (data parallel): run the same script or CLI under accelerate, e.g.
 ``accelerate launch --multi_gpu --num_processes 4 -m edgepack distill TEACHER OUT --epochs 3``;
 each process takes a shard of every epoch's batches, gradients are all-reduced, evaluation runs on
 every process over the whole validation set, and only the main process writes checkpoints.
+
+Importing this module is lean (torch, accelerate and transformers are imported by ``train``).
 """
 
 from __future__ import annotations
@@ -30,16 +33,62 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.distill.configs import TrainConfig
-
 from edgepack.batching import batch_plan
-from edgepack.config import config_to_dict
+from edgepack.config import (
+    check_choice,
+    check_fields,
+    check_fraction,
+    check_min,
+    check_positive,
+    config_to_dict,
+)
 from edgepack.errors import EdgepackError
+
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the training loop (fine-tuning, distillation and pruning recovery share it).
+
+    batch_size is per optimizer micro-step; the effective batch is batch_size * grad_accum * processes.
+    warmup_ratio: fraction of optimizer steps with linear warm-up, then linear decay to 0.
+    max_steps: train exactly this many optimizer steps, as many epochs as that takes (overrides epochs).
+    checkpoint_every: save a resumable checkpoint every N optimizer steps (0 = only at epoch ends).
+    patience: stop after this many epochs without a better validation accuracy (0 = never).
+    mixed_precision: "auto" (bf16/fp16 on CUDA, none on CPU), "no", "fp16" or "bf16".
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    seed: int = 0
+    checkpoint_every: int = 0
+    patience: int = 0
+    mixed_precision: str = "auto"
+    max_steps: int | None = None
+    freeze_embeddings: bool = False  # keep word embeddings fixed (faster on CPU, little accuracy cost)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 0, "epochs", "seed", "checkpoint_every", "patience", "weight_decay")
+        check_min(self, 1, "batch_size", "eval_batch_size", "grad_accum", "max_steps")
+        check_min(self, 2, "max_length")
+        check_positive(self, "lr", "max_grad_norm")
+        check_fraction(self, "warmup_ratio")
+        check_choice(self, "mixed_precision", MIXED_PRECISION)
 
 
 @dataclass
 class TrainResult:
-    history: list[dict] = field(default_factory=list)  # one dict per epoch: loss, accuracy, macro_f1, ...
+    history: list[dict] = field(default_factory=list)  # one dict per epoch: train_loss, accuracy, macro_f1, ...
     best: dict = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
@@ -47,11 +96,9 @@ class TrainResult:
     resumed_from_step: int = 0
 
 
-class StepHook:
-    """Called after every optimizer step (tests use it to simulate a kill at a given step)."""
-
-    def __call__(self, step: int) -> None:  # pragma: no cover - interface
-        pass
+def work_dir_for(out: Path) -> Path:
+    """Checkpoints live beside a stage's output (``.NAME.work``) so a re-run with the same out resumes."""
+    return out.parent / f".{out.name}.work"
 
 
 def _mixed_precision(mode: str) -> str:
@@ -61,21 +108,21 @@ def _mixed_precision(mode: str) -> str:
         if not torch.cuda.is_available():
             return "no"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if mode not in ("no", "fp16", "bf16"):
-        raise EdgepackError(f"mixed_precision must be auto, no, fp16 or bf16, got {mode!r}")
     return mode
 
 
 def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dict],
-          eval_fn: Callable[[Any], dict], cfg: TrainConfig, work_dir: Path,
+          eval_fn: Callable[[Any], dict] | None, cfg: TrainConfig, work_dir: Path,
           fingerprint: dict | None = None, on_step: Callable[[int], None] | None = None,
           desc: str = "train") -> TrainResult:
     """Train ``objective`` (an nn.Module whose ``forward(**batch)`` returns ``(loss, parts)``).
 
     lengths: token count per training example (for length-pooled batches); collate(indices) -> batch
-    dict of tensors; eval_fn(objective) -> metrics with "accuracy". The best epoch's weights are
-    loaded back into ``objective`` at the end. Resumes from ``work_dir/checkpoint`` when its
-    fingerprint matches; a mismatching checkpoint raises EdgepackError.
+    dict of tensors; eval_fn(objective) -> metrics with "accuracy", run after every epoch; the best
+    epoch's weights are loaded back into ``objective`` at the end (eval_fn None: no evaluation, the
+    objective keeps its final weights). Resumes from ``work_dir/checkpoint`` when its fingerprint
+    matches; a mismatching checkpoint raises EdgepackError. on_step(step) is called after every
+    optimizer step (progress hooks; tests raise from it to simulate a kill).
     """
     import torch
     from accelerate import Accelerator
@@ -95,7 +142,10 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
     n_batches = len(batch_plan(lengths, cfg.batch_size, cfg.seed, 0))
     per_proc = math.ceil(n_batches / acc.num_processes)
     steps_per_epoch = math.ceil(per_proc / cfg.grad_accum)
-    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    if cfg.max_steps is None:
+        epochs, total = cfg.epochs, steps_per_epoch * cfg.epochs
+    else:
+        epochs, total = math.ceil(cfg.max_steps / steps_per_epoch), cfg.max_steps
     decay, no_decay = [], []
     for n, p in objective.named_parameters():
         if p.requires_grad:
@@ -157,7 +207,7 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
     if not resumed:
         (work_dir / "best.safetensors").unlink(missing_ok=True)  # left over from another run
     done = state["step"] >= total and state["batch"] == 0
-    while not done and state["epoch"] < cfg.epochs:
+    while not done and state["epoch"] < epochs:
         epoch = state["epoch"]
         plan = batch_plan(lengths, cfg.batch_size, cfg.seed, epoch)
         # An own generator: creating a DataLoader iterator draws a seed from it, which would otherwise
@@ -198,12 +248,14 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
                 on_step(state["step"])
             if state["step"] >= total:
                 break
-        metrics = eval_fn(acc.unwrap_model(model))
+        metrics = eval_fn(acc.unwrap_model(model)) if eval_fn is not None else {}
         record = {"epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(loss_n, 1), **metrics}
         state["history"].append(record)
         acc.print(f"{desc} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                           for k, v in record.items()))
-        if not state["best"] or metrics["accuracy"] > state["best"]["accuracy"]:
+        if eval_fn is None:  # nothing to select by: the last epoch is the result
+            state["best"] = record
+        elif not state["best"] or metrics["accuracy"] > state["best"]["accuracy"]:
             state["best"], state["bad_epochs"] = record, 0
             save_best()
         else:

@@ -1,6 +1,7 @@
-"""Teacher outputs computed once per distillation run, kept in memory or in a safetensors file.
+"""Teacher outputs computed once per training run (distillation, pruning recovery), in memory or on disk.
 
-Logits (N, C) are always cached. Hidden states, the embedding output and attention maps are cached
+The head output is always cached: logits (N, C), or for embedding models (``Needs(pooled=True)``) the
+mean-pooled last hidden state (N, H). Hidden states, the embedding output and attention maps are cached
 only for the layers the layer map uses, unpadded and in float16 (variable-length examples are stored
 as one flat tensor plus offsets), then re-padded to each student batch's length. ``mode="disk"`` writes
 ``teacher_cache.safetensors`` and reads slices lazily, for runs whose features do not fit in RAM.
@@ -13,21 +14,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.distill.layer_map import LayerMatch
-
 from edgepack.batching import Encoded, pad_batch, sorted_batches
 
 
 @dataclass(frozen=True)
 class Needs:
-    """Which teacher features the layer map uses (block indices, 0-based)."""
+    """Which teacher outputs to keep: features by block index (0-based), and which head output.
+
+    pooled: keep the mean-pooled last hidden state (embedding models) instead of the logits.
+    """
 
     hidden: tuple[int, ...] = ()
     attention: tuple[int, ...] = ()
     embedding: bool = False
+    pooled: bool = False
+
+    @property
+    def head(self) -> str:
+        return "pooled" if self.pooled else "logits"
 
     @classmethod
-    def from_matches(cls, matches: tuple[LayerMatch, ...]) -> Needs:
+    def from_matches(cls, matches: tuple) -> Needs:
+        """What a layer map (``LayerMatch``-like objects: feature, layer_T) needs from a classifier teacher."""
         return cls(tuple(sorted({m.layer_T for m in matches if m.feature == "hidden"})),
                    tuple(sorted({m.layer_T for m in matches if m.feature == "attention"})),
                    any(m.feature == "embedding" for m in matches))
@@ -35,7 +43,8 @@ class Needs:
 
 class TeacherCache:
     """Per-example teacher targets; ``targets(idx, L)`` returns padded float32 tensors for a batch:
-    ``logits_T`` (B, C), ``hidden_T_{l}`` (B, L, H), ``emb_T`` (B, L, H), ``attn_T_{l}`` (B, A, L, L)."""
+    ``logits_T`` (B, C) or ``pooled_T`` (B, H), ``hidden_T_{l}`` (B, L, H), ``emb_T`` (B, L, H),
+    ``attn_T_{l}`` (B, A, L, L)."""
 
     def __init__(self, tensors: dict[str, Any], needs: Needs, lengths: list[int], heads: int, reader: Any = None):
         self._t, self.needs, self.lengths, self.heads, self._reader = tensors, needs, lengths, heads, reader
@@ -45,14 +54,11 @@ class TeacherCache:
             return self._reader.get_slice(name)[a:b]
         return self._t[name][a:b]
 
-    @property
-    def logits(self) -> Any:
-        return self._reader.get_tensor("logits") if self._reader is not None else self._t["logits"]
-
     def targets(self, idx: list[int], L: int) -> dict:
         import torch
 
-        out = {"logits_T": torch.stack([self._get("logits", i, i + 1)[0] for i in idx]).float()}
+        head = self.needs.head
+        out = {f"{head}_T": torch.stack([self._get(head, i, i + 1)[0] for i in idx]).float()}
         names = [f"hidden_{l}" for l in self.needs.hidden] + (["emb"] if self.needs.embedding else [])
         for name in names:
             off = self._offsets(name)
@@ -83,9 +89,11 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
     import torch
     from tqdm.auto import tqdm
 
+    from edgepack.losses import mean_pool
+
     teacher.eval()
     n = len(enc)
-    logits = [None] * n
+    head_rows = [None] * n
     feats: dict[str, list] = {f"hidden_{l}": [None] * n for l in needs.hidden}
     if needs.embedding:
         feats["emb"] = [None] * n
@@ -97,21 +105,22 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
                         disable=not progress):
             b = {k: v.to(device) if device is not None else v for k, v in pad_batch(enc, idx).items()}
             out = teacher(**b, output_hidden_states=want_h, output_attentions=want_a)
+            head = mean_pool(out.last_hidden_state, b["attention_mask"]) if needs.pooled else out.logits  # (B, .)
             for r, i in enumerate(idx):
                 k = enc.lengths[i]
-                logits[i] = out.logits[r].float().cpu()
+                head_rows[i] = head[r].float().cpu()
                 for l in needs.hidden:
                     feats[f"hidden_{l}"][i] = out.hidden_states[l + 1][r, :k].half().cpu()
                 if needs.embedding:
                     feats["emb"][i] = out.hidden_states[0][r, :k].half().cpu()
                 for l in needs.attention:
                     feats[f"attn_{l}"][i] = out.attentions[l][r, :, :k, :k].half().cpu().reshape(-1)
-    tensors = {"logits": torch.stack(logits)}
+    tensors = {needs.head: torch.stack(head_rows)}
     for name, rows in feats.items():
         sizes = torch.tensor([0] + [x.shape[0] for x in rows])
         tensors[name] = torch.cat(rows).contiguous()
         tensors[f"{name}_offsets"] = torch.cumsum(sizes, 0)
-    heads = int(getattr(teacher.config, "num_attention_heads", 0) or getattr(teacher.config, "n_heads", 0))
+    heads = _num_heads(teacher)
     if mode == "disk":
         from safetensors import safe_open
         from safetensors.torch import save_file
@@ -134,16 +143,18 @@ def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Pat
     h = hashlib.sha256()
     weights = Path(source) / "model.safetensors"
     h.update(json.dumps([str(source), weights.stat().st_mtime_ns if weights.is_file() else 0,
-                         needs.hidden, needs.attention, needs.embedding]).encode())
+                         needs.hidden, needs.attention, needs.embedding, needs.pooled]).encode())
     for ids in enc.input_ids:
         h.update(bytes(str(ids), "ascii"))
     path = Path(cache_dir) / f"teacher_cache-{h.hexdigest()[:16]}.safetensors"
     if path.is_file():
-        heads = int(getattr(teacher.config, "num_attention_heads", 0) or getattr(teacher.config, "n_heads", 0))
-        return TeacherCache({}, needs, enc.lengths, heads, safe_open(str(path), framework="pt"))
+        return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temp file
     build_cache(teacher, enc, needs, cfg.eval_batch_size, "disk", tmp, device, cfg.progress)
     tmp.replace(path)
-    return TeacherCache({}, needs, enc.lengths, int(getattr(teacher.config, "num_attention_heads", 0)),
-                        safe_open(str(path), framework="pt"))
+    return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
+
+
+def _num_heads(teacher: Any) -> int:
+    return int(getattr(teacher.config, "num_attention_heads", 0) or getattr(teacher.config, "n_heads", 0))
