@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.outputs import check_output
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec, load_data
@@ -44,7 +45,7 @@ def work_dir_for(out: Path) -> Path:
 
 def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
             work_dir: str | os.PathLike | None = None, keep_work: bool = False,
-            on_step: Any = None, cache_dir: str | os.PathLike | None = None) -> Artifact:
+            on_step: Any = None, cache_dir: str | os.PathLike | None = None, overwrite: bool = False) -> Artifact:
     """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student.
 
     Writes an ``hf`` artifact at ``out`` whose metrics hold the student's and the teacher's validation
@@ -64,7 +65,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     from edgepack.distill.trainer import train
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
 
-    out = Path(out).expanduser().resolve()
+    out = check_output(out, overwrite, (teacher,))
     work = Path(work_dir) if work_dir else work_dir_for(out)
     lm = load_model(teacher)
     if lm.task != "text-classification":
@@ -132,7 +133,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="distill")
     student = objective.student.cpu().eval()
 
-    with ArtifactWriter(out) as w:
+    with ArtifactWriter(out, overwrite=overwrite, sources=(teacher,)) as w:
         files = save_model(student, tok, w.dir)
         t_bytes = _weights_bytes(lm)
         metrics = {**{k: v for k, v in result.best.items() if k in ("accuracy", "macro_f1", "agreement")},

@@ -67,7 +67,8 @@ def _gzip_size(path: Path) -> int:
 
 
 def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mapping | None, cfg: PruneConfig,
-          out: str | os.PathLike, teacher: str | os.PathLike | None = None, progress: bool = False) -> Artifact:
+          out: str | os.PathLike, teacher: str | os.PathLike | None = None, progress: bool = False,
+          overwrite: bool = False) -> Artifact:
     """Prune the model at ``source`` (HF folder, PEFT adapter or ``hf`` artifact) and write an ``hf`` artifact.
 
     ``data``: see ``resolve_data``. ``teacher``: model whose soft targets drive recovery (default:
@@ -78,7 +79,9 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     from edgepack.prune.evaluate import compare_latency
 
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
+    from edgepack.outputs import check_output
 
+    check_output(out, overwrite, (source, teacher))
     torch.manual_seed(cfg.seed)
     lm = load_model(source.path if isinstance(source, Artifact) else source)
     model, tok = lm.model, lm.tokenizer
@@ -112,7 +115,7 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     n_layers = len(arch.layers(model))
     structure = {"heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
                  "ffn_size": arch.ffn_size(model, 0)}
-    with ArtifactWriter(Path(out)) as w:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(source, teacher)) as w:
         files = save_model(model, tok, w.dir)
         full = {**report, **structure, "removed_ffn": {str(k): v for k, v in report["removed_ffn"].items()}}
         (w.dir / "pruning.json").write_text(json.dumps(full, indent=1) + "\n")
