@@ -142,11 +142,11 @@ def test_writer_lists_every_file_it_wrote(tmp_path):
 
 
 def test_writer_refuses_symlinks_in_its_output(tmp_path):
-    with pytest.raises(ArtifactError, match="stage wrote link: artifacts cannot hold symlinks"):
-        with ArtifactWriter(tmp_path / "a") as w:
-            (w.dir / "model.onnx").write_bytes(b"graph")
-            os.symlink("/etc/hostname", w.dir / "link")
-            w.commit(stage="export", format="onnx", task="text-classification", files={"model": "model.onnx"})
+    with pytest.raises(ArtifactError, match="stage wrote link: artifacts cannot hold symlinks"), \
+            ArtifactWriter(tmp_path / "a") as w:
+        (w.dir / "model.onnx").write_bytes(b"graph")
+        os.symlink("/etc/hostname", w.dir / "link")
+        w.commit(stage="export", format="onnx", task="text-classification", files={"model": "model.onnx"})
 
 
 def test_onnx_external_data_is_verified_and_run(tmp_path):
@@ -154,10 +154,9 @@ def test_onnx_external_data_is_verified_and_run(tmp_path):
     np = pytest.importorskip("numpy")
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
-
     from edgepack.runtime.backends import verified_model_bytes
     from edgepack.runtime.ort import OrtRunner
+    from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.full((4, 2), 0.5, dtype=np.float32), "W")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["logits"])], "g",
