@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.fingerprint import data_content_id, path_content_id
 from edgepack.outputs import check_output
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
@@ -128,8 +129,9 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
         return m
 
     objective = DistillObjective(student, projections, matches, cfg.temperature, cfg.alpha_kd)
-    fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)), "teacher": str(lm.source),
-                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
+    fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)),  # contents, not paths
+                   "teacher": [str(lm.source), path_content_id(lm.source)],
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)]}
     result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="distill")
     student = objective.student.cpu().eval()
 

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepack.fingerprint import data_content_id, path_content_id
 from edgepack.outputs import check_output
 from edgepack.artifact import Artifact, ArtifactWriter, is_artifact
 from edgepack.config import config_to_dict
@@ -118,8 +119,8 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
                                       ds.val_labels, ds.num_labels)
 
     objective = ClassifierObjective(model)
-    fingerprint = {"lora": config_to_dict(lora) if lora else None, "base": str(src),
-                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
+    fingerprint = {"lora": config_to_dict(lora) if lora else None, "base": [str(src), path_content_id(src)],
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)]}
     result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="finetune")
     model = objective.model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
