@@ -93,8 +93,9 @@ class Artifact:
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> Artifact:
-        """Open ``path``: check the manifest's shape and the folder's contents and (by default) every file's
-        size and sha256.
+        """Open ``path``: check the manifest's shape, then (``verify``, the default) the folder's contents
+        (no links, no unlisted files) and every file's size and sha256. ``verify=False`` trusts nothing in
+        the folder and is only for reading the manifest's facts.
 
         Raises ArtifactError (one line) for a missing directory, a missing, oversized or malformed manifest,
         a path outside the folder, a symlink or unlisted file, a missing file, or a checksum mismatch.
@@ -118,8 +119,7 @@ class Artifact:
             _ = art.runtime
         except EdgepackError as e:
             raise ArtifactError(f"{mpath}: {e}") from None
-        scan_folder(root, manifest)
-        if verify:
+        if verify:  # verify=False reads the (shape-checked) manifest only: for tools that report on a folder
             art.verify()
         return art
 
