@@ -22,6 +22,7 @@ from edgepack.benchmarks.targets import PEER_QUANTIZE, OpenTarget, Target, postp
 from edgepack.artifact import Artifact, is_artifact
 from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.outputs import check_not_source, replace_dir
 
 
 def _peer_source(path: Path, scratch: Path) -> tuple[Path, str, RuntimeContract, list[str]]:
@@ -63,6 +64,21 @@ def _fingerprint(src: Path, quantize: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def check_peer_dir(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is missing, empty, or a peer export this module wrote."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise EdgepackError(f"refusing to replace {out}: it is not a peer export folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    try:
+        meta = json.loads((out / "edgepack-peer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("fingerprint"), str):
+        raise EdgepackError(f"refusing to replace {out}: it is not a peer export edgepack wrote "
+                            "(no edgepack-peer.json); choose another --peer-work-dir")
+
+
 def peer_export(
     path: str | os.PathLike, work_dir: str | os.PathLike, quantize: str = "fp32"
 ) -> tuple[Path, dict]:
@@ -83,6 +99,8 @@ def peer_export(
         raise EdgepackError(f"unknown peer quantization {quantize!r}; use one of {', '.join(PEER_QUANTIZE)}")
     src_in, work = Path(path).expanduser().resolve(), Path(work_dir).expanduser().resolve()
     out = work / quantize
+    check_not_source(out, [src_in])
+    check_peer_dir(out)
     work.mkdir(parents=True, exist_ok=True)
     src, task, runtime, labels = _peer_source(src_in, work)
     fp = _fingerprint(src, quantize)
@@ -119,9 +137,8 @@ def peer_export(
             "quantize": quantize,
         }
         (tmp / "edgepack-peer.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        check_peer_dir(out)
+        replace_dir(tmp, out)  # the old export stays whole until the new one is in place
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out, meta

@@ -20,6 +20,8 @@ from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec, load_data
 from edgepack.errors import EdgepackError
+from edgepack.fingerprint import data_content_id, path_content_id
+from edgepack.outputs import check_output
 
 
 def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
@@ -40,7 +42,7 @@ def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
 
 def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
             work_dir: str | os.PathLike | None = None, keep_work: bool = False,
-            on_step: Any = None, cache_dir: str | os.PathLike | None = None) -> Artifact:
+            on_step: Any = None, cache_dir: str | os.PathLike | None = None, overwrite: bool = False) -> Artifact:
     """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student.
 
     Writes an ``hf`` artifact at ``out`` whose metrics hold the student's and the teacher's validation
@@ -60,7 +62,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     from edgepack.teacher_cache import Needs, build_cache, load_or_build_cache
     from edgepack.train import train, work_dir_for
 
-    out = Path(out).expanduser().resolve()
+    out = check_output(out, overwrite, (teacher,))
     work = Path(work_dir) if work_dir else work_dir_for(out)
     lm = load_model(teacher)
     if lm.task != "text-classification":
@@ -123,12 +125,13 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
         return m
 
     objective = DistillObjective(student, projections, matches, cfg.temperature, cfg.alpha_kd)
-    fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)), "teacher": str(lm.source),
-                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
+    fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)),  # contents, not paths
+                   "teacher": [str(lm.source), path_content_id(lm.source)],
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)]}
     result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="distill")
     student = objective.student.cpu().eval()
 
-    with ArtifactWriter(out) as w:
+    with ArtifactWriter(out, overwrite=overwrite, sources=(teacher,)) as w:
         files = save_model(student, tok, w.dir)
         t_bytes = _weights_bytes(lm)
         metrics = {**{k: v for k, v in result.best.items() if k in ("accuracy", "macro_f1", "agreement")},

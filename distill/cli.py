@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgepack.cli_config import Opt, add_config_arguments
+from edgepack.cli_config import Opt, add_config_arguments, overwrite_of
 
 FINETUNE_EPILOG = """\
 examples:
@@ -155,7 +155,7 @@ def distill_config(a: argparse.Namespace):
 def _run_finetune(a: argparse.Namespace) -> int:
     from edgepack.distill.finetune import finetune
 
-    _report(finetune(a.base, _data_spec(a), finetune_config(a), a.out))
+    _report(finetune(a.base, _data_spec(a), finetune_config(a), a.out, overwrite=overwrite_of(a)))
     return 0
 
 
@@ -163,5 +163,5 @@ def _run_distill(a: argparse.Namespace) -> int:
     from edgepack.distill.api import distill
 
     cfg = distill_config(a)
-    _report(distill(a.teacher, _data_spec(a), cfg, a.out))
+    _report(distill(a.teacher, _data_spec(a), cfg, a.out, overwrite=overwrite_of(a)))
     return 0

@@ -26,6 +26,8 @@ from edgepack.artifact import Artifact, ArtifactWriter, is_artifact
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec
 from edgepack.errors import EdgepackError, MissingDependencyError
+from edgepack.fingerprint import data_content_id, path_content_id
+from edgepack.outputs import check_output
 
 
 def _base_dir(base: str | os.PathLike) -> tuple[Path, Artifact | None]:
@@ -76,7 +78,7 @@ def _wrap_lora(model: Any, lora: LoraSettings) -> Any:
 
 def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneConfig, out: str | os.PathLike,
              work_dir: str | os.PathLike | None = None, keep_work: bool = False,
-             on_step: Any = None) -> Artifact:
+             on_step: Any = None, overwrite: bool = False) -> Artifact:
     """Fine-tune ``base`` for text classification on ``data``; write an ``hf`` artifact at ``out``.
 
     metrics: accuracy, macro_f1 (validation, best epoch), params, size_bytes, train_seconds, history;
@@ -92,7 +94,7 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
     from edgepack.train import train, work_dir_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    out = Path(out).expanduser().resolve()
+    out = check_output(out, overwrite, (base,))
     work = Path(work_dir) if work_dir else work_dir_for(out)
     src, parent = _base_dir(base)
     ds = resolve_data(data, parent.labels if parent else [])
@@ -118,13 +120,13 @@ def finetune(base: str | os.PathLike, data: DataSpec | Dataset, cfg: FinetuneCon
                                       ds.val_labels, ds.num_labels)
 
     objective = ClassifierObjective(model)
-    fingerprint = {"lora": config_to_dict(lora) if lora else None, "base": str(src),
-                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names]}
+    fingerprint = {"lora": config_to_dict(lora) if lora else None, "base": [str(src), path_content_id(src)],
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)]}
     result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="finetune")
     model = objective.model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    with ArtifactWriter(out) as w:
+    with ArtifactWriter(out, overwrite=overwrite, sources=(base,)) as w:
         files, extra, merge = {}, {"base_model": str(src), "data": ds.source}, {}
         if lora:
             model, merge = _merge_lora(model, src, ds.label_names, enc_va, tcfg.eval_batch_size, w.dir / "adapter",

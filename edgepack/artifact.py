@@ -38,18 +38,17 @@ from typing import Any
 
 from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError
+from edgepack.manifest_check import MANIFEST, ArtifactError, folder_entries, read_manifest, scan_folder
+from edgepack.outputs import check_not_source, check_replaceable, clean_stale, make_temp_dir, replace_dir
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "Artifact", "ArtifactError", "ArtifactWriter", "is_artifact", "sha256_file",
+           "update_metrics"]
 SCHEMA_VERSION = 2  # 2: runtime facts under "runtime" (RuntimeContract), no longer in "extra"
 TASKS = ("text-classification", "feature-extraction")
 FORMATS = ("hf", "onnx", "tensorrt", "triton", "torch-quantized")
 # precisions schema-1 manifests wrote that the contract names otherwise
 _SCHEMA1_PRECISION = {"int8": "int8-static", "torch-dynamic-int8": "int8-dynamic", "bnb-int8": "int8-dynamic",
                       "bnb-nf4": "nf4"}
-
-
-class ArtifactError(EdgepackError):
-    """A missing, corrupt, tampered or incompatible artifact."""
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -77,7 +76,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def is_artifact(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    """True when ``path`` holds a manifest.json whose shape is valid (contents are not verified)."""
+    try:
+        read_manifest(Path(path))
+    except ArtifactError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -89,25 +93,23 @@ class Artifact:
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> Artifact:
-        """Open ``path`` and (by default) verify every file's size and sha256.
+        """Open ``path``: check the manifest's shape, then (``verify``, the default) the folder's contents
+        (no links, no unlisted files) and every file's size and sha256. ``verify=False`` trusts nothing in
+        the folder and is only for reading the manifest's facts.
 
-        Raises ArtifactError for a missing directory, a missing/unreadable manifest, a missing file,
-        or a checksum mismatch.
+        Raises ArtifactError (one line) for a missing directory, a missing, oversized or malformed manifest,
+        a path outside the folder, a symlink or unlisted file, a missing file, or a checksum mismatch.
         """
-        root = Path(path).expanduser().resolve()
+        root = Path(path).expanduser().absolute()
+        if root.is_symlink():
+            raise ArtifactError(f"refusing {root}: the artifact folder is a symlink")
+        root = root.resolve()
         if not root.exists():
             raise ArtifactError(f"artifact directory not found: {root}")
         if not root.is_dir():
             raise ArtifactError(f"not a directory: {root}")
+        manifest = read_manifest(root)
         mpath = root / MANIFEST
-        if not mpath.is_file():
-            raise ArtifactError(f"{root} is not an edgepack artifact (no {MANIFEST})")
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ArtifactError(f"corrupt manifest {mpath}: {e}") from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-            raise ArtifactError(f"corrupt manifest {mpath}: missing 'files'")
         if manifest.get("schema", 0) > SCHEMA_VERSION:
             raise ArtifactError(
                 f"{root} was written by a newer edgepack (manifest schema {manifest.get('schema')}); upgrade"
@@ -117,25 +119,44 @@ class Artifact:
             _ = art.runtime
         except EdgepackError as e:
             raise ArtifactError(f"{mpath}: {e}") from None
-        if verify:
+        if verify:  # verify=False reads the (shape-checked) manifest only: for tools that report on a folder
             art.verify()
         return art
 
     def verify(self) -> None:
-        for role, entry in self.manifest["files"].items():
-            p = self.path / entry["path"]
-            if not p.is_file():
-                raise ArtifactError(f"artifact {self.path}: file for '{role}' is missing: {entry['path']}")
-            size = p.stat().st_size
-            if "bytes" in entry and size != entry["bytes"]:
-                raise ArtifactError(
-                    f"artifact {self.path}: {entry['path']} has {size} bytes, manifest says {entry['bytes']} "
-                    "(truncated or modified)"
-                )
-            if sha256_file(p) != entry["sha256"]:
-                raise ArtifactError(
-                    f"artifact {self.path}: checksum mismatch for {entry['path']} (file was modified or corrupted)"
-                )
+        """Refuse links and unlisted files, then check every listed file's size and sha256."""
+        scan_folder(self.path, self.manifest)
+        for role in self.manifest["files"]:
+            self.read_verified(role, keep=False)
+
+    def read_verified(self, role: str, keep: bool = True) -> bytes | None:
+        """The bytes of ``role``'s file, checked against the manifest (so what is used is what was verified)."""
+        entry = self.manifest["files"].get(role)
+        if entry is None:
+            self.file(role)  # raises the "has no file" error
+        p = self.path / entry["path"]
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            raise ArtifactError(f"artifact {self.path}: file for '{role}' is missing or not a file: "
+                                f"{entry['path']}") from None
+        h, chunks, size = hashlib.sha256(), [], 0
+        with os.fdopen(fd, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+                size += len(block)
+                if keep:
+                    chunks.append(block)
+        if "bytes" in entry and size != entry["bytes"]:
+            raise ArtifactError(
+                f"artifact {self.path}: {entry['path']} has {size} bytes, manifest says {entry['bytes']} "
+                "(truncated or modified)"
+            )
+        if h.hexdigest() != entry["sha256"]:
+            raise ArtifactError(
+                f"artifact {self.path}: checksum mismatch for {entry['path']} (file was modified or corrupted)"
+            )
+        return b"".join(chunks) if keep else None
 
     # --- convenient accessors -------------------------------------------------------------
     @property
@@ -235,26 +256,34 @@ class ArtifactWriter:
     ...     art = w.commit(stage="export", format="onnx", task="text-classification",
     ...                    files={"model": "model.onnx"}, parent=parent_artifact)
 
-    On ``commit`` the manifest is written and the temp directory is renamed to ``out_dir``; an
-    existing ``out_dir`` is replaced only then. If the block raises, the temp directory is removed
-    and ``out_dir`` is untouched.
+    On ``commit`` the manifest is written (every regular file in the temp folder is listed: files not named
+    in ``files`` are listed under their path) and the temp folder takes ``out_dir``'s place. An existing,
+    non-empty ``out_dir`` needs ``overwrite=True`` and must be an edgepack artifact (nothing else is ever
+    replaced); it stays whole until the new one is in place. ``sources``: input folders the output may not
+    be, be inside or contain. If the block raises, the temp directory is removed and ``out_dir`` is untouched.
     """
 
     out: Path
-    overwrite: bool = True
+    overwrite: bool = False
+    sources: tuple = ()
     dir: Path = field(init=False)
     _committed: Artifact | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out).expanduser().resolve()
+        out = Path(self.out).expanduser().absolute()
+        if out.is_symlink():
+            raise ArtifactError(f"refusing to write to {out}: it is a symlink")
+        self.out = out.parent.resolve() / out.name
+        if isinstance(self.sources, (str, os.PathLike)):
+            self.sources = (self.sources,)
+        self.sources = tuple(s.path if isinstance(s, Artifact) else s for s in self.sources)
 
     def __enter__(self) -> ArtifactWriter:
-        if self.out.exists() and not self.overwrite:
-            raise ArtifactError(f"output already exists: {self.out} (pass overwrite=True / --overwrite)")
-        if self.out.exists() and not is_artifact(self.out) and any(self.out.iterdir()):
-            raise ArtifactError(f"refusing to replace {self.out}: it exists and is not an edgepack artifact")
+        check_not_source(self.out, self.sources)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.tmp-"))
+        clean_stale(self.out)
+        check_replaceable(self.out, self.overwrite)
+        self.dir = make_temp_dir(self.out)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -288,8 +317,15 @@ class ArtifactWriter:
             raise ValueError(f"unknown artifact format {format!r}; known: {FORMATS}")
         if task not in TASKS:
             raise ArtifactError(f"unsupported task {task!r}; edgepack supports: {', '.join(TASKS)}")
+        if parent is not None:
+            check_not_source(self.out, [parent.path])
+        present, bad = folder_entries(self.dir)
+        if bad:
+            raise ArtifactError(f"stage wrote {bad[0]}: artifacts cannot hold symlinks or special files")
+        files = {**files, **{rel: rel for rel in sorted(present - set(files.values()) - {MANIFEST})}}
         entries = {}
         for role, rel in files.items():
+            rel = Path(rel).as_posix()
             p = self.dir / rel
             if not p.is_file():
                 raise FileNotFoundError(f"stage did not write {rel} for role '{role}'")
@@ -318,7 +354,8 @@ class ArtifactWriter:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         _atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-        _replace_dir(self.dir, self.out)
+        check_replaceable(self.out, self.overwrite)  # again: the folder may have changed while the stage ran
+        replace_dir(self.dir, self.out)
         self._committed = Artifact.open(self.out, verify=False)
         return self._committed
 
@@ -329,17 +366,6 @@ def update_metrics(art: Artifact, **metrics: Any) -> Artifact:
     m["metrics"] = {**art.metrics, **_jsonable(metrics)}
     _atomic_write_text(art.path / MANIFEST, json.dumps(m, indent=2) + "\n")
     return Artifact.open(art.path, verify=False)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; an existing ``dst`` is moved aside first and removed afterwards."""
-    if dst.exists():
-        trash = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.old-"))
-        os.replace(dst, trash / "old")
-        os.replace(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def _jsonable(obj: Any) -> Any:

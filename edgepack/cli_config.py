@@ -96,18 +96,23 @@ def show_default(value: Any, text: str | None = None) -> str:
 def add_config_arguments(
     parser: argparse.ArgumentParser, cls: type, *, options: Mapping[str, Opt] | None = None,
     prefixes: Mapping[str, str] | None = None, groups: Mapping[str, str] | None = None,
-    skip: Sequence[str] = (),
+    skip: Sequence[str] = (), writes: bool = True,
 ) -> ConfigSpec:
     """Add ``--config`` and one option per field of ``cls`` to ``parser``.
 
     options: per dotted field path, the flag name, help text, choices... (see Opt).
     prefixes: flag prefix per nested config path (default: the path, e.g. "recovery" -> --recovery-steps;
       "" drops it). groups: help-group title per config path ("" = the top level). skip: paths (or
-      nested configs) left to the file or to the command's own options.
+      nested configs) left to the file or to the command's own options. writes: the command writes an
+      artifact, so it gets ``--overwrite`` (read with :func:`overwrite_of`).
     """
     options, prefixes, groups = options or {}, prefixes or {}, groups or {}
     parser.add_argument("--config", metavar="FILE",
                         help=f"{cls.__name__} as YAML or JSON (its dict); flags given explicitly override it")
+    if writes:
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace the output folder if it exists (only an edgepack artifact is ever "
+                                 "replaced, and only once the new one is complete)")
     made: dict[str, Any] = {}
     leaves = []
     for path, tp, default in config_leaves(cls):
@@ -126,6 +131,11 @@ def add_config_arguments(
     spec = ConfigSpec(cls, tuple(leaves))
     parser.set_defaults(_config=spec)
     return spec
+
+
+def overwrite_of(args: argparse.Namespace) -> bool:
+    """Whether ``--overwrite`` was given (False for commands without it)."""
+    return bool(getattr(args, "overwrite", False))
 
 
 def _add(group: Any, leaf: Leaf, opt: Opt) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from edgepack.cli_config import Opt, add_config_arguments
+from edgepack.cli_config import Opt, add_config_arguments, overwrite_of
 
 
 def register(sub) -> None:
@@ -65,7 +65,8 @@ def _onnx(args) -> int:
 
     from edgepack.cli_config import config_from_args
 
-    art = export_onnx(args.source, args.out, config_from_args(args), base_model=args.base_model)
+    art = export_onnx(args.source, args.out, config_from_args(args), base_model=args.base_model,
+                      overwrite=overwrite_of(args))
     m = art.metrics
     print(f"wrote {art.path}  ({art.task}, {m['size_bytes'] / 1e6:.1f} MB, max |onnx - torch| = {m['max_abs_diff']:.2e})")
     return 0
@@ -76,7 +77,7 @@ def _optimize(args) -> int:
 
     from edgepack.cli_config import config_from_args
 
-    art = optimize_onnx(args.source, args.out, config_from_args(args))
+    art = optimize_onnx(args.source, args.out, config_from_args(args), overwrite=overwrite_of(args))
     fused = ", ".join(f"{k} x{v}" for k, v in art.metrics["fused_ops"].items()) or "nothing"
     print(f"wrote {art.path}  (fused: {fused}; max |fused - parent| = {art.metrics['max_abs_diff']:.2e})")
     return 0

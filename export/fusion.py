@@ -41,7 +41,7 @@ class FusionConfig:
 
 
 def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
-                  cfg: FusionConfig = FusionConfig()) -> Artifact:
+                  cfg: FusionConfig = FusionConfig(), overwrite: bool = False) -> Artifact:
     """Fuse the transformer subgraphs of an fp32 ``onnx`` artifact; returns the fused artifact."""
     parent = source if isinstance(source, Artifact) else Artifact.open(source)
     parent.require(format="onnx")
@@ -67,7 +67,7 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
         optimization_options=options,
     )
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
-    with ArtifactWriter(Path(out)) as w:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(parent,)) as w:
         opt.save_model_to_file(str(w.dir / "model.onnx"))
         (w.dir / "tokenizer.json").write_bytes(parent.file("tokenizer").read_bytes())
         diff = compare_onnx(parent, w.dir / "model.onnx").max_abs_diff

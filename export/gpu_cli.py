@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgepack.cli_config import Opt, add_config_arguments
+from edgepack.cli_config import Opt, add_config_arguments, overwrite_of
 
 TRT_EXAMPLES = """\
 examples:
@@ -152,7 +152,8 @@ def _tensorrt(args) -> int:
         except OSError as e:
             raise EdgepackError(f"cannot read calibration data {args.calib_data}: {e}") from None
         texts = [line.strip() for line in lines if line.strip()]
-    out = build_engine(art, args.out, cfg, calibration_texts=texts, device=args.device)
+    out = build_engine(art, args.out, cfg, calibration_texts=texts, device=args.device,
+                       overwrite=overwrite_of(args))
     e = out.runtime
     print(
         f"wrote {out.path}  ({e.precision}, int8: {e.int8_mode}, {len(e.profiles)} profile(s), "
@@ -167,7 +168,7 @@ def _triton(args) -> int:
 
     from edgepack.cli_config import config_from_args
 
-    art = export_triton(args.source, args.out, config_from_args(args))
+    art = export_triton(args.source, args.out, config_from_args(args), overwrite=overwrite_of(args))
     entry = art.runtime.ensemble or art.runtime.model_name
     print(f"wrote {art.path}  ({art.runtime.platform}; structural check passed; send requests to '{entry}')")
     print(f"start: tritonserver --model-repository={art.path}")

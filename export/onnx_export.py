@@ -58,7 +58,7 @@ def onnx_io_spec(model_path: Path) -> tuple[list[dict], list[dict]]:
 
 def export_onnx(
     source: str | os.PathLike, out: str | os.PathLike, cfg: OnnxExportConfig = OnnxExportConfig(),
-    base_model: str | None = None,
+    base_model: str | None = None, overwrite: bool = False,
 ) -> Artifact:
     """Export ``source`` to an ``onnx`` artifact at ``out``; raises EdgepackError when validation fails."""
     lm = load_model(source, task=cfg.task, base_model=base_model)
@@ -71,7 +71,7 @@ def export_onnx(
     max_length = cfg.max_length or lm.max_length
     if max_length > lm.max_length:
         raise EdgepackError(f"max_length {max_length} exceeds the model's limit {lm.max_length}")
-    with ArtifactWriter(Path(out)) as w, tempfile.TemporaryDirectory() as scratch:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(source, base_model)) as w, tempfile.TemporaryDirectory() as scratch:
         onnx_export_from_model(
             lm.model, scratch, opset=cfg.opset, task=lm.task, do_validation=False, device="cpu",
         )

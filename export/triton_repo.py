@@ -249,7 +249,8 @@ def tokenizer_configs(
 
 
 def export_triton(
-    source: str | os.PathLike | Artifact, out: str | os.PathLike, cfg: TritonConfig = TritonConfig()
+    source: str | os.PathLike | Artifact, out: str | os.PathLike, cfg: TritonConfig = TritonConfig(),
+    overwrite: bool = False,
 ) -> Artifact:
     """Write a Triton model repository for an ``onnx`` or ``tensorrt`` artifact and check it."""
     from edgepack.export.triton_check import assert_repository_ok
@@ -261,7 +262,7 @@ def export_triton(
         model_file = art.file("model")
     else:
         inputs, outputs, model_file = art.inputs, art.outputs, art.file("engine")
-    with ArtifactWriter(Path(out)) as w:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(source,)) as w:
         root = w.dir
         mdir = root / cfg.model_name
         (mdir / str(cfg.version)).mkdir(parents=True)

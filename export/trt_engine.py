@@ -110,6 +110,7 @@ def build_engine(
     cfg: TrtBuildConfig = TrtBuildConfig(),
     calibration_texts: Sequence[str] | None = None,
     device: int = 0,
+    overwrite: bool = False,
 ) -> Artifact:
     """Build a ``tensorrt`` artifact at ``out`` from an ``onnx`` artifact (needs TensorRT and a GPU)."""
     art = source if isinstance(source, Artifact) else Artifact.open(source)
@@ -147,7 +148,7 @@ def build_engine(
     use_device(device, torch_too=int8 == "calibrate")
     env = detect_runtime_env(trt, device)
     warnings: list[str] = []
-    with ArtifactWriter(Path(out)) as w:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(source,)) as w:
         t0 = time.perf_counter()
         timing_in = (
             Path(cfg.timing_cache).read_bytes()

@@ -44,13 +44,13 @@ def _load(data: Any) -> Any:
 def run_finetune(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
     from edgepack.distill.finetune import finetune
 
-    return finetune(_source(parent), _need_data(data, "finetune"), cfg, out)
+    return finetune(_source(parent), _need_data(data, "finetune"), cfg, out, overwrite=True)
 
 
 def run_distill(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
     from edgepack.distill.api import distill
 
-    return distill(_source(parent), _need_data(data, "distill"), cfg, out)
+    return distill(_source(parent), _need_data(data, "distill"), cfg, out, overwrite=True)
 
 
 def run_prune(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
@@ -60,31 +60,31 @@ def run_prune(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher:
     from edgepack.prune.api import prune
 
     return prune(_source(parent), _load(_need_data(data, "prune")), cfg, out,
-                 teacher=str(teacher) if teacher is not None else None, progress=True)
+                 teacher=str(teacher) if teacher is not None else None, progress=True, overwrite=True)
 
 
 def run_onnx(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
     from edgepack.export.onnx_export import export_onnx
 
-    return export_onnx(_source(parent), out, cfg)
+    return export_onnx(_source(parent), out, cfg, overwrite=True)
 
 
 def run_fuse(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
     from edgepack.export.fusion import optimize_onnx
 
-    return optimize_onnx(parent, out, cfg)
+    return optimize_onnx(parent, out, cfg, overwrite=True)
 
 
 def run_quantize(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
     from edgepack.quantize.api import quantize
 
-    return quantize(parent, _load(_need_data(data, "quantize")), cfg, out)
+    return quantize(parent, _load(_need_data(data, "quantize")), cfg, out, overwrite=True)
 
 
 def run_triton(parent: Parent, cfg: Any, out: Path, *, data: Any = None, teacher: Any = None) -> Artifact:
     from edgepack.export.triton_repo import export_triton
 
-    return export_triton(parent, out, cfg)
+    return export_triton(parent, out, cfg, overwrite=True)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 ``Pipeline`` runs generic stages; ``run_recipe`` turns a recipe's steps into stages over the pass registry
 (``edgepack.pipeline.passes``). Each stage writes its artifact to ``OUTPUT/<stage>``. A stage is skipped when ``OUTPUT/pipeline-state.json``
-records the same key for it (a hash of its config and of its parent's manifest) and its artifact still
+records the same key for it (a hash of its config, its parent's manifest and the *contents* of the data
+file, input model and teacher it reads: editing the data CSV in place recomputes from the first stage that
+read it) and its artifact still
 opens with valid checksums and the recorded manifest hash. Deleting a stage's folder therefore recomputes
 that stage, and, because its new manifest differs, every stage after it.
 """
@@ -22,6 +24,7 @@ from edgepack.pipeline.recipe import INPUT, Recipe, Step, resolve_model
 
 from edgepack import __version__
 from edgepack.artifact import Artifact, ArtifactError, _atomic_write_text, _jsonable
+from edgepack.fingerprint import content_key, path_content_id
 
 STATE_FILE = "pipeline-state.json"
 
@@ -108,9 +111,10 @@ def _stage(step: Step, recipe: Recipe, model: str, pipe: Pipeline) -> Stage:
 
     def key() -> dict:
         t = teacher()
-        return {"pass": step.kind, "cfg": step.config, "data": recipe.data if spec.uses_data else None,
-                "model": recipe.model if step.parent is None else None,
-                "teacher": t.manifest_sha256() if isinstance(t, Artifact) else t}
+        data = content_key(_jsonable(recipe.data)) if spec.uses_data else None  # the CSV's sha256, not its path
+        return {"pass": step.kind, "cfg": step.config, "data": data,
+                "model": path_content_id(recipe.model) if step.parent is None else None,
+                "teacher": t.manifest_sha256() if isinstance(t, Artifact) else path_content_id(t)}
 
     def run(parent: Artifact | None, out: Path) -> Artifact:
         t = teacher()
@@ -133,7 +137,8 @@ def run_recipe(recipe: Recipe, log: Callable[[str], None] = print, report: bool 
 
         def report_key() -> dict:  # evaluated when the report stage is reached: every artifact exists then
             arts = {n: (a.manifest_sha256() if isinstance(a, Artifact) else str(a)) for n, a in pipe.results.items()}
-            return {"artifacts": arts, "bench": recipe.bench, "goals": recipe.goals, "data": recipe.data}
+            return {"artifacts": arts, "bench": recipe.bench, "goals": recipe.goals,
+                    "data": content_key(_jsonable(recipe.data))}
 
         stages.append(Stage("report", None, report_key,
                             lambda p, out: write_report(recipe, model, pipe.results, pipe.timings, out)))

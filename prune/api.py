@@ -68,7 +68,8 @@ def _gzip_size(path: Path) -> int:
 
 def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mapping | None, cfg: PruneConfig,
           out: str | os.PathLike, teacher: str | os.PathLike | None = None, progress: bool = True,
-          work_dir: str | os.PathLike | None = None, keep_work: bool = False, on_step: Any = None) -> Artifact:
+          work_dir: str | os.PathLike | None = None, keep_work: bool = False, on_step: Any = None,
+          overwrite: bool = False) -> Artifact:
     """Prune the model at ``source`` (HF folder, PEFT adapter or ``hf`` artifact) and write an ``hf`` artifact.
 
     ``data``: see ``resolve_data``. ``teacher``: model whose soft targets drive recovery (default:
@@ -82,9 +83,11 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     from edgepack.prune.evaluate import compare_latency
 
     from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
+    from edgepack.outputs import check_output
     from edgepack.train import work_dir_for
 
     out = Path(out).expanduser().resolve()
+    check_output(out, overwrite, (source, teacher))
     work = Path(work_dir) if work_dir else work_dir_for(out)
     torch.manual_seed(cfg.seed)
     lm = load_model(source.path if isinstance(source, Artifact) else source)
@@ -120,7 +123,7 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     n_layers = len(arch.layers(model))
     structure = {"heads_per_layer": [arch.heads_in_layer(model, i) for i in range(n_layers)],
                  "ffn_size": arch.ffn_size(model, 0)}
-    with ArtifactWriter(out) as w:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(source, teacher)) as w:
         files = save_model(model, tok, w.dir)
         full = {**report, **structure, "removed_ffn": {str(k): v for k, v in report["removed_ffn"].items()}}
         (w.dir / "pruning.json").write_text(json.dumps(full, indent=1) + "\n")

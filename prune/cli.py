@@ -90,11 +90,13 @@ def _config(args: argparse.Namespace):
 def _run_prune(args: argparse.Namespace) -> int:
     from edgepack.prune.api import prune
 
+    from edgepack.cli_config import overwrite_of
     from edgepack.data import DataSpec
 
     cfg = _config(args)
     data = DataSpec(path=args.data, text_column=args.text_column, label_column=args.label_column) if args.data else None
-    art = prune(args.source, data, cfg, args.out, teacher=args.teacher, progress=True)
+    art = prune(args.source, data, cfg, args.out, teacher=args.teacher, progress=True,
+                overwrite=overwrite_of(args))
     m, x = art.metrics, art.extra
     print(f"wrote {art.path}")
     print(f"  params {x['params_before']:,} -> {m['params']:,}; heads/layer {x['heads_per_layer']}; "

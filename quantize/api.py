@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepack.outputs import check_output
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec, as_dataset
@@ -91,7 +92,7 @@ def measure(parent: Artifact, candidates: dict[str, Artifact | str], ds: Dataset
 
 
 def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tuple | list, cfg: QuantizeConfig,
-             out: str | os.PathLike, verbose: bool = True) -> Artifact:
+             out: str | os.PathLike, verbose: bool = True, overwrite: bool = False) -> Artifact:
     """Quantize an fp32 ``onnx`` artifact with each of ``cfg.methods`` and write the best one to ``out``.
 
     ``data``: a DataSpec, Dataset, (texts, labels) or list of texts (validation + calibration).
@@ -99,7 +100,7 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
     """
     parent = open_onnx_parent(source)
     ds = eval_data(data, cfg.max_eval_samples)
-    out = Path(out).expanduser().resolve()
+    out = check_output(out, overwrite, (parent,))
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.candidates-"))
     try:
@@ -128,7 +129,7 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
         if best is None:
             raise NoCandidateError(f"no quantized candidate is within {cfg.max_accuracy_drop:g} accuracy points of "
                                    f"the parent and faster than it; nothing written.\n{table}")
-        return _write_selected(parent, built[best.m.name], best, pm, rows, table, cfg, ds, out)
+        return _write_selected(parent, built[best.m.name], best, pm, rows, table, cfg, ds, out, overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -155,8 +156,8 @@ def _budget(parent: Artifact, ds: Dataset, cfg: QuantizeConfig) -> Budget:
 
 
 def _write_selected(parent: Artifact, cand: Artifact, best: Row, pm: Measurement, rows: list[Row], table: str,
-                    cfg: QuantizeConfig, ds: Dataset, out: Path) -> Artifact:
-    with ArtifactWriter(out) as w:
+                    cfg: QuantizeConfig, ds: Dataset, out: Path, overwrite: bool = False) -> Artifact:
+    with ArtifactWriter(out, overwrite=overwrite, sources=(parent,)) as w:
         for role in ("model", "tokenizer"):
             shutil.copyfile(cand.file(role), w.dir / cand.manifest["files"][role]["path"])
         metrics = {

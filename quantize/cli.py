@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgepack.cli_config import Opt, add_config_arguments
+from edgepack.cli_config import Opt, add_config_arguments, overwrite_of
 from edgepack.cpu import TARGETS, host_cpu
 
 _EPILOG = """\
@@ -100,7 +100,7 @@ def _quantize(args) -> int:
     label = None if args.label_column.lower() == "none" else args.label_column
     spec = (DataSpec(path=args.data, text_column=args.text_column, label_column=label) if args.data
             else example_spec())
-    art = quantize(args.source, spec, config_from_args(args), args.out)
+    art = quantize(args.source, spec, config_from_args(args), args.out, overwrite=overwrite_of(args))
     m = art.metrics
     print(f"wrote {art.path}: {m['method']}, {m['size_ratio']:.2f}x smaller, {m['speedup']:.2f}x faster, "
           f"accuracy {m['accuracy']:.2f} (drop {m['accuracy_drop']:.2f})")
@@ -113,7 +113,7 @@ def _quantize_torch(args) -> int:
     from edgepack.cli_config import config_from_args
 
     cfg = config_from_args(args)
-    art = quantize_torch(args.source, args.out, cfg)
+    art = quantize_torch(args.source, args.out, cfg, overwrite=overwrite_of(args))
     print(f"wrote {art.path}: {cfg.method}, {art.metrics['size_bytes'] / 1e6:.1f} MB, "
           f"{art.metrics['quantized_ops']} quantized layers")
     return 0

@@ -75,14 +75,15 @@ def _packed_state(model: Any) -> dict:
     return tensors
 
 
-def quantize_torch(source: str | os.PathLike, out: str | os.PathLike, cfg: TorchQuantConfig = TorchQuantConfig()) -> Artifact:
+def quantize_torch(source: str | os.PathLike, out: str | os.PathLike, cfg: TorchQuantConfig = TorchQuantConfig(),
+                   overwrite: bool = False) -> Artifact:
     """Quantize a torch model (HF folder / adapter / ``hf`` artifact) into a ``torch-quantized`` artifact."""
     if cfg.method.startswith("bnb"):
         require_bitsandbytes()
     from edgepack.hf import load_model, save_model
 
     lm = load_model(source)
-    with ArtifactWriter(Path(out)) as w:
+    with ArtifactWriter(Path(out), overwrite=overwrite, sources=(source,)) as w:
         if cfg.method == "torch-dynamic-int8":
             from safetensors.torch import save_file
 

@@ -42,7 +42,18 @@ def _ort_cpu_available() -> bool:
 def _make_ort_cpu(artifact: Artifact, intra_op_threads: int | None = None, **_: Any):
     from edgepack.runtime.ort import OrtRunner
 
-    return OrtRunner(artifact.file("model"), ["CPUExecutionProvider"], intra_op_threads=intra_op_threads)
+    return OrtRunner(artifact.file("model"), ["CPUExecutionProvider"], intra_op_threads=intra_op_threads,
+                     model_bytes=verified_model_bytes(artifact))
+
+
+def verified_model_bytes(artifact: Artifact) -> bytes | None:
+    """The model file's bytes, checked against the manifest, for ONNX Runtime to load from memory (so the
+    bytes checked are the bytes run); None when the graph keeps weights in (listed, verified) external files,
+    which ONNX Runtime only resolves from the path."""
+    if not any(e["path"] != artifact.manifest["files"]["model"]["path"] and not e["path"].endswith(".json")
+               for e in artifact.manifest["files"].values()):
+        return artifact.read_verified("model")
+    return None
 
 
 register_backend(

@@ -59,6 +59,7 @@ class OrtRunner:
     ``disabled_optimizers``: names of ORT graph transformers to skip when the session loads; ``None`` means
     ``CPU_DISABLED_OPTIMIZERS`` on the CPU provider and none on others; ``()`` keeps all of ORT's defaults.
     ``optimized_model_path``: also write the graph as ORT optimized it there (to inspect what runs).
+    ``model_bytes``: the verified bytes of ``model_path`` to load from memory (``model_path`` names it).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class OrtRunner:
         provider_options: list[dict] | None = None,
         disabled_optimizers: Sequence[str] | None = None,
         optimized_model_path: str | Path | None = None,
+        model_bytes: bytes | None = None,
     ):
         ort = import_onnxruntime()
         opts = ort.SessionOptions()
@@ -93,7 +95,7 @@ class OrtRunner:
         self.disabled_optimizers = tuple(disabled_optimizers)
         try:
             self.session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=providers, provider_options=provider_options,
+                model_bytes if model_bytes is not None else str(model_path), sess_options=opts, providers=providers, provider_options=provider_options,
                 disabled_optimizers=list(self.disabled_optimizers) or None,
             )
         except Exception as e:  # onnxruntime raises its own exception types

@@ -52,7 +52,12 @@ class Predictor:
         limit = art.runtime.max_length or 512
         if max_length is not None and not 1 <= max_length <= limit:
             raise EdgepackError(f"max_length must be between 1 and the model's limit {limit}")
-        encoder = TextEncoder(art.file("tokenizer"), max_length or limit, art.runtime.pad_token_id)
+        try:  # the bytes that were verified are the bytes used
+            tok = art.read_verified("tokenizer")
+            tok.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArtifactError(f"{art.path}: tokenizer.json is not UTF-8 text") from None
+        encoder = TextEncoder(tok, max_length or limit, art.runtime.pad_token_id)
         runner = open_runner(art, backend, intra_op_threads=intra_op_threads, **backend_opts)
         _warn_int8_mismatch(art, runner)
         return cls(art, runner, encoder, batch_size)

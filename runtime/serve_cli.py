@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 EPILOG = """\
@@ -20,6 +21,19 @@ examples:
   curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"texts": ["great film"]}'
 
 A full queue answers 503 with Retry-After; a request not answered within --timeout-s answers 504.
+
+hostile clients and exposed deployments:
+  At most --max-connections connections are open. Past it, a new connection closes the oldest one that
+  has only been reading its request (or idling) for 1 s or more; when there is none it gets an immediate
+  503 with Retry-After. Headers must arrive within --header-timeout-s and the body within --body-timeout-s
+  of them, or the connection gets 408 and is closed. /metrics shows edgepack_connections_* counters.
+  --api-key-file FILE: every endpoint but /healthz and /readyz needs "Authorization: Bearer KEY" (or
+  "X-API-Key: KEY"); KEY is the file's first line (16+ characters), compared in constant time; else 401.
+  TLS: --ssl-certfile cert.pem --ssl-keyfile key.pem (uvicorn's TLS); without them, put the server behind
+  a TLS proxy before binding --host 0.0.0.0.
+  Every response carries X-Request-ID (the client's, if it sent a safe one); errors carry it as
+  error.request_id and every log line written for the request shows it. Errors never hold internal paths
+  or exception text (those are logged).
 SIGTERM (or Ctrl-C) stops taking connections, finishes in-flight requests, then exits."""
 
 
@@ -97,6 +111,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "similar lengths share a run: less padding on CPU (default: %(default)s; use "
         "--max-batch's value on a GPU)",
     )
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="open connections at most (default: %(default)s)")
+    p.add_argument("--header-timeout-s", type=float, default=10.0,
+                   help="time for a request's line and headers, else 408 (default: %(default)s)")
+    p.add_argument("--body-timeout-s", type=float, default=30.0,
+                   help="time for a request's body once its headers are in, else 408 (default: %(default)s)")
+    p.add_argument("--api-key-file", metavar="FILE", help="require this key (first line) on all but /healthz, /readyz")
+    p.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate (with --ssl-keyfile)")
+    p.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -123,6 +146,16 @@ def run(args: argparse.Namespace) -> int:
         raise EdgepackError(f"--port must be between 1 and 65535, got {args.port}")
     if args.timeout_s <= 0 or args.max_wait_ms < 0:
         raise EdgepackError("--timeout-s must be > 0 and --max-wait-ms >= 0")
+    if args.max_connections < 1 or args.header_timeout_s <= 0 or args.body_timeout_s <= 0:
+        raise EdgepackError("--max-connections must be >= 1 and --header-timeout-s, --body-timeout-s > 0")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise EdgepackError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if path and not os.path.isfile(path):
+            raise EdgepackError(f"{flag} {path}: no such file")
+    from edgepack.runtime.server_guard import read_api_key
+
+    read_api_key(args.api_key_file)  # fail now, with one line, not in a worker
     art = Artifact.open(args.artifact, verify=False)  # fail fast on a wrong dir; Predictor verifies
     if art.format not in ("onnx", "tensorrt"):
         raise EdgepackError(
@@ -146,6 +179,12 @@ def run(args: argparse.Namespace) -> int:
         intra_op_threads=args.intra_op_threads,
         max_length=args.max_length,
         model_batch=args.model_batch,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        api_key_file=os.path.abspath(args.api_key_file) if args.api_key_file else None,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     # uvicorn drains on SIGTERM, then re-raises it to the handler that was installed before it ran;
     # a no-op handler here turns a completed graceful shutdown into exit code 0 instead of -15.

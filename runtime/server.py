@@ -3,7 +3,9 @@
 Endpoints: POST /v1/predict, GET /healthz, /readyz, /v1/model, /metrics, /openapi.json.
 The model loads in a background thread after the socket is open, so /healthz answers at once and
 /readyz turns 200 only when the model is loaded and warmed up. Bad requests get JSON 4xx errors
-(``{"error": {"code", "message"}}``); a full queue gets 503 with Retry-After; SIGTERM stops new
+(``{"error": {"code", "message", "request_id"}}``, never internal paths or exception text: those go to
+the log, with the request id); a full queue gets 503 with Retry-After; connection cap and read timeouts:
+``server_limits``; API key and request ids: ``server_guard``. SIGTERM stops new
 connections, finishes in-flight requests and drains the queue (uvicorn's graceful shutdown, then
 the lifespan closes the batcher). Nothing here imports torch or transformers.
 """
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgepack.runtime import server_guard as guard
 from edgepack.runtime.batcher import BatcherClosedError, BatcherConfig, DynamicBatcher, QueueFullError
 from edgepack.runtime.metrics_prom import CONTENT_TYPE, ServerMetrics
 from edgepack.runtime.openapi import openapi_spec
@@ -53,6 +56,12 @@ class ServeConfig:
     # texts per ORT run within a batch, sorted by tokens; None: max_batch. 16: on the 2-core CPU the demo INT8
     # student ran 3600 texts/s at 16 (length-sorted), 3200 at 8, 3500 at 32; the server 1497 rps vs 1434 at 8
     model_batch: int | None = 16
+    max_connections: int = 256  # open connections; past it slow/idle ones are evicted or new ones get 503
+    header_timeout_s: float = 10.0  # request line + headers must arrive within this (408 otherwise)
+    body_timeout_s: float = 30.0  # the body must arrive within this once the headers are in (408 otherwise)
+    api_key_file: str | None = None  # a key every endpoint but /healthz and /readyz needs
+    ssl_certfile: str | None = None  # TLS through uvicorn (both files, PEM)
+    ssl_keyfile: str | None = None
 
     def batcher_config(self) -> BatcherConfig:
         return BatcherConfig(
@@ -74,7 +83,8 @@ class RequestError(Exception):
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    error = {"code": code, "message": message, "request_id": guard.REQUEST_ID.get()}
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
@@ -180,7 +190,8 @@ class ModelState:
             self.predictor = pred
             self.ready_after_s = time.perf_counter() - self.started
         except Exception as e:  # noqa: BLE001 - reported on /readyz, the process keeps answering
-            self.error = f"{type(e).__name__}: {e}"
+            guard.log.error("the model failed to load: %s: %s", type(e).__name__, e)
+            self.error = "the model failed to load (details are in the server log)"
 
     @property
     def ready(self) -> bool:
@@ -190,31 +201,6 @@ class ModelState:
         self.stopping = True
         if self.batcher is not None:
             self.batcher.close(drain=True, timeout=self.cfg.timeout_s)
-
-
-def model_summary(pred: Any, cfg: ServeConfig) -> dict:
-    """GET /v1/model: what is served, from the artifact manifest, and the serving limits."""
-    art = pred.artifact
-    m = art.manifest
-    runtime = {k: v for k, v in art.runtime.to_dict().items() if k != "torch_source"}
-    return {
-        "name": art.path.name,
-        "format": art.format,
-        "stage": art.stage,
-        "task": art.task,
-        "labels": art.labels,
-        "inputs": art.inputs,
-        "outputs": art.outputs,
-        "runtime": runtime,
-        "extra": art.extra,
-        "metrics": art.metrics,
-        "created": m.get("created"),
-        "files": {
-            role: {"path": f["path"], "sha256": f["sha256"], "bytes": f.get("bytes")}
-            for role, f in m["files"].items()
-        },
-        "serving": {k: v for k, v in asdict(cfg).items() if k not in ("host", "port")},
-    }
 
 
 KNOWN_PATHS = ("/v1/predict", "/healthz", "/readyz", "/v1/model", "/metrics", "/openapi.json")
@@ -230,7 +216,7 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
         if state.stopping:
             return error_response(503, "shutting_down", "the server is shutting down")
         if state.error:
-            return error_response(503, "load_failed", f"the model failed to load: {state.error}")
+            return error_response(503, "load_failed", state.error)
         return error_response(
             503, "not_ready", "the model is still loading", {"Retry-After": str(cfg.retry_after_s)}
         )
@@ -260,7 +246,9 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
             except asyncio.TimeoutError:
                 raise RequestError(504, "timeout", f"no answer within {cfg.timeout_s:g} s") from None
             except Exception as e:  # noqa: BLE001 - the model failed on this request's batch
-                return error_response(500, "inference_failed", f"{type(e).__name__}: {str(e)[:300]}")
+                guard.log.error("inference failed: %s: %s", type(e).__name__, str(e)[:300])
+                return error_response(500, "inference_failed", "the model failed on this request's batch "
+                                      "(details are in the server log)")
         except RequestError as e:
             return error_response(e.status, e.code, e.message, e.headers)
         return JSONResponse({"task": state.predictor.task, "results": results})
@@ -276,10 +264,12 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
     async def model(request: Request) -> Response:
         if state.predictor is None:
             return not_ready()
-        return JSONResponse(model_summary(state.predictor, cfg))
+        return JSONResponse(guard.public_model_summary(state.predictor, cfg))
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        from edgepack.runtime.server_limits import STATS
+
+        return Response(metrics.render() + STATS.render(), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
         pred = state.predictor
@@ -298,7 +288,8 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
         return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     async def internal_error(request: Request, exc: Exception) -> Response:
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {str(exc)[:300]}")
+        guard.log.error("internal error on %s", request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "internal error (details are in the server log)")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -321,7 +312,7 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
     )
     app.state.model = state
     app.state.metrics = metrics
-    return _MetricsMiddleware(app, metrics)
+    return guard.GuardMiddleware(_MetricsMiddleware(app, metrics), guard.read_api_key(cfg.api_key_file))
 
 
 class _MetricsMiddleware:
@@ -356,6 +347,7 @@ def app_from_env() -> Any:
     """App factory for ``uvicorn --factory`` worker processes: reads ``EDGEPACK_SERVE_CONFIG``."""
     spec = json.loads(os.environ[ENV_CONFIG])
     cfg = ServeConfig(**spec["cfg"])
+    _configure_limits(cfg)
     return create_app(lambda: open_predictor(spec["artifact"], cfg), cfg)
 
 
@@ -372,16 +364,29 @@ def open_predictor(artifact_dir: str, cfg: ServeConfig) -> Any:
     )
 
 
+def _configure_limits(cfg: ServeConfig) -> None:
+    from edgepack.runtime.server_limits import Limits, configure
+
+    configure(Limits(max_connections=cfg.max_connections, header_timeout_s=cfg.header_timeout_s,
+                     body_timeout_s=cfg.body_timeout_s, retry_after_s=cfg.retry_after_s))
+
+
 def serve(artifact_dir: str, cfg: ServeConfig = ServeConfig(), log_level: str = "info") -> None:
     """Run the server until SIGINT/SIGTERM (blocking). Several processes when ``cfg.workers > 1``."""
     import uvicorn
 
+    _configure_limits(cfg)
     common = {
         "host": cfg.host,
         "port": cfg.port,
         "log_level": log_level,
+        "log_config": guard.log_config(log_level),
         "access_log": False,
         "timeout_graceful_shutdown": int(cfg.timeout_s) + 5,
+        "http": "edgepack.runtime.server_limits:GuardedH11Protocol",
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
+        "ssl_certfile": cfg.ssl_certfile,
+        "ssl_keyfile": cfg.ssl_keyfile,
     }
     if cfg.workers > 1:
         os.environ[ENV_CONFIG] = json.dumps({"artifact": str(artifact_dir), "cfg": asdict(cfg)})

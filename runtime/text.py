@@ -13,10 +13,14 @@ Text = Union[str, tuple[str, str]]  # a text, or a (text, text_pair)
 class TextEncoder:
     """Encodes texts once, then builds padded int64 feeds for any subset of them."""
 
-    def __init__(self, tokenizer_json: str | Path, max_length: int, pad_token_id: int | None = None):
+    def __init__(self, tokenizer_json: str | Path | bytes, max_length: int, pad_token_id: int | None = None):
+        """``tokenizer_json``: a tokenizer.json path, or its verified bytes."""
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        if isinstance(tokenizer_json, bytes):
+            self.tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        else:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=int(max_length))
         self.max_length = int(max_length)

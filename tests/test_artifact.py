@@ -5,8 +5,8 @@ import pytest
 from edgepack.artifact import Artifact, ArtifactError, ArtifactWriter, update_metrics
 
 
-def _write(tmp_path, name="art", parent=None, payload=b"weights-bytes"):
-    with ArtifactWriter(tmp_path / name) as w:
+def _write(tmp_path, name="art", parent=None, payload=b"weights-bytes", overwrite=False):
+    with ArtifactWriter(tmp_path / name, overwrite=overwrite) as w:
         (w.dir / "model.bin").write_bytes(payload)
         (w.dir / "sub").mkdir()
         (w.dir / "sub" / "tok.json").write_text('{"a": 1}')
@@ -68,7 +68,7 @@ def test_missing_file_and_manifest_errors(tmp_path):
 def test_failed_write_leaves_old_artifact_untouched(tmp_path):
     _write(tmp_path, payload=b"old")
     with pytest.raises(RuntimeError):
-        with ArtifactWriter(tmp_path / "art") as w:
+        with ArtifactWriter(tmp_path / "art", overwrite=True) as w:
             (w.dir / "model.bin").write_bytes(b"new")
             raise RuntimeError("stage crashed")
     assert Artifact.open(tmp_path / "art").file("model").read_bytes() == b"old"
@@ -77,11 +77,13 @@ def test_failed_write_leaves_old_artifact_untouched(tmp_path):
 
 def test_overwrite_replaces_and_refuses_foreign_dirs(tmp_path):
     _write(tmp_path, payload=b"old")
-    assert _write(tmp_path, payload=b"new").file("model").read_bytes() == b"new"
+    with pytest.raises(ArtifactError, match="already exists; pass --overwrite"):
+        _write(tmp_path, payload=b"new")
+    assert _write(tmp_path, payload=b"new", overwrite=True).file("model").read_bytes() == b"new"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(ArtifactError, match="not an edgepack artifact"):
-        with ArtifactWriter(tmp_path / "mine"):
+    with pytest.raises(ArtifactError, match="not a valid edgepack artifact"):
+        with ArtifactWriter(tmp_path / "mine", overwrite=True):
             pass
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 

@@ -23,7 +23,8 @@ STAGES = {
 }
 # Options a stage adds beside its config (data, paths, devices): their defaults are the command's own.
 NOT_CONFIG = {"help", "config", "data", "text_column", "text_pair_column", "label_column", "labels",
-              "val_fraction", "max_examples", "lora", "teacher", "base_model", "batch", "seq", "calib_data", "device"}
+              "val_fraction", "max_examples", "lora", "teacher", "base_model", "batch", "seq", "calib_data", "device",
+              "overwrite"}
 
 
 def _parser(cmd: tuple[str, ...]) -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from edgepack.errors import EdgepackError
 def _stage(name, parent, calls, value, salt=None):
     def run(p, out):
         calls.append(name)
-        with ArtifactWriter(out) as w:
+        with ArtifactWriter(out, overwrite=True) as w:  # the runner replaces its own stage folders
             prev = p.file("model").read_text() if p is not None else ""
             (w.dir / "m.txt").write_text(prev + value)
             files = {"model": "m.txt"}

@@ -34,7 +34,7 @@ def onnx_art(tiny_bert, tmp_path_factory):
 
 def _engine_artifact(tmp_path, runtime):
     """A tensorrt-format artifact with runtime contract ``runtime`` (the plan bytes are never parsed here)."""
-    with ArtifactWriter(tmp_path / "engine") as w:
+    with ArtifactWriter(tmp_path / "engine", overwrite=True) as w:
         (w.dir / "model.plan").write_bytes(b"plan")
         return w.commit(
             stage="export",
