@@ -59,3 +59,75 @@ def make_tiny_model(
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+def logits(model, tokenizer, texts):
+    """A torch classifier's logits on ``texts`` (padded batch, no grad)."""
+    import torch
+
+    enc = tokenizer(list(texts), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).logits
+
+
+class LiveServer:
+    """Run an ASGI app on 127.0.0.1 (a free port) in a background thread."""
+
+    def __init__(self, app, **config):
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else each reply waits ~40 ms
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False, **config))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        import time
+
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(20)
+        self.sock.close()
+
+    def call(self, method, path, body=None, headers=None, conn=None):
+        """Returns (status, headers, parsed JSON or text)."""
+        import http.client
+        import json
+
+        c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        if conn is None:
+            c.close()
+        ctype = r.getheader("content-type", "")
+        return (
+            r.status,
+            dict(r.getheaders()),
+            json.loads(data) if ctype.startswith("application/json") else data.decode(),
+        )
+
+    def predict(self, texts, conn=None):
+        return self.call("POST", "/v1/predict", {"texts": texts}, {"Content-Type": "application/json"}, conn)
+
+    def wait_ready(self, timeout=20):
+        import time
+
+        deadline = time.time() + timeout
+        while self.call("GET", "/readyz")[0] != 200:
+            assert time.time() < deadline, "server never became ready"
+            time.sleep(0.02)

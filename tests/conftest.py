@@ -15,6 +15,14 @@ def tiny_bert(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny_bert"), labels=["negative", "positive"])
 
 
+@pytest.fixture()
+def lm(tiny_bert):
+    """The tiny BERT classifier loaded (edgepack.hf.load_model): model + tokenizer, fresh per test."""
+    from edgepack.hf import load_model
+
+    return load_model(tiny_bert)
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory):
     """A 2-layer, hidden-32 BertModel folder (feature extraction)."""

@@ -9,22 +9,13 @@ torch = pytest.importorskip("torch")
 
 from edgepack.config import config_from_dict, config_to_dict
 from edgepack.errors import EdgepackError
-from edgepack.testing import SAMPLE_TEXTS
+from edgepack.testing import SAMPLE_TEXTS, logits
 
 LABELS = [1, 0, 1, 0, 1, 0, 0]
 
 
-@pytest.fixture()
-def lm(tiny_bert):
-    from edgepack.hf import load_model
-
-    return load_model(tiny_bert)
-
-
 def _logits(model, tok, texts=SAMPLE_TEXTS):
-    enc = tok(list(texts), padding=True, return_tensors="pt")
-    with torch.no_grad():
-        return model(**enc).logits
+    return logits(model, tok, texts)
 
 
 def _zero_heads(model, heads):

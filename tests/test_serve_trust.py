@@ -5,7 +5,6 @@ import http.client
 import json
 import logging
 import socket
-import threading
 import time
 
 import pytest
@@ -19,6 +18,7 @@ from edgepack.runtime.server_limits import GuardedH11Protocol, Limits
 
 from edgepack.artifact import ArtifactWriter
 from edgepack.errors import EdgepackError
+from edgepack.testing import LiveServer
 
 KEY = "k" * 24
 
@@ -45,32 +45,20 @@ def fake_artifact(tmp_path_factory):
                         extra={"teacher": "/home/u/private/teacher"})
 
 
-class Server:
-    """uvicorn with the guarded protocol on 127.0.0.1 (a free port) in a thread."""
+class Server(LiveServer):
+    """uvicorn with the guarded protocol on 127.0.0.1 (a free port) in a thread, under ``limits``."""
 
     def __init__(self, app, limits):
         self.limits = limits
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False,
-                                                    http=GuardedH11Protocol, timeout_keep_alive=2))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        super().__init__(app, http=GuardedH11Protocol, timeout_keep_alive=2)
 
     def __enter__(self):
         self.old = server_limits.LIMITS
         server_limits.configure(self.limits)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            assert time.time() < deadline
-            time.sleep(0.01)
-        return self
+        return super().__enter__()
 
     def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(20)
-        self.sock.close()
+        super().__exit__(*exc)
         server_limits.configure(self.old)
 
     def call(self, method, path, body=None, headers=None, timeout=10):
