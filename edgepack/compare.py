@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Comparison:
     """How far ``got`` is from ``reference`` over ``rows`` compared rows (see the module docstring)."""

@@ -18,7 +18,6 @@ LABELS = [1, 0, 1, 0, 1, 0, 0]
 @pytest.fixture()
 def setup(tiny_bert):
     from edgepack.batching import encode, pad_batch
-
     from edgepack.hf import load_model
     from edgepack.objectives import ClassifierObjective
 
@@ -75,9 +74,9 @@ def test_work_dir_sits_beside_the_output(tmp_path):
 
 
 def test_teacher_cache_keeps_pooled_embeddings_for_embedding_models(tiny_encoder, tmp_path):
-    from edgepack.batching import encode, pad_batch
     from transformers import AutoModel, AutoTokenizer
 
+    from edgepack.batching import encode, pad_batch
     from edgepack.losses import mean_pool
     from edgepack.teacher_cache import Needs, build_cache
 
