@@ -18,7 +18,8 @@ class Backend:
     name: str
     formats: tuple[str, ...]  # artifact formats it can run
     available: Callable[[], bool]
-    make: Callable[..., Any]  # make(artifact, intra_op_threads=None, **opts) -> runner
+    make: Callable[..., Any]  # make(artifact, intra_op_threads=None, inter_op_threads=None, memory_arena=True,
+    # **opts) -> runner (GPU backends ignore the CPU session options)
     description: str = ""
 
 
@@ -39,10 +40,12 @@ def _ort_cpu_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _make_ort_cpu(artifact: Artifact, intra_op_threads: int | None = None, **_: Any):
+def _make_ort_cpu(artifact: Artifact, intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                  memory_arena: bool = True, **_: Any):
     from edgepack.runtime.ort import OrtRunner
 
     return OrtRunner(artifact.file("model"), ["CPUExecutionProvider"], intra_op_threads=intra_op_threads,
+                     inter_op_threads=inter_op_threads or 1, memory_arena=memory_arena,
                      model_bytes=verified_model_bytes(artifact))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from edgepack.runtime.backends import open_runner
-from edgepack.runtime.text import Text, TextEncoder, cls_pool, mean_pool, softmax
+from edgepack.runtime.text import FEED_NAMES, Text, TextEncoder, cls_pool, mean_pool, softmax
 
 from edgepack.artifact import Artifact, ArtifactError
 from edgepack.cpu import int8_mismatch
@@ -28,6 +28,13 @@ class Predictor:
     encoder: TextEncoder
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        # Facts the hot path reads on every call, looked up once.
+        self._classify = self.artifact.task == "text-classification"
+        self._pooling = None if self._classify else self.artifact.runtime.embedding_pooling()
+        names = getattr(self.runner, "input_names", None)
+        self._feed_names = tuple(names) if names else FEED_NAMES
+
     @classmethod
     def open(
         cls,
@@ -36,9 +43,15 @@ class Predictor:
         intra_op_threads: int | None = None,
         max_length: int | None = None,
         batch_size: int = 32,
+        inter_op_threads: int | None = None,
+        memory_arena: bool = True,
         **backend_opts: Any,
     ) -> Predictor:
-        """Open an ``onnx`` (or ``tensorrt``) artifact: verify checksums, load tokenizer and session."""
+        """Open an ``onnx`` (or ``tensorrt``) artifact: verify checksums, load tokenizer and session.
+
+        ONNX Runtime session options (CPU backend): ``intra_op_threads`` (threads per model call; None:
+        all cores), ``inter_op_threads`` (None: 1), ``memory_arena`` (ORT's CPU arena; False returns
+        memory after each run: lower RSS, slower calls)."""
         art = Artifact.open(path)
         if art.format not in RUNNABLE_FORMATS:
             raise ArtifactError(
@@ -58,7 +71,10 @@ class Predictor:
         except UnicodeDecodeError:
             raise ArtifactError(f"{art.path}: tokenizer.json is not UTF-8 text") from None
         encoder = TextEncoder(tok, max_length or limit, art.runtime.pad_token_id)
-        runner = open_runner(art, backend, intra_op_threads=intra_op_threads, **backend_opts)
+        if any(n is not None and n < 1 for n in (intra_op_threads, inter_op_threads)):
+            raise EdgepackError("intra_op_threads and inter_op_threads must be >= 1 (or None: ONNX Runtime's choice)")
+        runner = open_runner(art, backend, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
+                             memory_arena=memory_arena, **backend_opts)
         _warn_int8_mismatch(art, runner)
         return cls(art, runner, encoder, batch_size)
 
@@ -78,26 +94,30 @@ class Predictor:
         """
         texts = _check_texts(texts)
         encodings = self.encoder.encode(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(lengths, kind="stable") if len(texts) > self.batch_size else np.arange(len(texts))
+        if len(texts) <= self.batch_size:  # one model call: no sorting, no scatter into a result array
+            return self._run(encodings)
+        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(lengths, kind="stable")
         result = None
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            feeds = self.encoder.feeds([encodings[i] for i in idx])
-            out = self._postprocess(self.runner.infer(feeds), feeds["attention_mask"])
+            out = self._run([encodings[i] for i in idx])
             if result is None:
                 result = np.empty((len(texts), out.shape[-1]), dtype=np.float32)
             result[idx] = out
         return result
 
+    def _run(self, encodings: list) -> np.ndarray:
+        feeds = self.encoder.feeds(encodings, self._feed_names)
+        return self._postprocess(self.runner.infer(feeds), feeds["attention_mask"])
+
     def _postprocess(self, outputs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
-        if self.task == "text-classification":
-            return softmax(outputs["logits"].astype(np.float32))
+        if self._classify:
+            return softmax(outputs["logits"])
         hidden = outputs.get("last_hidden_state")
         if hidden is None:  # a model that already pools, e.g. "sentence_embedding"
-            return next(iter(outputs.values())).astype(np.float32)
-        hidden = hidden.astype(np.float32)
-        pooling, normalize = self.artifact.runtime.embedding_pooling()
+            return np.asarray(next(iter(outputs.values())), dtype=np.float32)
+        pooling, normalize = self._pooling
         if pooling == "cls":
             return cls_pool(hidden, normalize)
         return mean_pool(hidden, mask, normalize)
@@ -106,7 +126,7 @@ class Predictor:
         """JSON-ready results: ``{"label", "score", "scores"}`` per text, or ``{"embedding": [...]}``."""
         out = self.infer(texts)
         if self.task == "feature-extraction":
-            return [{"embedding": row.tolist()} for row in out]
+            return [{"embedding": row} for row in out.tolist()]  # one tolist for the whole matrix
         labels = self.labels or [str(i) for i in range(out.shape[1])]
         best = out.argmax(axis=1)
         return [

@@ -102,6 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="ONNX Runtime threads per model call (default: all cores)",
     )
+    p.add_argument("--inter-op-threads", type=int, default=None,
+                   help="ONNX Runtime threads across independent graph nodes (default: 1)")
+    p.add_argument("--no-memory-arena", dest="memory_arena", action="store_false",
+                   help="turn ONNX Runtime's CPU memory arena off: memory goes back after each run (lower "
+                   "RSS with widely varying batch shapes, slower calls)")
     p.add_argument("--max-length", type=int, default=None, help="truncate texts to this many tokens")
     p.add_argument(
         "--model-batch",
@@ -139,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model_batch is not None and args.model_batch < 1:
         raise EdgepackError("--model-batch must be >= 1")
+    for name in ("intra_op_threads", "inter_op_threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise EdgepackError(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("max_batch", "max_queue", "threads", "workers", "max_texts", "max_chars", "max_body_bytes"):
         if getattr(args, name) < 1:
             raise EdgepackError(f"--{name.replace('_', '-')} must be >= 1")
@@ -177,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         backend=args.backend,
         intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
+        memory_arena=args.memory_arena,
         max_length=args.max_length,
         model_batch=args.model_batch,
         max_connections=args.max_connections,

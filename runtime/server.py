@@ -52,6 +52,8 @@ class ServeConfig:
     retry_after_s: int = 1
     backend: str = "auto"
     intra_op_threads: int | None = None
+    inter_op_threads: int | None = None  # ONNX Runtime inter-op threads (None: 1)
+    memory_arena: bool = True  # ONNX Runtime's CPU memory arena
     max_length: int | None = None  # truncation in tokens; None: the artifact's
     # texts per ORT run within a batch, sorted by tokens; None: max_batch. 16: on the 2-core CPU the demo INT8
     # student ran 3600 texts/s at 16 (length-sorted), 3200 at 8, 3500 at 32; the server 1497 rps vs 1434 at 8
@@ -359,6 +361,8 @@ def open_predictor(artifact_dir: str, cfg: ServeConfig) -> Any:
         artifact_dir,
         backend=cfg.backend,
         intra_op_threads=cfg.intra_op_threads,
+        inter_op_threads=cfg.inter_op_threads,
+        memory_arena=cfg.memory_arena,
         max_length=cfg.max_length,
         batch_size=cfg.model_batch or cfg.max_batch,
     )

@@ -1,0 +1,85 @@
+"""The runtime's own work per call: ``Predictor.infer`` vs bare ``session.run`` on the same feeds.
+
+    python -m edgepack.benchmarks.overhead ARTIFACT [--batch 1] [--threads 1] [--seconds 3] [--json]
+
+Both targets run in one process, interleaved by ``edgepack.timing.time_interleaved`` over the same texts:
+``infer`` tokenizes, builds feeds, runs the session and post-processes (softmax or pooling);
+``session.run`` gets feeds tokenized once beforehand. The overhead ratio is infer p50 / session.run p50
+(1.10 means 10% of the latency is the runtime's own). Background load falls on both alike, so the ratio is
+meaningful on a busy machine where the absolute numbers are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgepack.cpu import host_cpu
+from edgepack.data import SAMPLE_SENTENCES
+from edgepack.timing import TimingProtocol, time_interleaved
+
+
+def measure_overhead(artifact: str, batch: int = 1, threads: int | None = 1, seconds: float = 3.0,
+                     texts: tuple[str, ...] = SAMPLE_SENTENCES[:4], **open_opts) -> dict:
+    """Time ``Predictor.infer`` and bare ``session.run`` interleaved; return both summaries and the ratio."""
+    from edgepack.runtime.predictor import Predictor
+
+    pred = Predictor.open(artifact, intra_op_threads=threads, batch_size=max(batch, 1), **open_opts)
+    session = getattr(pred.runner, "session", None)
+    if session is None:
+        raise SystemExit(f"the '{type(pred.runner).__name__}' runner has no ONNX Runtime session to compare with")
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    batches = [[texts[(i + j) % len(texts)] for j in range(batch)] for i in range(len(texts))]
+    feeds = {}
+    for b in batches:
+        full = pred.encoder.feeds(pred.encoder.encode(b))
+        feeds[tuple(b)] = {k: v for k, v in full.items() if k in inputs}
+
+    def run(b):
+        return session.run(outputs, feeds[tuple(b)])
+
+    t = time_interleaved({"infer": pred.infer, "session.run": run}, batches,
+                         TimingProtocol(warmup=20, repeats=50, interleave=16, settle=3, min_seconds=seconds))
+    s = t.summaries()
+    return {
+        "artifact": str(pred.artifact.path),
+        "task": pred.task,
+        "precision": pred.artifact.runtime.precision,
+        "batch": batch,
+        "threads": threads,
+        "infer": s["infer"],
+        "session_run": s["session.run"],
+        "overhead_ratio": s["infer"]["p50_ms"] / s["session.run"]["p50_ms"],
+        "overhead_ms": s["infer"]["p50_ms"] - s["session.run"]["p50_ms"],
+        "machine": host_cpu().describe(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgepack.benchmarks.overhead", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifact", help="an onnx artifact directory")
+    p.add_argument("--batch", type=int, default=1, help="texts per call (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=3.0, help="time at least this long (default: %(default)s)")
+    p.add_argument("--no-memory-arena", dest="memory_arena", action="store_false",
+                   help="turn ONNX Runtime's CPU memory arena off")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = p.parse_args(argv)
+    r = measure_overhead(args.artifact, args.batch, args.threads, args.seconds, memory_arena=args.memory_arena)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"{r['artifact']} ({r['task']}, {r['precision']}), batch {r['batch']}, {r['threads']} thread(s)")
+    print(f"machine: {r['machine']}")
+    for name, key in (("Predictor.infer", "infer"), ("session.run", "session_run")):
+        s = r[key]
+        print(f"  {name:<16} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f} ms  n {s['n']}")
+    print(f"overhead ratio {r['overhead_ratio']:.3f} (runtime's own work {r['overhead_ms'] * 1000:.0f} us per call)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
