@@ -96,6 +96,12 @@ def openapi_spec(
                     },
                 }
             },
+            "/v1/embeddings": _openai_path(
+                "OpenAI-compatible embeddings (embedding models)", "embeddings", "EmbeddingsRequest", max_body_bytes
+            ),
+            "/v1/classify": _openai_path(
+                "Classify texts, OpenAI-style list answer (classifiers)", "classify", "ClassifyRequest", max_body_bytes
+            ),
             "/healthz": {
                 "get": {
                     "summary": "The process is alive",
@@ -165,6 +171,7 @@ def openapi_spec(
                     "properties": {"task": {"type": "string"}, "results": {"type": "array", "items": result}},
                 },
                 **result_schemas,
+                **_openai_schemas(max_texts, max_chars),
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -177,5 +184,70 @@ def openapi_spec(
                     },
                 },
             }
+        },
+    }
+
+
+def _openai_path(summary: str, op: str, request: str, max_body_bytes: int) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": op,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": '{"object": "list", "data": [...], "model", "usage"}, data in input order',
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListResponse"}}},
+                },
+                "400": _error("not UTF-8 JSON, or the served model has the other task (code wrong_task)"),
+                "413": _error(f"the body is larger than {max_body_bytes} bytes"),
+                "415": _error("Content-Type is not application/json"),
+                "422": _error("valid JSON that breaks the request schema or limits"),
+                "500": _error("the model failed on the batch that held this request"),
+                "503": _error("not ready yet, shutting down, or the queue is full (see Retry-After)"),
+                "504": _error("not answered within the server's per-request timeout"),
+            },
+        }
+    }
+
+
+def _openai_schemas(max_texts: int, max_chars: int) -> dict:
+    text = {"type": "string", "minLength": 1, "maxLength": max_chars}
+    inp = {"oneOf": [text, {"type": "array", "minItems": 1, "maxItems": max_texts, "items": text}]}
+    common = {"input": inp, "model": {"type": "string"}, "user": {"type": "string"}}
+    return {
+        "EmbeddingsRequest": {
+            "type": "object",
+            "required": ["input"],
+            "additionalProperties": False,
+            "properties": {**common, "encoding_format": {"type": "string", "enum": ["float", "base64"],
+                                                         "default": "float"}},
+            "example": {"input": ["a gripping film", "dull"], "model": "minilm", "encoding_format": "float"},
+        },
+        "ClassifyRequest": {
+            "type": "object",
+            "required": ["input"],
+            "additionalProperties": False,
+            "properties": common,
+            "example": {"input": ["a gripping film", "dull"]},
+        },
+        "ListResponse": {
+            "type": "object",
+            "required": ["object", "data", "model", "usage"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"type": "object", "required": ["object", "index"], "properties": {
+                    "object": {"enum": ["embedding", "classification"]},
+                    "index": {"type": "integer"},
+                    "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                                            {"type": "string", "description": "base64 of little-endian float32"}]},
+                }}},
+                "model": {"type": "string"},
+                "usage": {"type": "object", "properties": {"prompt_tokens": {"type": "integer"},
+                                                           "total_tokens": {"type": "integer"}}},
+            },
         },
     }

@@ -9,6 +9,8 @@ import signal
 EPILOG = """\
 endpoints:
   POST /v1/predict   {"texts": ["a gripping film", "dull"]} -> {"task", "results": [...]} in input order
+  POST /v1/embeddings  OpenAI-style {"input": str | [str], "encoding_format": "float"|"base64"} (embedding models)
+  POST /v1/classify  {"input": str | [str]} -> {"object": "list", "data": [{"index", "label", "score", ...}]}
   GET  /healthz      alive          GET /readyz   200 once the model is loaded and warmed up
   GET  /v1/model     manifest summary and limits
   GET  /metrics      Prometheus text (requests by status, latency and batch-size histograms, queue depth)

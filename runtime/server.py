@@ -1,6 +1,7 @@
 """The HTTP server: a Starlette app on uvicorn, serving one artifact through a DynamicBatcher.
 
-Endpoints: POST /v1/predict, GET /healthz, /readyz, /v1/model, /metrics, /openapi.json.
+Endpoints: POST /v1/predict, POST /v1/embeddings and /v1/classify (``openai_api``), GET /healthz,
+/readyz, /v1/model, /metrics, /openapi.json.
 The model loads in a background thread after the socket is open, so /healthz answers at once and
 /readyz turns 200 only when the model is loaded and warmed up. Bad requests get JSON 4xx errors
 (``{"error": {"code", "message", "request_id"}}``, never internal paths or exception text: those go to
@@ -25,6 +26,7 @@ from typing import Any
 from edgepack.runtime import server_guard as guard
 from edgepack.runtime.batcher import BatcherClosedError, BatcherConfig, DynamicBatcher, QueueFullError
 from edgepack.runtime.metrics_prom import CONTENT_TYPE, ServerMetrics
+from edgepack.runtime.openai_api import openai_routes
 from edgepack.runtime.openapi import openapi_spec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -138,15 +140,8 @@ def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
 
 
 def _kind(v: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        type(None): "null",
-        int: "a number",
-        float: "a number",
-    }.get(type(v), type(v).__name__)
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -205,7 +200,8 @@ class ModelState:
             self.batcher.close(drain=True, timeout=self.cfg.timeout_s)
 
 
-KNOWN_PATHS = ("/v1/predict", "/healthz", "/readyz", "/v1/model", "/metrics", "/openapi.json")
+KNOWN_PATHS = ("/v1/predict", "/v1/embeddings", "/v1/classify", "/healthz", "/readyz", "/v1/model", "/metrics",
+               "/openapi.json")
 
 
 def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Starlette:
@@ -306,6 +302,7 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
         Route("/v1/model", model),
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi),
+        *openai_routes(state, cfg, not_ready),
     ]
     app = Starlette(
         routes=routes,

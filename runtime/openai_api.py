@@ -1,0 +1,148 @@
+"""OpenAI-compatible ``POST /v1/embeddings`` (embedding models) and ``POST /v1/classify`` (classifiers).
+
+Both take ``{"input": str | [str], "model": str (optional)}`` and run through the server's batcher like
+``/v1/predict``; pooling and normalization are the artifact's runtime contract (``runtime.pooling``,
+``runtime.normalize``), applied by the Predictor. ``/v1/embeddings`` also takes ``encoding_format``:
+``"float"`` (lists of numbers) or ``"base64"`` (each embedding as base64 of little-endian float32 bytes,
+as OpenAI's clients decode it). Answers are built as plain lists and serialized with one ``json.dumps``.
+An endpoint called on a model of the other task answers 400 ``wrong_task``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+from edgepack.runtime import server_guard as guard
+from edgepack.runtime.batcher import BatcherClosedError, QueueFullError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+EMBEDDINGS_PATH, CLASSIFY_PATH = "/v1/embeddings", "/v1/classify"
+TASK_OF = {EMBEDDINGS_PATH: "feature-extraction", CLASSIFY_PATH: "text-classification"}
+
+
+def json_response(doc: Any, status: int = 200) -> Response:
+    """One ``json.dumps`` (compact, no NaN) straight into the response body."""
+    body = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def parse_openai_body(body: bytes, cfg: Any, extra: frozenset[str] = frozenset()) -> tuple[list[str], dict]:
+    """Validate ``{"input": str | [str], "model"?, "user"?, *extra}``; return the texts and the document."""
+    from edgepack.runtime.server import RequestError, _kind, parse_predict_body
+
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError(400, "invalid_encoding", "the body is not valid UTF-8") from None
+    except (ValueError, RecursionError) as e:
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(doc, dict):
+        raise RequestError(422, "invalid_request", f'expected a JSON object {{"input": ...}}, got {_kind(doc)}')
+    allowed = {"input", "model", "user"} | extra
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise RequestError(422, "invalid_request", f"unknown field(s): {', '.join(map(repr, unknown))[:200]}; "
+                           f"known: {', '.join(sorted(allowed))}")
+    if "input" not in doc:
+        raise RequestError(422, "invalid_request", "missing field 'input' (a string or a list of strings)")
+    for name in ("model", "user"):
+        if name in doc and not isinstance(doc[name], str):
+            raise RequestError(422, "invalid_request", f"'{name}' must be a string, got {_kind(doc[name])}")
+    texts = doc["input"]
+    if isinstance(texts, str):
+        texts = [texts]
+    elif not isinstance(texts, list):
+        raise RequestError(422, "invalid_request", f"'input' must be a string or a list of strings, got {_kind(texts)}")
+    try:  # the same limits and messages as /v1/predict, naming 'input'
+        return parse_predict_body(json.dumps({"texts": texts}).encode(), cfg), doc
+    except RequestError as e:
+        e.message = e.message.replace("texts[", "input[").replace("'texts'", "'input'")
+        raise
+
+
+async def run_texts(state: Any, cfg: Any, texts: list[str]) -> list:
+    """Submit ``texts`` to the batcher and wait; errors become ``RequestError`` like /v1/predict's."""
+    from edgepack.runtime.server import RequestError
+
+    try:
+        fut = state.batcher.submit(texts)
+    except QueueFullError as e:
+        raise RequestError(503, "overloaded", str(e), {"Retry-After": str(cfg.retry_after_s)}) from None
+    except BatcherClosedError:
+        raise RequestError(503, "shutting_down", "the server is shutting down") from None
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(fut), cfg.timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(504, "timeout", f"no answer within {cfg.timeout_s:g} s") from None
+    except Exception as e:  # noqa: BLE001 - the model failed on this request's batch
+        guard.log.error("inference failed: %s: %s", type(e).__name__, str(e)[:300])
+        raise RequestError(500, "inference_failed", "the model failed on this request's batch "
+                           "(details are in the server log)") from None
+
+
+def _usage(pred: Any, texts: list[str]) -> dict:
+    encoder = getattr(pred, "encoder", None)
+    tokens = sum(map(len, encoder.encode(texts))) if encoder is not None else 0
+    return {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
+def _model_name(pred: Any, doc: dict) -> str:
+    art = getattr(pred, "artifact", None)
+    return doc.get("model") or (art.path.name if art is not None else "edgepack")
+
+
+def openai_routes(state: Any, cfg: Any, not_ready: Any) -> list[Route]:
+    """Routes for ``/v1/embeddings`` and ``/v1/classify`` over the server's ``ModelState``."""
+    from edgepack.runtime.server import RequestError, error_response, read_body
+
+    async def prepare(request: Request, path: str, extra: frozenset[str] = frozenset()):
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(415, "unsupported_media_type", f"send Content-Type: application/json (got {ctype or 'none'!r})")
+        task, want = state.predictor.task, TASK_OF[path]
+        if task != want:
+            other = {v: k for k, v in TASK_OF.items()}.get(task, "/v1/predict")
+            raise RequestError(400, "wrong_task", f"{path} needs a {want} model; this server runs a {task} model "
+                               f"(use {other})")
+        texts, doc = parse_openai_body(await read_body(request, cfg.max_body_bytes), cfg, extra)
+        return texts, doc
+
+    async def embeddings(request: Request) -> Response:
+        if not state.ready:
+            return not_ready()
+        try:
+            texts, doc = await prepare(request, EMBEDDINGS_PATH, frozenset({"encoding_format"}))
+            fmt = doc.get("encoding_format", "float")
+            if fmt not in ("float", "base64"):
+                raise RequestError(422, "invalid_request", f"'encoding_format' must be 'float' or 'base64', got {fmt!r}"[:200])
+            results = await run_texts(state, cfg, texts)
+        except RequestError as e:
+            return error_response(e.status, e.code, e.message, e.headers)
+        if fmt == "base64":
+            rows = np.asarray([r["embedding"] for r in results], dtype="<f4")
+            vectors: list = [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+        else:
+            vectors = [r["embedding"] for r in results]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        return json_response({"object": "list", "data": data, "model": _model_name(state.predictor, doc),
+                              "usage": _usage(state.predictor, texts)})
+
+    async def classify(request: Request) -> Response:
+        if not state.ready:
+            return not_ready()
+        try:
+            texts, doc = await prepare(request, CLASSIFY_PATH)
+            results = await run_texts(state, cfg, texts)
+        except RequestError as e:
+            return error_response(e.status, e.code, e.message, e.headers)
+        data = [{"object": "classification", "index": i, **r} for i, r in enumerate(results)]
+        return json_response({"object": "list", "data": data, "model": _model_name(state.predictor, doc),
+                              "usage": _usage(state.predictor, texts)})
+
+    return [Route(EMBEDDINGS_PATH, embeddings, methods=["POST"]), Route(CLASSIFY_PATH, classify, methods=["POST"])]
