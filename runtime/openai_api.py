@@ -34,16 +34,9 @@ def json_response(doc: Any, status: int = 200) -> Response:
 
 def parse_openai_body(body: bytes, cfg: Any, extra: frozenset[str] = frozenset()) -> tuple[list[str], dict]:
     """Validate ``{"input": str | [str], "model"?, "user"?, *extra}``; return the texts and the document."""
-    from edgepack.runtime.server import RequestError, _kind, parse_predict_body
+    from edgepack.runtime.server import RequestError, _kind, json_object, parse_predict_body
 
-    try:
-        doc = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RequestError(400, "invalid_encoding", "the body is not valid UTF-8") from None
-    except (ValueError, RecursionError) as e:
-        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {str(e)[:200]}") from None
-    if not isinstance(doc, dict):
-        raise RequestError(422, "invalid_request", f'expected a JSON object {{"input": ...}}, got {_kind(doc)}')
+    doc = json_object(body, '{"input": ...}')
     allowed = {"input", "model", "user"} | extra
     unknown = sorted(set(doc) - allowed)
     if unknown:

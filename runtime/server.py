@@ -91,8 +91,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
-    """Validate a /v1/predict body; return its texts or raise RequestError (400/422)."""
+def json_object(body: bytes, shape: str) -> dict:
+    """The request body as a JSON object, or RequestError (400 bad UTF-8/JSON, 422 not an object like ``shape``)."""
     try:
         doc = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -100,9 +100,13 @@ def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
     except (ValueError, RecursionError) as e:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(doc, dict):
-        raise RequestError(
-            422, "invalid_request", f'expected a JSON object {{"texts": [...]}}, got {_kind(doc)}'
-        )
+        raise RequestError(422, "invalid_request", f"expected a JSON object {shape}, got {_kind(doc)}")
+    return doc
+
+
+def parse_predict_body(body: bytes, cfg: ServeConfig) -> list[str]:
+    """Validate a /v1/predict body; return its texts or raise RequestError (400/422)."""
+    doc = json_object(body, '{"texts": [...]}')
     unknown = sorted(set(doc) - {"texts"})
     if unknown:
         raise RequestError(
