@@ -9,6 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 
+def _post_errors(max_body_bytes: int, bad_request: str) -> dict:
+    """The error responses every POST endpoint shares (400 says what a bad request is there)."""
+    return {
+        "400": _error(bad_request),
+        "413": _error(f"the body is larger than {max_body_bytes} bytes"),
+        "415": _error("Content-Type is not application/json"),
+        "422": _error("valid JSON that breaks the request schema or limits"),
+        "500": _error("the model failed on the batch that held this request"),
+        "503": _error("not ready yet, shutting down, or the queue is full (see Retry-After)"),
+        "504": _error("not answered within the server's per-request timeout"),
+    }
+
+
 def _error(description: str) -> dict:
     return {
         "description": description,
@@ -86,13 +99,7 @@ def openapi_spec(
                                 }
                             },
                         },
-                        "400": _error("the body is not valid UTF-8 JSON"),
-                        "413": _error(f"the body is larger than {max_body_bytes} bytes"),
-                        "415": _error("Content-Type is not application/json"),
-                        "422": _error("valid JSON that breaks the request schema or limits"),
-                        "500": _error("the model failed on the batch that held this request"),
-                        "503": _error("not ready yet, shutting down, or the queue is full (see Retry-After)"),
-                        "504": _error("not answered within the server's per-request timeout"),
+                        **_post_errors(max_body_bytes, "the body is not valid UTF-8 JSON"),
                     },
                 }
             },
@@ -202,13 +209,8 @@ def _openai_path(summary: str, op: str, request: str, max_body_bytes: int) -> di
                     "description": '{"object": "list", "data": [...], "model", "usage"}, data in input order',
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListResponse"}}},
                 },
-                "400": _error("not UTF-8 JSON, or the served model has the other task (code wrong_task)"),
-                "413": _error(f"the body is larger than {max_body_bytes} bytes"),
-                "415": _error("Content-Type is not application/json"),
-                "422": _error("valid JSON that breaks the request schema or limits"),
-                "500": _error("the model failed on the batch that held this request"),
-                "503": _error("not ready yet, shutting down, or the queue is full (see Retry-After)"),
-                "504": _error("not answered within the server's per-request timeout"),
+                **_post_errors(max_body_bytes,
+                               "not UTF-8 JSON, or the served model has the other task (code wrong_task)"),
             },
         }
     }
