@@ -127,5 +127,6 @@ def time_predictors(predictors: dict, texts: Sequence[str], batch_size: int, bat
     in turns, so load changes on the machine hit all models alike.
     """
     runs = {k: p.infer for k, p in predictors.items()}
-    t = time_interleaved(runs, latency_batches(texts, batch_size, batches), TimingProtocol(repeats=rounds))
+    t = time_interleaved(runs, latency_batches(texts, batch_size, batches), TimingProtocol(repeats=rounds),
+                         progress=True)  # minutes on a large model: show it
     return {k: s["p50_ms"] for k, s in t.summaries().items()}
