@@ -60,22 +60,24 @@ def build_candidate(parent: Artifact, method: str, mcfg: Any, out: Path, calibra
     return builder_for(mcfg)(parent, out, mcfg, method, calibration_texts, budget)
 
 
+def _open(a: Artifact, cfg: QuantizeConfig):
+    """A candidate (or the parent) on the backend and threads the stage measures on."""
+    from edgepack.runtime import Predictor
+
+    return Predictor.open(a.path, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads, batch_size=32)
+
+
 def measure(parent: Artifact, candidates: dict[str, Artifact | str], ds: Dataset, cfg: QuantizeConfig
             ) -> tuple[Measurement, list[Measurement]]:
     """Accuracy, size and latency of the parent and each candidate (a failed build is a str: its error).
 
     ``ds``: the evaluation view (``eval_data``); its ``val_texts`` are scored and timed.
     """
-    from edgepack.runtime import Predictor
-
-    def open_(a: Artifact):
-        return Predictor.open(a.path, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads, batch_size=32)
-
     labels = _labels_for(parent, ds)
-    preds = {"parent": open_(parent)}
+    preds = {"parent": _open(parent, cfg)}
     for name, c in candidates.items():
         if isinstance(c, Artifact):
-            preds[name] = open_(c)
+            preds[name] = _open(c, cfg)
     ref = preds["parent"].infer(ds.val_texts)
     scores = {name: score(parent.task, p.infer(ds.val_texts), ref, labels) for name, p in preds.items()}
     lat = time_predictors(preds, ds.val_texts, cfg.latency_batch_size, cfg.latency_batches, cfg.latency_rounds)
@@ -136,19 +138,14 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
 
 def _budget(parent: Artifact, ds: Dataset, cfg: QuantizeConfig) -> Budget:
     """The stage's own accuracy measure as a function of one candidate, for budget-aware methods."""
-    from edgepack.runtime import Predictor
-
-    def open_(a: Artifact):
-        return Predictor.open(a.path, backend=cfg.backend, intra_op_threads=cfg.intra_op_threads, batch_size=32)
-
     labels = _labels_for(parent, ds)
     cache: dict[str, Any] = {}
 
     def drop_of(cand: Artifact) -> float:
         if "ref" not in cache:
-            cache["ref"] = open_(parent).infer(ds.val_texts)
+            cache["ref"] = _open(parent, cfg).infer(ds.val_texts)
             cache["acc"] = score(parent.task, cache["ref"], cache["ref"], labels)["accuracy"]
-        got = open_(cand).infer(ds.val_texts)
+        got = _open(cand, cfg).infer(ds.val_texts)
         return cache["acc"] - score(parent.task, got, cache["ref"], labels)["accuracy"]
 
     plain = {m for m in cfg.methods if isinstance(cfg.method_config(m), DynamicInt8Config)}

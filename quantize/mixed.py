@@ -139,7 +139,7 @@ def build_mixed(parent: Artifact, out: Path, cfg: MixedInt8Config, batches: list
         if trial(0):
             if plain_in_stage:
                 raise NotNeeded(f"not needed: plain dynamic INT8 is within budget (drop {trace[0]['accuracy_drop']:.2f})")
-            return _finish(built[0], out, ranking, 0, trace)
+            return _finish(parent, built[0], out, ranking, 0, trace)
         lo, hi, k = 0, None, 1
         while hi is None and len(trace) < cfg.max_trials:
             if trial(k):
@@ -154,7 +154,7 @@ def build_mixed(parent: Artifact, out: Path, cfg: MixedInt8Config, batches: list
         while hi - lo > 1 and len(trace) < cfg.max_trials:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if trial(mid) else (mid, hi)
-        return _finish(built[hi], out, ranking, hi, trace)
+        return _finish(parent, built[hi], out, ranking, hi, trace)
     finally:
         bar.close()
         for art in built.values():
@@ -168,7 +168,7 @@ def _excluded(parent: Artifact, exclude: Exclusions) -> list[str]:
     return excluded_nodes(onnx.load(str(parent.file("model")), load_external_data=False), exclude)
 
 
-def _finish(art: Artifact, out: Path, ranking: list[NodeError], k: int, trace: list[dict]) -> Artifact:
+def _finish(parent: Artifact, art: Artifact, out: Path, ranking: list[NodeError], k: int, trace: list[dict]) -> Artifact:
     """Copy the chosen trial to ``out`` and record what stayed float and why."""
     total = len(ranking)
     floats = [{"node": r.node, "op_type": r.op_type, "sqnr_db": round(r.sqnr_db, 2), "rank": i + 1,
@@ -182,6 +182,6 @@ def _finish(art: Artifact, out: Path, ranking: list[NodeError], k: int, trace: l
         return w.commit(
             stage="quantize", format="onnx", task=art.task, labels=art.labels, inputs=art.inputs,
             outputs=art.outputs, files={r: art.manifest["files"][r]["path"] for r in ("model", "tokenizer")},
-            parent=Artifact.open(art.manifest["parent"]["path"]), config={**art.config, "keep_float": [f["node"] for f in floats]},
+            parent=parent, config={**art.config, "keep_float": [f["node"] for f in floats]},
             metrics=metrics, runtime=art.runtime, extra=art.extra,
         )
