@@ -45,16 +45,23 @@ class StudentConfig:
 
 
 def _layer_attr(config: Any) -> str:
-    return "n_layers" if config.model_type == "distilbert" else "num_hidden_layers"
+    """The config field holding the number of encoder blocks (``edgepack.families``)."""
+    from edgepack.families import family_of
+
+    return family_of(getattr(config, "model_type", None), "distillation").layers_field
 
 
 def _encoder_layers(model: Any):
+    """The encoder's nn.ModuleList of blocks (``edgepack.families``: e.g. ``encoder.layer``, ``model.layers``)."""
+    from edgepack.families import family_of
+
     base = getattr(model, model.base_model_prefix, model)
-    if hasattr(base, "encoder"):
-        return base.encoder.layer
-    if hasattr(base, "transformer"):  # DistilBERT
-        return base.transformer.layer
-    raise EdgepackError(f"cannot find the transformer blocks of {type(model).__name__}")
+    obj = base
+    for part in family_of(getattr(model.config, "model_type", None), "distillation").layers.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise EdgepackError(f"cannot find the transformer blocks of {type(model).__name__}")
+    return obj
 
 
 def student_layers(cfg: StudentConfig, n_T: int) -> tuple[int, ...]:

@@ -20,9 +20,10 @@ from typing import Any
 from edgepack.artifact import Artifact, ArtifactError, is_artifact
 from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError, MissingDependencyError
-
-# Encoder families edgepack exports, optimizes and distills. Others fail with a clear error.
-SUPPORTED_MODEL_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta", "electra", "mpnet")
+# The encoder families edgepack exports, optimizes and distills (the table is edgepack.families); others fail
+# with a clear error.
+from edgepack.families import SUPPORTED_MODEL_TYPES as SUPPORTED_MODEL_TYPES
+from edgepack.families import family_of
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
     "merges.txt", "sentencepiece.bpe.model", "added_tokens.json",
@@ -73,11 +74,7 @@ def detect_task(config: Any) -> str:
 
 
 def check_supported(config: Any) -> None:
-    mt = getattr(config, "model_type", None)
-    if mt not in SUPPORTED_MODEL_TYPES:
-        raise EdgepackError(
-            f"unsupported model type '{mt}': edgepack supports {', '.join(SUPPORTED_MODEL_TYPES)} encoders"
-        )
+    family_of(getattr(config, "model_type", None))
 
 
 def label_names(config: Any) -> list[str]:
@@ -87,7 +84,7 @@ def label_names(config: Any) -> list[str]:
 
 def model_max_length(config: Any, tokenizer: Any, cap: int = 512) -> int:
     n = getattr(config, "max_position_embeddings", cap) or cap
-    if config.model_type in ("roberta", "xlm-roberta"):
+    if config.model_type in ("roberta", "xlm-roberta", "mpnet"):
         n -= 2  # position ids start at padding_idx + 1
     tok = getattr(tokenizer, "model_max_length", n) or n
     return int(min(n, tok, cap))

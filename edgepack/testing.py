@@ -61,6 +61,130 @@ def make_tiny_model(
     return out
 
 
+FAMILIES = ("bert", "distilbert", "roberta", "mpnet", "deberta-v2", "modernbert")
+
+
+def make_tiny_family_model(
+    out_dir: str | Path,
+    family: str = "bert",
+    task: str = "text-classification",
+    num_labels: int = 2,
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 4,
+    intermediate: int = 64,
+    seed: int = 0,
+    labels: list[str] | None = None,
+) -> Path:
+    """Save a tiny random model of ``family`` with a fast tokenizer (tokenizer.json), built in-process.
+
+    Tokenizers follow each family's real kind: WordPiece (bert, distilbert, mpnet), byte-level BPE (roberta,
+    modernbert), Unigram with Metaspace (deberta-v2, like its SentencePiece model). Pad ids differ too:
+    0 (bert, distilbert, deberta-v2), 1 (roberta, mpnet) and the last id of the vocabulary (modernbert, whose
+    special tokens follow the BPE merges as in the real one). deberta-v2 is the v3 layout (relative
+    attention with p2c|c2p, shared attention keys, no token types); modernbert alternates global and local
+    attention (``global_attn_every_n_layers=2``, a 16-token window so the sample texts exercise it).
+    """
+    if family == "bert":
+        return make_tiny_model(out_dir, task, num_labels, layers, hidden, heads, intermediate, seed, labels)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok, special, names = _family_tokenizer(family)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, model_input_names=names, **special)
+    ids = {k: fast.convert_tokens_to_ids(v) for k, v in special.items()}
+    labels = labels or [f"label_{i}" for i in range(num_labels)]
+    common = dict(vocab_size=len(fast), pad_token_id=ids["pad_token"], id2label=dict(enumerate(labels)),
+                  label2id={l: i for i, l in enumerate(labels)})
+    sizes = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                 intermediate_size=intermediate, max_position_embeddings=128)
+    if family == "distilbert":
+        kw = dict(dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=intermediate, max_position_embeddings=128)
+    elif family in ("roberta", "mpnet"):  # positions start after the pad id
+        kw = dict(sizes, max_position_embeddings=130, bos_token_id=ids["cls_token"], eos_token_id=ids["sep_token"],
+                  **({"type_vocab_size": 1} if family == "roberta" else {}))
+    elif family == "deberta-v2":
+        kw = dict(sizes, type_vocab_size=0, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                  position_buckets=16, max_relative_positions=-1, position_biased_input=False,
+                  share_att_key=True, norm_rel_ebd="layer_norm")
+    else:  # modernbert
+        kw = dict(sizes, global_attn_every_n_layers=2, local_attention=16, bos_token_id=ids["cls_token"],
+                  eos_token_id=ids["sep_token"], cls_token_id=ids["cls_token"], sep_token_id=ids["sep_token"])
+    cfg = AutoConfig.for_model(family, **common, **kw)
+    torch.manual_seed(seed)
+    cls = AutoModelForSequenceClassification if task == "text-classification" else AutoModel
+    model = cls.from_config(cfg)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    fast.save_pretrained(out)
+    return out
+
+
+def _family_tokenizer(family: str):
+    """(tokenizers.Tokenizer, special tokens for PreTrainedTokenizerFast, model input names)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    corpus = [" ".join(_WORDS)] + list(SAMPLE_SENTENCES) * 2
+    ids_mask = ["input_ids", "attention_mask"]
+    if family in ("distilbert", "mpnet"):
+        sp = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] if family == "distilbert"
+              else ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"])
+        chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+        vocab = {t: i for i, t in enumerate(dict.fromkeys(sp + chars + ["##" + c for c in chars] + list(_WORDS)))}
+        tok = Tokenizer(models.WordPiece(vocab, unk_token=sp[1] if family == "distilbert" else "[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        if family == "distilbert":
+            special = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                           mask_token="[MASK]")
+        else:
+            special = dict(pad_token="<pad>", unk_token="[UNK]", cls_token="<s>", sep_token="</s>",
+                           mask_token="<mask>", bos_token="<s>", eos_token="</s>")
+    elif family in ("roberta", "modernbert"):
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        if family == "roberta":
+            sp = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+            trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=sp, show_progress=False,
+                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            tok.train_from_iterator(corpus, trainer)
+            special = dict(pad_token="<pad>", unk_token="<unk>", cls_token="<s>", sep_token="</s>",
+                           mask_token="<mask>", bos_token="<s>", eos_token="</s>")
+        else:  # special tokens after the merges, as in ModernBERT's vocabulary
+            trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False,
+                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            tok.train_from_iterator(corpus, trainer)
+            sp = ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "[PAD]"]
+            tok.add_special_tokens(sp)
+            special = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                           mask_token="[MASK]")
+    else:  # deberta-v2: Unigram over Metaspace pieces, like its SentencePiece model
+        sp = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=sp, unk_token="[UNK]", show_progress=False)
+        tok.train_from_iterator(corpus, trainer)
+        special = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                       mask_token="[MASK]")
+    cls_, sep = special["cls_token"], special["sep_token"]
+    if family == "roberta":
+        tok.post_processor = processors.RobertaProcessing((sep, tok.token_to_id(sep)), (cls_, tok.token_to_id(cls_)))
+    else:
+        pair = f"{cls_} $A {sep} $B:1 {sep}:1" if family != "mpnet" else f"{cls_} $A {sep} {sep} $B {sep}"
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls_} $A {sep}", pair=pair,
+            special_tokens=[(cls_, tok.token_to_id(cls_)), (sep, tok.token_to_id(sep))])
+    return tok, special, ids_mask
+
+
 def logits(model, tokenizer, texts):
     """A torch classifier's logits on ``texts`` (padded batch, no grad)."""
     import torch

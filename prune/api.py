@@ -93,6 +93,8 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     lm = load_model(source.path if isinstance(source, Artifact) else source)
     model, tok = lm.model, lm.tokenizer
     arch.family(model)  # fail early for unsupported families
+    if cfg.head_fraction:
+        arch.check_head_pruning(model)
     classifier = lm.task == "text-classification"
     d = resolve_data(data)
     if classifier and d.label_names and len(d.label_names) != model.config.num_labels:

@@ -1,53 +1,33 @@
 """Where the prunable parts of each supported encoder family live (torch modules, no torch import here).
 
 Every encoder edgepack prunes has, per layer, an attention block whose heads end in one output
-projection, and a feed-forward block ``up`` (hidden -> intermediate) followed by ``down``
-(intermediate -> hidden). This module names those submodules and the config fields that size them,
-so the importance and surgery code is family-agnostic.
+projection, and a feed-forward block ``up`` (hidden -> intermediate, or -> 2 x intermediate for a
+gated GLU block) followed by ``down`` (intermediate -> hidden). The family table (submodule paths,
+the config fields that size them, what head pruning can do) lives in ``edgepack.families``, so the
+importance and surgery code is family-agnostic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from edgepack.errors import EdgepackError
+from edgepack.families import FAMILIES, Family, family_of
 
-
-@dataclass(frozen=True)
-class Family:
-    """Attribute paths for one model family, relative to the base model / one encoder layer."""
-
-    layers: str  # base model -> nn.ModuleList of layers
-    attention: str  # layer -> module with .prune_heads(); its pruned_heads set
-    attn_out: str  # layer -> Linear whose input is the concatenated per-head context (B, T, heads*dh)
-    ffn_up: str  # layer -> Linear hidden -> intermediate
-    ffn_down: str  # layer -> Linear intermediate -> hidden
-    heads_field: str  # config field: heads per layer
-    ffn_field: str  # config field: intermediate size
-    layers_field: str  # config field: number of layers
-
-
-_BERT_LIKE = Family("encoder.layer", "attention", "attention.output.dense", "intermediate.dense",
-                    "output.dense", "num_attention_heads", "intermediate_size", "num_hidden_layers")
-FAMILIES = {
-    "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "mpnet": Family("encoder.layer", "attention", "attention.attn.o", "intermediate.dense", "output.dense",
-                    "num_attention_heads", "intermediate_size", "num_hidden_layers"),
-    "distilbert": Family("transformer.layer", "attention", "attention.out_lin", "ffn.lin1", "ffn.lin2",
-                         "n_heads", "hidden_dim", "n_layers"),
-}
+__all__ = ["FAMILIES", "Family", "family", "layers", "head_size", "heads_in_layer", "pruned_heads",
+           "original_head_ids", "ffn_size", "check_head_pruning", "get_path", "set_path"]
 
 
 def family(model: Any) -> Family:
     """The family description of ``model`` (a transformers PreTrainedModel); EdgepackError if unsupported."""
-    mt = getattr(model.config, "model_type", None)
-    if mt not in FAMILIES:
-        raise EdgepackError(f"pruning supports {', '.join(sorted(FAMILIES))} encoders, not '{mt}'")
-    return FAMILIES[mt]
+    return family_of(getattr(model.config, "model_type", None), "pruning")
+
+
+def check_head_pruning(model: Any) -> None:
+    """One EdgepackError line when the model's family cannot have attention heads removed."""
+    reason = family(model).head_pruning
+    if reason:
+        raise EdgepackError(reason)
 
 
 def get_path(obj: Any, path: str) -> Any:
@@ -67,9 +47,8 @@ def layers(model: Any) -> Any:
 
 
 def head_size(model: Any) -> int:
-    cfg = model.config
-    hidden = getattr(cfg, "hidden_size", None) or cfg.dim
-    return hidden // getattr(cfg, family(model).heads_field)
+    fam = family(model)
+    return getattr(model.config, fam.hidden_field) // getattr(model.config, fam.heads_field)
 
 
 def heads_in_layer(model: Any, i: int) -> int:
@@ -79,7 +58,7 @@ def heads_in_layer(model: Any, i: int) -> int:
 
 def pruned_heads(model: Any, i: int) -> set[int]:
     """Original indices of the heads already removed from layer ``i``."""
-    return set(get_path(layers(model)[i], family(model).attention).pruned_heads)
+    return set(getattr(get_path(layers(model)[i], family(model).attention), "pruned_heads", ()))
 
 
 def original_head_ids(model: Any, i: int) -> list[int]:
@@ -90,4 +69,5 @@ def original_head_ids(model: Any, i: int) -> list[int]:
 
 
 def ffn_size(model: Any, i: int) -> int:
-    return get_path(layers(model)[i], family(model).ffn_up).out_features
+    """FFN neurons of layer ``i`` (the down projection's input width; a GLU's up projection is twice that)."""
+    return get_path(layers(model)[i], family(model).ffn_down).in_features

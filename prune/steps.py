@@ -96,8 +96,9 @@ def _drop_layers(ctx: PruneContext) -> None:
 
 @register_step("heads", lambda c: bool(c.head_fraction))
 def _heads(ctx: PruneContext) -> None:
-    from edgepack.prune import structured
+    from edgepack.prune import arch, structured
 
+    arch.check_head_pruning(ctx.model)
     chosen = structured.select_heads(ctx.model, ctx.scores().heads, ctx.cfg.head_fraction, ctx.cfg.head_scope)
     ctx.report["removed_heads"] = structured.prune_heads(ctx.model, chosen)
 

@@ -1,11 +1,14 @@
 """Structured pruning that really shrinks the matrices: attention heads, FFN neurons, whole layers.
 
-Heads go through the model's own ``prune_heads`` (it slices Q/K/V rows and the output projection's
+Heads go through the model's own ``prune_heads`` (families without one, DeBERTa-v2 and ModernBERT, refuse
+with one EdgepackError line: ``edgepack.families``) (it slices Q/K/V rows and the output projection's
 columns and records ``config.pruned_heads``, which ``from_pretrained`` replays on load). FFN neurons are
 rows of the up projection and columns of the down projection (``transformers.pytorch_utils.
 prune_linear_layer``), with the config's intermediate size updated; every layer keeps the same count
-so the saved folder reloads with plain ``from_pretrained``. Layer dropping shortens the layer list
-and renumbers ``config.pruned_heads``.
+so the saved folder reloads with plain ``from_pretrained`` (a gated GLU up projection, ModernBERT's ``Wi``,
+loses both halves' rows). Layer dropping shortens the layer list and renumbers ``config.pruned_heads``;
+for ModernBERT it also sets ``global_attn_every_n_layers`` so every kept block keeps its global/local
+attention on reload (refused when no value does, or when block 0 would be dropped).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from edgepack.prune import arch
 
 from edgepack.errors import EdgepackError
+from edgepack.families import kept_attention_config
 
 
 def prune_heads(model: Any, heads: dict[int, Sequence[int]]) -> dict[int, list[int]]:
@@ -24,6 +28,7 @@ def prune_heads(model: Any, heads: dict[int, Sequence[int]]) -> dict[int, list[i
     Head ids are the layer's original numbering (as in ``config.pruned_heads``). Raises EdgepackError
     for an unknown layer/head, or when a layer would be left with no head.
     """
+    arch.check_head_pruning(model)
     n_layers, total = len(arch.layers(model)), getattr(model.config, arch.family(model).heads_field)
     done: dict[int, list[int]] = {}
     for layer, ids in heads.items():
@@ -76,7 +81,10 @@ def prune_ffn(model: Any, remove: dict[int, Sequence[int]]) -> dict[int, int]:
                             "a transformers config has one intermediate size for all layers")
     for i, layer in enumerate(layer_list):
         up, down = arch.get_path(layer, fam.ffn_up), arch.get_path(layer, fam.ffn_down)
-        arch.set_path(layer, fam.ffn_up, prune_linear_layer(up, keep_idx[i], dim=0))
+        rows = keep_idx[i]
+        if fam.ffn_gated:  # GLU: the up projection's rows are [input | gate], neuron n is rows n and size + n
+            rows = torch.cat([rows, rows + down.in_features])
+        arch.set_path(layer, fam.ffn_up, prune_linear_layer(up, rows, dim=0))
         arch.set_path(layer, fam.ffn_down, prune_linear_layer(down, keep_idx[i], dim=1))
     setattr(model.config, fam.ffn_field, sizes.pop())
     return {i: len(v) for i, v in keep_idx.items()}
@@ -94,6 +102,7 @@ def drop_layers(model: Any, indices: Sequence[int]) -> list[int]:
     if len(drop) >= n:
         raise EdgepackError(f"cannot drop all {n} layers; keep at least one")
     kept = [i for i in range(n) if i not in drop]
+    overrides = kept_attention_config(model.config, kept, exact=True)  # alternating attention kinds stay
     arch.set_path(model.base_model, fam.layers, torch.nn.ModuleList([layer_list[i] for i in kept]))
     for new_i, old_i in enumerate(kept):
         for mod in layer_list[old_i].modules():
@@ -102,6 +111,8 @@ def drop_layers(model: Any, indices: Sequence[int]) -> list[int]:
     old_pruned = {int(k): v for k, v in (model.config.pruned_heads or {}).items()}
     model.config.pruned_heads = {new_i: old_pruned[old_i] for new_i, old_i in enumerate(kept) if old_i in old_pruned}
     setattr(model.config, fam.layers_field, len(kept))
+    for k, v in overrides.items():
+        setattr(model.config, k, v)
     return drop
 
 

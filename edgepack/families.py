@@ -1,0 +1,146 @@
+"""What edgepack knows about each encoder family, in one place (standard library only: no torch here).
+
+For each supported ``config.model_type``: where the encoder blocks live, the config fields that size
+them, the submodules pruning cuts (attention output projection, FFN up/down), whether the model reads
+``token_type_ids``, what head pruning and ONNX Runtime fusion can do with it, and LoRA's default target
+modules. Stages (prune, distill, export, fine-tune) read this table instead of keeping their own.
+
+Attention kinds: ModernBERT alternates global attention (every ``global_attn_every_n_layers``-th block,
+counting from 0) with sliding-window ("local") attention, each kind with its own RoPE base. The kind is
+fixed by a block's *position* when transformers builds the model from its config, so a model whose blocks
+are taken from other positions (a distilled student, a model with dropped layers) keeps its blocks' kinds
+only when some ``global_attn_every_n_layers`` reproduces them: :func:`attention_kinds` and
+:func:`alternating_every` say which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgepack.errors import EdgepackError
+
+
+@dataclass(frozen=True)
+class Family:
+    """Attribute paths relative to the base model (``model.base_model``) / one encoder block, and config fields."""
+
+    layers: str  # base model -> nn.ModuleList of blocks
+    attention: str  # block -> the attention module (its ``pruned_heads`` set where heads can be pruned)
+    attn_out: str  # block -> Linear whose input is the concatenated per-head context (B, T, heads*dh)
+    ffn_up: str  # block -> Linear hidden -> intermediate (2 * intermediate when ``ffn_gated``)
+    ffn_down: str  # block -> Linear intermediate -> hidden
+    layers_field: str = "num_hidden_layers"  # config field: number of blocks
+    heads_field: str = "num_attention_heads"  # config field: heads per block
+    ffn_field: str = "intermediate_size"  # config field: FFN width
+    hidden_field: str = "hidden_size"  # config field: model width
+    # Whether the model reads token_type_ids: True / False, or None when the config decides
+    # (``type_vocab_size > 0``, DeBERTa-v2: v3 checkpoints have none).
+    token_type_ids: bool | None = True
+    ffn_gated: bool = False  # up projection emits [input | gate] halves (GLU): neuron n is rows n and I + n
+    head_pruning: str | None = None  # None: ``model.prune_heads`` works; else why heads cannot be pruned
+    lora_targets: tuple[str, ...] | None = None  # None: peft's default target modules for the model type
+    ort_fusion: str | None = "bert"  # onnxruntime.transformers optimizer model_type; None: no fusion
+    attention_every_field: str | None = None  # config field of a global/local attention alternation
+    block0_without_prenorm: bool = False  # block 0 has no attention pre-norm (the embeddings' norm feeds it)
+
+
+_BERT = Family("encoder.layer", "attention", "attention.output.dense", "intermediate.dense", "output.dense")
+
+FAMILIES: dict[str, Family] = {
+    "bert": _BERT,
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
+    "electra": _BERT,
+    "mpnet": Family("encoder.layer", "attention", "attention.attn.o", "intermediate.dense", "output.dense",
+                    token_type_ids=False),
+    "distilbert": Family("transformer.layer", "attention", "attention.out_lin", "ffn.lin1", "ffn.lin2",
+                         layers_field="n_layers", heads_field="n_heads", ffn_field="hidden_dim", hidden_field="dim",
+                         token_type_ids=False),
+    # DeBERTa-v2/v3: disentangled attention (content + relative-position projections share the head layout);
+    # transformers does not implement prune_heads for it, so a pruned model would not reload.
+    "deberta-v2": Family(
+        "encoder.layer", "attention", "attention.output.dense", "intermediate.dense", "output.dense",
+        token_type_ids=None,
+        head_pruning="head pruning is not supported for deberta-v2: transformers cannot prune or reload "
+                     "pruned heads of its disentangled attention (prune FFN neurons or layers instead)",
+        ort_fusion=None),
+    # ModernBERT: pre-norm blocks in ``model.layers``, fused Wqkv, GLU feed-forward (Wi -> [input | gate]),
+    # alternating global/local attention by block index.
+    "modernbert": Family(
+        "layers", "attn", "attn.Wo", "mlp.Wi", "mlp.Wo", token_type_ids=False, ffn_gated=True,
+        head_pruning="head pruning is not supported for modernbert: its fused Wqkv and config hold one head "
+                     "count for every layer (prune FFN neurons or layers instead)",
+        lora_targets=("Wqkv", "Wo"), ort_fusion=None, attention_every_field="global_attn_every_n_layers",
+        block0_without_prenorm=True),
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+
+
+def family_of(model_type: str | None, purpose: str = "edgepack") -> Family:
+    """The family of ``model_type``; one EdgepackError line naming the supported ones otherwise."""
+    if model_type not in FAMILIES:
+        raise EdgepackError(f"unsupported model type '{model_type}': {purpose} supports "
+                            f"{', '.join(SUPPORTED_MODEL_TYPES)} encoders")
+    return FAMILIES[model_type]
+
+
+def _get(config: Any, name: str, default: Any = None) -> Any:
+    return config.get(name, default) if isinstance(config, Mapping) else getattr(config, name, default)
+
+
+def uses_token_type_ids(config: Any) -> bool:
+    """Whether a model with this config (a transformers config or its dict) reads token_type_ids."""
+    fam = family_of(_get(config, "model_type"))
+    if fam.token_type_ids is None:
+        return int(_get(config, "type_vocab_size", 0) or 0) > 0
+    return fam.token_type_ids
+
+
+def attention_kinds(config: Any) -> list[str] | None:
+    """``"global"`` / ``"local"`` per block for families that alternate them; None for the others."""
+    fam = family_of(_get(config, "model_type"))
+    if fam.attention_every_field is None:
+        return None
+    every = int(_get(config, fam.attention_every_field))
+    n = int(_get(config, fam.layers_field))
+    return ["local" if i % every else "global" for i in range(n)]
+
+
+def alternating_every(kinds: Sequence[str]) -> int | None:
+    """The smallest ``every`` with block i global exactly when ``i % every == 0`` (None if no such value).
+
+    A list that starts with a local block, or whose global blocks are not evenly spaced, has none. An
+    all-global list gives 1; a global first block followed only by local ones gives ``len(kinds)``.
+    """
+    kinds = list(kinds)
+    for every in range(1, max(len(kinds), 1) + 1):
+        if all((k == "global") == (i % every == 0) for i, k in enumerate(kinds)):
+            return every
+    return None
+
+
+def kept_attention_config(config: Any, blocks: Sequence[int], exact: bool = False) -> dict[str, int]:
+    """Config overrides so a model made of the blocks ``blocks`` (in order) of a model with ``config`` keeps
+    their attention kinds when rebuilt from its config; ``{}`` for families without alternating attention.
+
+    Raises EdgepackError (one line) when no ``global_attn_every_n_layers`` reproduces the kinds. ``exact``
+    (layer dropping: the pruned model must reload as it is) also requires block 0 to stay first in a family
+    whose block 0 has no attention pre-norm; a distilled student (an initialisation) may start elsewhere,
+    its first block then running without the copied block's pre-norm (the embeddings' norm precedes it).
+    """
+    kinds = attention_kinds(config)
+    fam = family_of(_get(config, "model_type"))
+    if exact and fam.block0_without_prenorm and list(blocks)[:1] != [0]:
+        raise EdgepackError(f"{_get(config, 'model_type')} must keep block 0 first: it has no attention "
+                            "pre-norm, so another block cannot take its place")
+    if kinds is None:
+        return {}
+    wanted = [kinds[j] for j in blocks]
+    every = alternating_every(wanted)
+    if every is None:
+        raise EdgepackError(
+            f"blocks {list(blocks)} have attention kinds {wanted}, which no {fam.attention_every_field} "
+            "reproduces (block 0 must be global and global blocks evenly spaced); choose other blocks")
+    return {fam.attention_every_field: every}
