@@ -69,10 +69,15 @@ def _wrap_lora(model: Any, lora: LoraSettings) -> Any:
         from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
     except ImportError:
         raise MissingDependencyError("peft", "tools", "LoRA fine-tuning") from None
+    from edgepack.families import family_of
+
     if lora.quantize_base:
         model = prepare_model_for_kbit_training(model)
+    # None: peft's default for the model type; families peft has none for (ModernBERT, MPNet, DistilBERT)
+    # get theirs from edgepack.families (attention query/value; ModernBERT's fused Wqkv)
+    targets = lora.target_modules or family_of(model.config.model_type).lora_targets
     pcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules) if lora.target_modules else None)
+                      target_modules=list(targets) if targets else None)
     return get_peft_model(model, pcfg)
 
 

@@ -9,8 +9,8 @@ Attention kinds: ModernBERT alternates global attention (every ``global_attn_eve
 counting from 0) with sliding-window ("local") attention, each kind with its own RoPE base. The kind is
 fixed by a block's *position* when transformers builds the model from its config, so a model whose blocks
 are taken from other positions (a distilled student, a model with dropped layers) keeps its blocks' kinds
-only when some ``global_attn_every_n_layers`` reproduces them: :func:`attention_kinds` and
-:func:`alternating_every` say which.
+only when some ``global_attn_every_n_layers`` reproduces them: :func:`attention_overrides` picks the value
+that keeps the most (and names the blocks whose kind changes), :func:`kept_attention_config` insists on all.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class Family:
     token_type_ids: bool | None = True
     ffn_gated: bool = False  # up projection emits [input | gate] halves (GLU): neuron n is rows n and I + n
     head_pruning: str | None = None  # None: ``model.prune_heads`` works; else why heads cannot be pruned
-    lora_targets: tuple[str, ...] | None = None  # None: peft's default target modules for the model type
+    # LoRA's default target modules where peft 0.21 has none for the model type (None: peft's default,
+    # e.g. query/value for BERT, query_proj/value_proj for DeBERTa-v2); the attention's query and value.
+    lora_targets: tuple[str, ...] | None = None
     ort_fusion: str | None = "bert"  # onnxruntime.transformers optimizer model_type; None: no fusion
     attention_every_field: str | None = None  # config field of a global/local attention alternation
     block0_without_prenorm: bool = False  # block 0 has no attention pre-norm (the embeddings' norm feeds it)
@@ -54,10 +56,10 @@ FAMILIES: dict[str, Family] = {
     "xlm-roberta": _BERT,
     "electra": _BERT,
     "mpnet": Family("encoder.layer", "attention", "attention.attn.o", "intermediate.dense", "output.dense",
-                    token_type_ids=False),
+                    token_type_ids=False, lora_targets=("q", "v")),
     "distilbert": Family("transformer.layer", "attention", "attention.out_lin", "ffn.lin1", "ffn.lin2",
                          layers_field="n_layers", heads_field="n_heads", ffn_field="hidden_dim", hidden_field="dim",
-                         token_type_ids=False),
+                         token_type_ids=False, lora_targets=("q_lin", "v_lin")),
     # DeBERTa-v2/v3: disentangled attention (content + relative-position projections share the head layout);
     # transformers does not implement prune_heads for it, so a pruned model would not reload.
     "deberta-v2": Family(
@@ -65,14 +67,15 @@ FAMILIES: dict[str, Family] = {
         token_type_ids=None,
         head_pruning="head pruning is not supported for deberta-v2: transformers cannot prune or reload "
                      "pruned heads of its disentangled attention (prune FFN neurons or layers instead)",
-        ort_fusion=None),
+        ort_fusion="bert"),
     # ModernBERT: pre-norm blocks in ``model.layers``, fused Wqkv, GLU feed-forward (Wi -> [input | gate]),
-    # alternating global/local attention by block index.
+    # alternating global/local attention by block index. LoRA default: the fused Wqkv (query, key and value;
+    # peft has no default for it).
     "modernbert": Family(
         "layers", "attn", "attn.Wo", "mlp.Wi", "mlp.Wo", token_type_ids=False, ffn_gated=True,
         head_pruning="head pruning is not supported for modernbert: its fused Wqkv and config hold one head "
                      "count for every layer (prune FFN neurons or layers instead)",
-        lora_targets=("Wqkv", "Wo"), ort_fusion=None, attention_every_field="global_attn_every_n_layers",
+        lora_targets=("Wqkv",), ort_fusion="bert", attention_every_field="global_attn_every_n_layers",
         block0_without_prenorm=True),
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
@@ -121,26 +124,40 @@ def alternating_every(kinds: Sequence[str]) -> int | None:
     return None
 
 
-def kept_attention_config(config: Any, blocks: Sequence[int], exact: bool = False) -> dict[str, int]:
-    """Config overrides so a model made of the blocks ``blocks`` (in order) of a model with ``config`` keeps
-    their attention kinds when rebuilt from its config; ``{}`` for families without alternating attention.
-
-    Raises EdgepackError (one line) when no ``global_attn_every_n_layers`` reproduces the kinds. ``exact``
-    (layer dropping: the pruned model must reload as it is) also requires block 0 to stay first in a family
-    whose block 0 has no attention pre-norm; a distilled student (an initialisation) may start elsewhere,
-    its first block then running without the copied block's pre-norm (the embeddings' norm precedes it).
+def attention_overrides(config: Any, blocks: Sequence[int]) -> tuple[dict[str, int], list[int]]:
+    """For a model built from the blocks ``blocks`` (in order) of a model with ``config`` (a distilled
+    student copying teacher blocks): the config overrides under which the most blocks keep their attention
+    kind when transformers builds it, and the new positions whose kind still changes (a block copied into
+    such a position runs the other kind: another window and RoPE base). ``({}, [])`` for families without
+    alternating attention. Ties go to the smallest ``every``.
     """
     kinds = attention_kinds(config)
-    fam = family_of(_get(config, "model_type"))
-    if exact and fam.block0_without_prenorm and list(blocks)[:1] != [0]:
-        raise EdgepackError(f"{_get(config, 'model_type')} must keep block 0 first: it has no attention "
-                            "pre-norm, so another block cannot take its place")
     if kinds is None:
-        return {}
+        return {}, []
+    fam = family_of(_get(config, "model_type"))
     wanted = [kinds[j] for j in blocks]
-    every = alternating_every(wanted)
-    if every is None:
+    best = min(range(1, max(len(wanted), 1) + 1),
+               key=lambda e: (sum((k == "global") != (i % e == 0) for i, k in enumerate(wanted)), e))
+    changed = [i for i, k in enumerate(wanted) if (k == "global") != (i % best == 0)]
+    return {fam.attention_every_field: best}, changed
+
+
+def kept_attention_config(config: Any, blocks: Sequence[int]) -> dict[str, int]:
+    """Config overrides so a model keeping the blocks ``blocks`` (in order) of a model with ``config``
+    (layer dropping) reloads from its config exactly as it is: every block keeps its attention kind, and
+    in a family whose block 0 has no attention pre-norm, block 0 stays first. ``{}`` for the other families.
+
+    Raises EdgepackError (one line) when that cannot be.
+    """
+    fam = family_of(_get(config, "model_type"))
+    if fam.block0_without_prenorm and list(blocks)[:1] != [0]:
+        raise EdgepackError(f"{_get(config, 'model_type')} must keep block 0: it has no attention pre-norm, "
+                            "so another block cannot take its place")
+    overrides, changed = attention_overrides(config, blocks)
+    if changed:
+        kinds = attention_kinds(config)
         raise EdgepackError(
-            f"blocks {list(blocks)} have attention kinds {wanted}, which no {fam.attention_every_field} "
-            "reproduces (block 0 must be global and global blocks evenly spaced); choose other blocks")
-    return {fam.attention_every_field: every}
+            f"blocks {list(blocks)} have attention kinds {[kinds[j] for j in blocks]}, which no "
+            f"{fam.attention_every_field} reproduces (global blocks must be evenly spaced from block 0); "
+            "keep other blocks")
+    return overrides

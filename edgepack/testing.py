@@ -75,6 +75,7 @@ def make_tiny_family_model(
     intermediate: int = 64,
     seed: int = 0,
     labels: list[str] | None = None,
+    init_std: float = 0.2,
 ) -> Path:
     """Save a tiny random model of ``family`` with a fast tokenizer (tokenizer.json), built in-process.
 
@@ -84,6 +85,9 @@ def make_tiny_family_model(
     special tokens follow the BPE merges as in the real one). deberta-v2 is the v3 layout (relative
     attention with p2c|c2p, shared attention keys, no token types); modernbert alternates global and local
     attention (``global_attn_every_n_layers=2``, a 16-token window so the sample texts exercise it).
+    ``init_std`` (the config's ``initializer_range``; transformers' default is 0.02) is large enough that
+    outputs differ between texts by far more than a 1e-4 parity tolerance (at 0.02 a tiny classifier's
+    logits barely move from text to text). ``family="bert"`` is exactly ``make_tiny_model`` (init_std unused).
     """
     if family == "bert":
         return make_tiny_model(out_dir, task, num_labels, layers, hidden, heads, intermediate, seed, labels)
@@ -98,7 +102,8 @@ def make_tiny_family_model(
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, model_input_names=names, **special)
     ids = {k: fast.convert_tokens_to_ids(v) for k, v in special.items()}
     labels = labels or [f"label_{i}" for i in range(num_labels)]
-    common = dict(vocab_size=len(fast), pad_token_id=ids["pad_token"], id2label=dict(enumerate(labels)),
+    common = dict(vocab_size=len(fast), pad_token_id=ids["pad_token"], initializer_range=init_std,
+                  id2label=dict(enumerate(labels)),
                   label2id={l: i for i, l in enumerate(labels)})
     sizes = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                  intermediate_size=intermediate, max_position_embeddings=128)

@@ -2,6 +2,12 @@
 
 The fused graph is compared with its parent ONNX graph on the same probe texts
 (``edgepack.runtime.parity.compare_onnx``); a max abs difference above ``atol`` fails the step.
+What fuses depends on the family (``edgepack.families``: every supported family goes through ORT's BERT
+optimizer, the only encoder optimizer ORT has). BERT, RoBERTa, DistilBERT and ELECTRA graphs fuse fully;
+MPNet keeps its attention unfused (its relative-position bias); DeBERTa-v2 (disentangled attention) and
+ModernBERT (rotary, fused Wqkv, sliding-window masks) fuse only Gelu/BiasGelu and LayerNormalization
+(plus SkipLayerNormalization when asked): ORT has no fusion pattern for their attention. The counts are
+recorded as ``fused_ops``; a graph in which nothing fuses fails the step with one line.
 Note: dynamic INT8 quantization of a fused graph needs ``DefaultTensorType`` (see edgepack.quantize);
 optimum's ORTQuantizer cannot type the fused ops.
 """
@@ -17,10 +23,11 @@ from edgepack.runtime.parity import compare_onnx
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import check_choice, check_fields, check_positive, config_to_dict
 from edgepack.errors import EdgepackError
+from edgepack.families import FAMILIES
 
 OPT_LEVELS = (0, 1, 2, 99)  # onnxruntime.transformers optimizer levels
-FUSABLE_MODEL_TYPES = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
-                       "electra": "bert", "mpnet": "bert"}
+# model_type -> onnxruntime.transformers optimizer model_type
+FUSABLE_MODEL_TYPES = {mt: fam.ort_fusion for mt, fam in FAMILIES.items() if fam.ort_fusion}
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ def optimize_onnx(source: str | os.PathLike | Artifact, out: str | os.PathLike,
         optimization_options=options,
     )
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+    if not stats:
+        raise EdgepackError(f"ONNX Runtime's optimizer fused nothing in this {rt.model_type} graph; "
+                            "use the unfused artifact")
     with ArtifactWriter(Path(out), overwrite=overwrite, sources=(parent,)) as w:
         opt.save_model_to_file(str(w.dir / "model.onnx"))
         (w.dir / "tokenizer.json").write_bytes(parent.file("tokenizer").read_bytes())

@@ -102,7 +102,7 @@ def drop_layers(model: Any, indices: Sequence[int]) -> list[int]:
     if len(drop) >= n:
         raise EdgepackError(f"cannot drop all {n} layers; keep at least one")
     kept = [i for i in range(n) if i not in drop]
-    overrides = kept_attention_config(model.config, kept, exact=True)  # alternating attention kinds stay
+    overrides = kept_attention_config(model.config, kept)  # alternating attention kinds stay
     arch.set_path(model.base_model, fam.layers, torch.nn.ModuleList([layer_list[i] for i in kept]))
     for new_i, old_i in enumerate(kept):
         for mod in layer_list[old_i].modules():
