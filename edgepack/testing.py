@@ -38,8 +38,11 @@ def make_tiny_model(
     intermediate: int = 64,
     seed: int = 0,
     labels: list[str] | None = None,
+    init_std: float | None = None,
 ) -> Path:
-    """Save a random BERT (``BertForSequenceClassification`` or ``BertModel``) with a WordPiece tokenizer."""
+    """Save a random BERT (``BertForSequenceClassification`` or ``BertModel``) with a WordPiece tokenizer.
+
+    ``init_std``: the config's ``initializer_range`` (None: transformers' default, 0.02)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
@@ -52,6 +55,7 @@ def make_tiny_model(
         vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         intermediate_size=intermediate, max_position_embeddings=128, type_vocab_size=2,
         id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        **({"initializer_range": init_std} if init_std is not None else {}),
     )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(cfg) if task == "text-classification" else BertModel(cfg)
@@ -87,10 +91,10 @@ def make_tiny_family_model(
     attention (``global_attn_every_n_layers=2``, a 16-token window so the sample texts exercise it).
     ``init_std`` (the config's ``initializer_range``; transformers' default is 0.02) is large enough that
     outputs differ between texts by far more than a 1e-4 parity tolerance (at 0.02 a tiny classifier's
-    logits barely move from text to text). ``family="bert"`` is exactly ``make_tiny_model`` (init_std unused).
+    logits barely move from text to text). ``family="bert"`` is ``make_tiny_model`` with that ``init_std``.
     """
     if family == "bert":
-        return make_tiny_model(out_dir, task, num_labels, layers, hidden, heads, intermediate, seed, labels)
+        return make_tiny_model(out_dir, task, num_labels, layers, hidden, heads, intermediate, seed, labels, init_std)
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
     import torch
