@@ -55,8 +55,12 @@ FAMILIES: dict[str, Family] = {
     "roberta": _BERT,
     "xlm-roberta": _BERT,
     "electra": _BERT,
+    # MPNet: one relative-position bias (all heads) computed once for every layer; transformers' prune_heads
+    # slices q/k/v/o but not that bias, so a model with pruned heads fails on its first forward.
     "mpnet": Family("encoder.layer", "attention", "attention.attn.o", "intermediate.dense", "output.dense",
-                    token_type_ids=False, lora_targets=("q", "v")),
+                    token_type_ids=False, lora_targets=("q", "v"),
+                    head_pruning="head pruning is not supported for mpnet: its relative position bias is shared "
+                                 "by all layers with one head count (prune FFN neurons or layers instead)"),
     "distilbert": Family("transformer.layer", "attention", "attention.out_lin", "ffn.lin1", "ffn.lin2",
                          layers_field="n_layers", heads_field="n_heads", ffn_field="hidden_dim", hidden_field="dim",
                          token_type_ids=False, lora_targets=("q_lin", "v_lin")),

@@ -27,6 +27,8 @@ TEXTS = SAMPLE_TEXTS + [" ".join(SAMPLE_TEXTS[:3])]
 PAD = {"bert": 0, "distilbert": 0, "roberta": 1, "mpnet": 1, "deberta-v2": 0, "modernbert": 304}
 ATOL = 1e-4
 HEADS_REFUSED = {
+    "mpnet": "head pruning is not supported for mpnet: its relative position bias is shared by all layers with one "
+             "head count (prune FFN neurons or layers instead)",
     "deberta-v2": "head pruning is not supported for deberta-v2: transformers cannot prune or reload pruned heads "
                   "of its disentangled attention (prune FFN neurons or layers instead)",
     "modernbert": "head pruning is not supported for modernbert: its fused Wqkv and config hold one head count "
@@ -126,19 +128,34 @@ def test_fusion_where_ort_can(exported, family, tmp_path):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_dynamic_int8_sqnr_floor(exported, family, tmp_path):
+@pytest.mark.parametrize("task", ["feature-extraction", "text-classification"])
+def test_dynamic_int8_sqnr_floor(exported, family, task, tmp_path):
+    """SQNR of the hidden states (every unit of every real token) against the floor test_quantize uses; a
+    random 2-class head's two logits are a noisier measure (23-42 dB over these families on this seed), so
+    classifiers are held to runtime probabilities within 0.05 of fp32."""
     from edgepack.quantize.api import build_candidate
     from edgepack.quantize.config import QuantizeConfig
     from edgepack.runtime import Predictor
 
-    parent = exported(family)
+    parent = exported(family, task)
     art = build_candidate(parent, "dynamic-int8", QuantizeConfig().method_config("dynamic-int8"), tmp_path / "q",
                           TEXTS * 4)
-    assert art.metrics["sqnr_db"] >= 25.0, f"{family}: SQNR {art.metrics['sqnr_db']:.1f} dB"
-    assert art.metrics["quantized_ops"] > 0 and art.metrics["size_bytes"] < parent.file("model").stat().st_size
+    # weights shrink (on these tiny graphs the file itself is mostly graph structure, which INT8 adds to)
+    assert art.metrics["quantized_ops"] > 0 and _weight_bytes(art) < 0.6 * _weight_bytes(parent)
     assert art.runtime.precision == "int8-dynamic"
-    np.testing.assert_allclose(Predictor.open(art.path).infer(TEXTS), Predictor.open(parent.path).infer(TEXTS),
-                               atol=0.02)
+    got, ref = Predictor.open(art.path).infer(TEXTS), Predictor.open(parent.path).infer(TEXTS)
+    if task == "feature-extraction":
+        assert art.metrics["sqnr_db"] >= 25.0, f"{family}: SQNR {art.metrics['sqnr_db']:.1f} dB"
+        assert (got * ref).sum(1).min() >= 0.995  # cosine of the L2-normalized embeddings
+    else:  # probabilities span ~0.07-0.93 here; ~23 dB on the logits moves one by up to ~0.04
+        np.testing.assert_allclose(got, ref, atol=0.05)
+
+
+def _weight_bytes(art) -> int:
+    import onnx
+    from onnx.numpy_helper import to_array
+
+    return sum(to_array(i).nbytes for i in onnx.load(str(art.file("model"))).graph.initializer)
 
 
 def _logits(model, enc):
