@@ -75,9 +75,13 @@ def _wrap_lora(model: Any, lora: LoraSettings) -> Any:
         model = prepare_model_for_kbit_training(model)
     # None: peft's default for the model type; families peft has none for (ModernBERT, MPNet, DistilBERT)
     # get theirs from edgepack.families (attention query/value; ModernBERT's fused Wqkv)
-    targets = lora.target_modules or family_of(model.config.model_type).lora_targets
+    fam = family_of(model.config.model_type)
+    targets = lora.target_modules or fam.lora_targets
+    # the classification head beyond `classifier` (DeBERTa's pooler, ModernBERT's head, DistilBERT's
+    # pre_classifier) trains in full and is saved with the adapter, like the classifier itself
     pcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(targets) if targets else None)
+                      target_modules=list(targets) if targets else None,
+                      modules_to_save=list(fam.head_modules) or None)
     return get_peft_model(model, pcfg)
 
 

@@ -43,6 +43,10 @@ class Family:
     # LoRA's default target modules where peft 0.21 has none for the model type (None: peft's default,
     # e.g. query/value for BERT, query_proj/value_proj for DeBERTa-v2); the attention's query and value.
     lora_targets: tuple[str, ...] | None = None
+    # Head modules a ...ForSequenceClassification adds besides ``classifier`` (fresh on an encoder base):
+    # LoRA trains and saves them with the adapter (peft's modules_to_save), else the adapter alone reloads
+    # with a random one.
+    head_modules: tuple[str, ...] = ()
     ort_fusion: str | None = "bert"  # onnxruntime.transformers optimizer model_type; None: no fusion
     attention_every_field: str | None = None  # config field of a global/local attention alternation
     block0_without_prenorm: bool = False  # block 0 has no attention pre-norm (the embeddings' norm feeds it)
@@ -63,12 +67,12 @@ FAMILIES: dict[str, Family] = {
                                  "by all layers with one head count (prune FFN neurons or layers instead)"),
     "distilbert": Family("transformer.layer", "attention", "attention.out_lin", "ffn.lin1", "ffn.lin2",
                          layers_field="n_layers", heads_field="n_heads", ffn_field="hidden_dim", hidden_field="dim",
-                         token_type_ids=False, lora_targets=("q_lin", "v_lin")),
+                         token_type_ids=False, lora_targets=("q_lin", "v_lin"), head_modules=("pre_classifier",)),
     # DeBERTa-v2/v3: disentangled attention (content + relative-position projections share the head layout);
     # transformers does not implement prune_heads for it, so a pruned model would not reload.
     "deberta-v2": Family(
         "encoder.layer", "attention", "attention.output.dense", "intermediate.dense", "output.dense",
-        token_type_ids=None,
+        token_type_ids=None, head_modules=("pooler",),
         head_pruning="head pruning is not supported for deberta-v2: transformers cannot prune or reload "
                      "pruned heads of its disentangled attention (prune FFN neurons or layers instead)",
         ort_fusion="bert"),
@@ -79,7 +83,7 @@ FAMILIES: dict[str, Family] = {
         "layers", "attn", "attn.Wo", "mlp.Wi", "mlp.Wo", token_type_ids=False, ffn_gated=True,
         head_pruning="head pruning is not supported for modernbert: its fused Wqkv and config hold one head "
                      "count for every layer (prune FFN neurons or layers instead)",
-        lora_targets=("Wqkv",), ort_fusion="bert", attention_every_field="global_attn_every_n_layers",
+        lora_targets=("Wqkv",), head_modules=("head",), ort_fusion="bert", attention_every_field="global_attn_every_n_layers",
         block0_without_prenorm=True),
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)

@@ -20,10 +20,12 @@ from typing import Any
 from edgepack.artifact import Artifact, ArtifactError, is_artifact
 from edgepack.contract import RuntimeContract
 from edgepack.errors import EdgepackError, MissingDependencyError
+
 # The encoder families edgepack exports, optimizes and distills (the table is edgepack.families); others fail
 # with a clear error.
 from edgepack.families import SUPPORTED_MODEL_TYPES as SUPPORTED_MODEL_TYPES
 from edgepack.families import family_of
+
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
     "merges.txt", "sentencepiece.bpe.model", "added_tokens.json",

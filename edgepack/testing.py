@@ -98,7 +98,12 @@ def make_tiny_family_model(
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,23 +111,23 @@ def make_tiny_family_model(
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, model_input_names=names, **special)
     ids = {k: fast.convert_tokens_to_ids(v) for k, v in special.items()}
     labels = labels or [f"label_{i}" for i in range(num_labels)]
-    common = dict(vocab_size=len(fast), pad_token_id=ids["pad_token"], initializer_range=init_std,
-                  id2label=dict(enumerate(labels)),
-                  label2id={l: i for i, l in enumerate(labels)})
-    sizes = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                 intermediate_size=intermediate, max_position_embeddings=128)
+    common = {"vocab_size": len(fast), "pad_token_id": ids["pad_token"], "initializer_range": init_std,
+              "id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+    sizes = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+             "intermediate_size": intermediate, "max_position_embeddings": 128}
+    ends = {"bos_token_id": ids["cls_token"], "eos_token_id": ids["sep_token"]}
     if family == "distilbert":
-        kw = dict(dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=intermediate, max_position_embeddings=128)
+        kw = {"dim": hidden, "n_layers": layers, "n_heads": heads, "hidden_dim": intermediate,
+              "max_position_embeddings": 128}
     elif family in ("roberta", "mpnet"):  # positions start after the pad id
-        kw = dict(sizes, max_position_embeddings=130, bos_token_id=ids["cls_token"], eos_token_id=ids["sep_token"],
-                  **({"type_vocab_size": 1} if family == "roberta" else {}))
+        kw = {**sizes, **ends, "max_position_embeddings": 130, **({"type_vocab_size": 1} if family == "roberta" else {})}
     elif family == "deberta-v2":
-        kw = dict(sizes, type_vocab_size=0, relative_attention=True, pos_att_type=["p2c", "c2p"],
-                  position_buckets=16, max_relative_positions=-1, position_biased_input=False,
-                  share_att_key=True, norm_rel_ebd="layer_norm")
+        kw = {**sizes, "type_vocab_size": 0, "relative_attention": True, "pos_att_type": ["p2c", "c2p"],
+              "position_buckets": 16, "max_relative_positions": -1, "position_biased_input": False,
+              "share_att_key": True, "norm_rel_ebd": "layer_norm"}
     else:  # modernbert
-        kw = dict(sizes, global_attn_every_n_layers=2, local_attention=16, bos_token_id=ids["cls_token"],
-                  eos_token_id=ids["sep_token"], cls_token_id=ids["cls_token"], sep_token_id=ids["sep_token"])
+        kw = {**sizes, **ends, "global_attn_every_n_layers": 2, "local_attention": 16,
+              "cls_token_id": ids["cls_token"], "sep_token_id": ids["sep_token"]}
     cfg = AutoConfig.for_model(family, **common, **kw)
     torch.manual_seed(seed)
     cls = AutoModelForSequenceClassification if task == "text-classification" else AutoModel
@@ -131,6 +136,11 @@ def make_tiny_family_model(
     model.save_pretrained(out, safe_serialization=True)
     fast.save_pretrained(out)
     return out
+
+
+def _special(pad: str, unk: str, cls: str, sep: str, mask: str, ends: bool = False) -> dict[str, str]:
+    out = {"pad_token": pad, "unk_token": unk, "cls_token": cls, "sep_token": sep, "mask_token": mask}
+    return {**out, "bos_token": cls, "eos_token": sep} if ends else out
 
 
 def _family_tokenizer(family: str):
@@ -148,12 +158,8 @@ def _family_tokenizer(family: str):
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        if family == "distilbert":
-            special = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                           mask_token="[MASK]")
-        else:
-            special = dict(pad_token="<pad>", unk_token="[UNK]", cls_token="<s>", sep_token="</s>",
-                           mask_token="<mask>", bos_token="<s>", eos_token="</s>")
+        special = (_special("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if family == "distilbert"
+                   else _special("<pad>", "[UNK]", "<s>", "</s>", "<mask>", ends=True))
     elif family in ("roberta", "modernbert"):
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -163,16 +169,14 @@ def _family_tokenizer(family: str):
             trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=sp, show_progress=False,
                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
             tok.train_from_iterator(corpus, trainer)
-            special = dict(pad_token="<pad>", unk_token="<unk>", cls_token="<s>", sep_token="</s>",
-                           mask_token="<mask>", bos_token="<s>", eos_token="</s>")
+            special = _special("<pad>", "<unk>", "<s>", "</s>", "<mask>", ends=True)
         else:  # special tokens after the merges, as in ModernBERT's vocabulary
             trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False,
                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
             tok.train_from_iterator(corpus, trainer)
             sp = ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "[PAD]"]
             tok.add_special_tokens(sp)
-            special = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                           mask_token="[MASK]")
+            special = _special("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
     else:  # deberta-v2: Unigram over Metaspace pieces, like its SentencePiece model
         sp = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
         tok = Tokenizer(models.Unigram())
@@ -181,8 +185,7 @@ def _family_tokenizer(family: str):
         tok.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=sp, unk_token="[UNK]", show_progress=False)
         tok.train_from_iterator(corpus, trainer)
-        special = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                       mask_token="[MASK]")
+        special = _special("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
     cls_, sep = special["cls_token"], special["sep_token"]
     if family == "roberta":
         tok.post_processor = processors.RobertaProcessing((sep, tok.token_to_id(sep)), (cls_, tok.token_to_id(cls_)))

@@ -14,8 +14,20 @@ from typing import Any
 from edgepack.errors import EdgepackError
 from edgepack.families import FAMILIES, Family, family_of
 
-__all__ = ["FAMILIES", "Family", "family", "layers", "head_size", "heads_in_layer", "pruned_heads",
-           "original_head_ids", "ffn_size", "check_head_pruning", "get_path", "set_path"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "check_head_pruning",
+    "family",
+    "ffn_size",
+    "get_path",
+    "head_size",
+    "heads_in_layer",
+    "layers",
+    "original_head_ids",
+    "pruned_heads",
+    "set_path",
+]
 
 
 def family(model: Any) -> Family:

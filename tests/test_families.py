@@ -84,7 +84,7 @@ def test_export_and_runtime_match_torch_logits(exported, models, family):
     assert names == (["input_ids", "attention_mask", "token_type_ids"] if family == "bert"
                      else ["input_ids", "attention_mask"])
     assert art.runtime.model_type == family and art.runtime.pad_token_id == PAD[family]
-    lm, enc, out = _torch_outputs(models(family), TEXTS)
+    _, enc, out = _torch_outputs(models(family), TEXTS)
     p = Predictor.open(art.path)
     # the runtime's tokenizer.json (WordPiece, BPE or Unigram) gives the ids and padding transformers gives
     feeds = p.encoder.feeds(p.encoder.encode(TEXTS), p._feed_names)
@@ -102,7 +102,7 @@ def test_runtime_embeddings_match_torch_hidden_states(exported, models, family):
     from edgepack.runtime import Predictor
 
     art = exported(family, "feature-extraction")
-    lm, enc, out = _torch_outputs(models(family, "feature-extraction"), TEXTS)
+    _, enc, out = _torch_outputs(models(family, "feature-extraction"), TEXTS)
     mask = enc["attention_mask"].unsqueeze(-1).float()
     ref = torch.nn.functional.normalize((out.last_hidden_state * mask).sum(1) / mask.sum(1), dim=-1).numpy()
     got = Predictor.open(art.path).infer(TEXTS)
@@ -165,9 +165,8 @@ def _logits(model, enc):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_ffn_pruning_equals_masking_and_reloads(models, family, tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
     from edgepack.prune import arch, structured
+    from transformers import AutoModelForSequenceClassification
 
     lm, enc, _ = _torch_outputs(models(family), TEXTS)
     model = lm.model
@@ -196,9 +195,8 @@ def test_ffn_pruning_equals_masking_and_reloads(models, family, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_head_pruning_or_its_one_line_refusal(models, family, tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
     from edgepack.prune import structured
+    from transformers import AutoModelForSequenceClassification
 
     lm, enc, _ = _torch_outputs(models(family), TEXTS)
     if family in HEADS_REFUSED:
@@ -238,9 +236,8 @@ def _windows(model):
 
 
 def test_modernbert_layer_dropping_keeps_attention_kinds(tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
     from edgepack.prune import structured
+    from transformers import AutoModelForSequenceClassification
 
     model, tok = _modernbert(tmp_path, layers=4, every=3)  # global, local, local, global
     enc = tok(TEXTS, padding=True, return_tensors="pt")
@@ -256,8 +253,8 @@ def test_modernbert_layer_dropping_keeps_attention_kinds(tmp_path):
 
 @pytest.mark.parametrize("drop,message", [
     ([0], "modernbert must keep block 0: it has no attention pre-norm, so another block cannot take its place"),
-    ([1], "blocks [0, 2, 3] have attention kinds ['global', 'global', 'local'], which no global_attn_every_n_layers "
-          "reproduces (global blocks must be evenly spaced from block 0); keep other blocks"),
+    ([1], ("blocks [0, 2, 3] have attention kinds ['global', 'global', 'local'], which no "
+           "global_attn_every_n_layers reproduces (global blocks must be evenly spaced from block 0); keep other blocks")),
 ])
 def test_modernbert_layer_dropping_refusals(tmp_path, drop, message):
     from edgepack.prune import structured
@@ -304,11 +301,10 @@ def kd_data(tmp_path_factory):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_distill_from_teacher_layers_loss_falls(family, kd_data, tmp_path):
-    from safetensors.torch import load_file
-
     from edgepack.distill.api import distill
     from edgepack.distill.configs import DistillConfig
     from edgepack.distill.student import StudentConfig
+    from safetensors.torch import load_file
 
     teacher = make_tiny_family_model(tmp_path / "t", family, layers=4, labels=["neg", "pos"], seed=3)
     cfg = DistillConfig(student=StudentConfig(num_layers=2), features=("hidden",),
@@ -321,7 +317,8 @@ def test_distill_from_teacher_layers_loss_falls(family, kd_data, tmp_path):
     assert set(load_file(art.file("weights"))) < set(load_file(teacher / "model.safetensors"))
 
 
-LORA_TARGETS = {"deberta-v2": {"query_proj", "value_proj"}, "modernbert": {"Wqkv"}}
+LORA_TARGETS = {"deberta-v2": {"query_proj", "value_proj"}, "modernbert": {"Wqkv"}, "distilbert": {"q_lin", "v_lin"},
+                "mpnet": {"q", "v"}}
 
 
 @pytest.mark.parametrize("family", sorted(LORA_TARGETS))
