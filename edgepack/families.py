@@ -69,7 +69,8 @@ FAMILIES: dict[str, Family] = {
                          layers_field="n_layers", heads_field="n_heads", ffn_field="hidden_dim", hidden_field="dim",
                          token_type_ids=False, lora_targets=("q_lin", "v_lin"), head_modules=("pre_classifier",)),
     # DeBERTa-v2/v3: disentangled attention (content + relative-position projections share the head layout);
-    # transformers does not implement prune_heads for it, so a pruned model would not reload.
+    # transformers does not implement prune_heads for it, so a pruned model would not reload. ORT's BERT
+    # optimizer fuses only its Gelu (no Attention pattern); so for ModernBERT and MPNet.
     "deberta-v2": Family(
         "encoder.layer", "attention", "attention.output.dense", "intermediate.dense", "output.dense",
         token_type_ids=None, head_modules=("pooler",),
@@ -83,8 +84,8 @@ FAMILIES: dict[str, Family] = {
         "layers", "attn", "attn.Wo", "mlp.Wi", "mlp.Wo", token_type_ids=False, ffn_gated=True,
         head_pruning="head pruning is not supported for modernbert: its fused Wqkv and config hold one head "
                      "count for every layer (prune FFN neurons or layers instead)",
-        lora_targets=("Wqkv",), head_modules=("head",), ort_fusion="bert", attention_every_field="global_attn_every_n_layers",
-        block0_without_prenorm=True),
+        lora_targets=("Wqkv",), head_modules=("head",), ort_fusion="bert",
+        attention_every_field="global_attn_every_n_layers", block0_without_prenorm=True),
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 

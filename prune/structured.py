@@ -1,8 +1,8 @@
 """Structured pruning that really shrinks the matrices: attention heads, FFN neurons, whole layers.
 
-Heads go through the model's own ``prune_heads`` (families without one, DeBERTa-v2 and ModernBERT, refuse
-with one EdgepackError line: ``edgepack.families``) (it slices Q/K/V rows and the output projection's
-columns and records ``config.pruned_heads``, which ``from_pretrained`` replays on load). FFN neurons are
+Heads go through the model's own ``prune_heads`` (it slices Q/K/V rows and the output projection's
+columns and records ``config.pruned_heads``, which ``from_pretrained`` replays on load); families where
+that cannot work (MPNet, DeBERTa-v2, ModernBERT: ``edgepack.families``) refuse with one EdgepackError line. FFN neurons are
 rows of the up projection and columns of the down projection (``transformers.pytorch_utils.
 prune_linear_layer``), with the config's intermediate size updated; every layer keeps the same count
 so the saved folder reloads with plain ``from_pretrained`` (a gated GLU up projection, ModernBERT's ``Wi``,
