@@ -339,3 +339,54 @@ def test_lora_finetune_default_targets(models, kd_data, family, tmp_path):
     merged, via_adapter = load_model(art.path), load_model(art.path / "adapter")
     enc = merged.tokenizer(TEXTS, padding=True, return_tensors="pt")
     torch.testing.assert_close(_logits(via_adapter.model, enc), _logits(merged.model, enc), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("type_vocab_size", [0, 2])
+def test_deberta_token_types_follow_the_config(tmp_path, type_vocab_size):
+    """A DeBERTa tokenizer emits token_type_ids; the graph takes them only when the config has a type
+    embedding (v3: none), and text pairs give torch's probabilities either way."""
+    import json
+
+    from edgepack.export.onnx_export import export_onnx
+    from edgepack.runtime import Predictor
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from edgepack.families import uses_token_type_ids
+
+    folder = make_tiny_family_model(tmp_path / "m", "deberta-v2", seed=1)
+    tc = json.loads((folder / "tokenizer_config.json").read_text())
+    tc["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(tc))
+    cfg = AutoConfig.from_pretrained(folder)
+    cfg.type_vocab_size = type_vocab_size
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(folder)
+    art = export_onnx(folder, tmp_path / "onnx")
+    takes = "token_type_ids" in [i["name"] for i in art.inputs]
+    assert takes == uses_token_type_ids(cfg) == bool(type_vocab_size)
+    pairs = [(SAMPLE_TEXTS[0], SAMPLE_TEXTS[1]), (SAMPLE_TEXTS[2], SAMPLE_TEXTS[3])]
+    lm, _, _ = _torch_outputs(folder, ["x"])
+    enc = lm.tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")
+    assert enc["token_type_ids"].any()
+    ref = torch.softmax(_logits(lm.model, enc), -1).numpy()
+    assert np.abs(Predictor.open(art.path).infer(pairs) - ref).max() <= ATOL
+
+
+def test_family_table_is_stdlib_and_answers_in_one_line():
+    import subprocess
+    import sys
+
+    from edgepack.families import alternating_every, family_of, uses_token_type_ids
+
+    code = "import sys, edgepack.families; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(EdgepackError) as e:
+        family_of("gpt2", "pruning")
+    assert str(e.value) == ("unsupported model type 'gpt2': pruning supports bert, roberta, xlm-roberta, electra, "
+                            "mpnet, distilbert, deberta-v2, modernbert encoders")
+    assert [uses_token_type_ids({"model_type": t}) for t in ("bert", "roberta", "distilbert", "modernbert")] == [
+        True, True, False, False]
+    assert alternating_every(["global", "local", "local", "global"]) == 3
+    assert alternating_every(["global", "global"]) == 1 and alternating_every(["global", "local"]) == 2
+    assert alternating_every(["local", "global"]) is None
+    assert alternating_every(["global", "local", "global", "global"]) is None
