@@ -109,8 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=_workers,
         default="auto",
-        help="server processes behind one port, each with its own model copy; auto: one per 2 cores with 2 "
-        "ONNX Runtime threads each (one on 1-3 cores), or cores / --intra-op-threads (default: %(default)s)",
+        help="server processes behind one port, each with its own model copy; auto: one per core (at most 8, "
+        "spare cores become threads), or cores / --intra-op-threads; one on a GPU backend (default: %(default)s)",
     )
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: %(default)s)")
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default: %(default)s)")

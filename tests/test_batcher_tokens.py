@@ -123,3 +123,14 @@ def test_queue_depth_counts_texts_until_the_model_takes_them():
 def test_bad_token_budget_is_a_clear_error():
     with pytest.raises(EdgepackError, match="max_tokens must be >= 0"):
         BatcherConfig(max_tokens=-1)
+
+
+def test_worker_plan_keeps_workers_times_threads_within_the_cores():
+    from edgepack.runtime.serve_workers import plan_workers
+
+    assert plan_workers(0, None, 2) == (2, 1)  # auto: one single-threaded worker per core
+    assert plan_workers(0, None, 16) == (8, 2)  # at most 8 workers; spare cores become threads
+    assert plan_workers(0, 4, 16) == (4, 4)  # auto with threads given
+    assert plan_workers(0, None, 8, cpu=False) == (1, 8)  # a GPU backend: one process
+    assert plan_workers(3, None, 8) == (3, 2) and plan_workers(4, None, 2) == (4, 1)
+    assert plan_workers(2, 3, 4) == (2, 3)  # both given: as given

@@ -89,7 +89,7 @@ def start(artifact, *args):
 
 
 def test_serving_process_imports_no_torch_and_drains_on_sigterm(tiny_onnx):
-    proc, port = start(tiny_onnx, "--max-wait-ms", "1500", "--max-batch", "64")
+    proc, port = start(tiny_onnx, "--max-wait-ms", "1500", "--max-batch", "64", "--workers", "1")
     try:
         assert post(port, ["warm", "requests"])[0] == 200
         results = {}
