@@ -6,7 +6,7 @@ import argparse
 import os
 import signal
 
-from edgepack.runtime.batcher import DEFAULT_MAX_TOKENS
+from edgepack.runtime.batcher import DEFAULT_CALL_TOKENS, DEFAULT_MAX_TOKENS
 
 EPILOG = """\
 endpoints:
@@ -87,6 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="run every request as its own model call (to measure what batching gives)",
     )
+    p.add_argument("--call-tokens", type=int, default=DEFAULT_CALL_TOKENS,
+                   help="a model call's fixed cost in tokens: a sorted window is cut into the batches that "
+                   "minimise padded tokens + this per call; 0: fill each batch up to the limits (default: %(default)s)")
+    p.add_argument("--tokenize", choices=["thread", "model"], default="thread",
+                   help="tokenize on a thread of its own as requests arrive (the model never waits for it), or "
+                   "on the model thread a window at a time (one thread fewer; for machines whose cores are all "
+                   "busy) (default: %(default)s)")
     p.add_argument(
         "--max-queue",
         type=int,
@@ -170,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("intra_op_threads", "inter_op_threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise EdgepackError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.call_tokens < 0:
+        raise EdgepackError("--call-tokens must be >= 0")
     if args.max_batch_tokens < 0:
         raise EdgepackError("--max-batch-tokens must be >= 0 (0: batch by rows only)")
     for name in ("max_batch", "max_queue", "threads", "max_texts", "max_chars", "max_body_bytes"):
@@ -200,12 +209,14 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         max_batch=args.max_batch,
         max_batch_tokens=args.max_batch_tokens,
+        call_tokens=args.call_tokens,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         timeout_s=args.timeout_s,
         threads=args.threads,
         workers=0 if args.workers == "auto" else args.workers,
         batching=args.batching,
+        tokenize=args.tokenize,
         max_texts=args.max_texts,
         max_chars=args.max_chars,
         max_body_bytes=args.max_body_bytes,

@@ -24,6 +24,7 @@ from typing import Any
 
 from edgepack.runtime import server_guard as guard
 from edgepack.runtime.batcher import (
+    DEFAULT_CALL_TOKENS,
     DEFAULT_MAX_TOKENS,
     BatcherClosedError,
     BatcherConfig,
@@ -48,12 +49,14 @@ class ServeConfig:
     max_batch: int = 32  # rows (texts) per model call
     # rows x longest row per model call (padding counts), 0: rows only (then model_batch rows per ORT run)
     max_batch_tokens: int = DEFAULT_MAX_TOKENS
+    call_tokens: int = DEFAULT_CALL_TOKENS  # a model call's fixed cost in tokens, to cut windows (plan_batches)
     max_wait_ms: float = 5.0  # wait for company before running a batch
     max_queue: int = 512  # texts waiting; more -> 503
     timeout_s: float = 30.0  # per request; -> 504
     threads: int = 1  # batcher threads per process calling the model
     workers: int = 1  # server processes behind one port (0: auto, see serve_workers.plan_workers)
     batching: bool = True
+    tokenize: str = "thread"  # where texts are tokenized: "thread" (its own) or "model" (see BatcherConfig)
     max_texts: int = 64  # texts per request
     max_chars: int = 2000  # characters per text
     max_body_bytes: int = 1 << 20
@@ -78,11 +81,13 @@ class ServeConfig:
         return BatcherConfig(
             max_batch=self.max_batch,
             max_tokens=self.max_batch_tokens,
+            call_tokens=self.call_tokens,
             max_wait_ms=self.max_wait_ms,
             max_queue=self.max_queue,
             timeout_s=self.timeout_s,
             workers=self.threads,
             batching=self.batching,
+            tokenize=self.tokenize,
         )
 
 

@@ -20,6 +20,17 @@ def test_plan_batches_sorts_and_cuts_by_rows_and_padded_tokens():
     assert plan_batches([], max_batch=4, max_tokens=10) == []
 
 
+def test_plan_batches_with_a_call_cost_minimises_padding_plus_calls():
+    lengths = [10, 60, 12, 58, 11, 62, 9]
+    # greedy: one batch padded to 62 (7 x 62 = 434 tokens); with 64 tokens per call: short and long apart
+    assert plan_batches(lengths, max_batch=8, max_tokens=1000) == [[6, 0, 4, 2, 3, 1, 5]]
+    assert plan_batches(lengths, max_batch=8, max_tokens=1000, call_tokens=64) == [[6, 0, 4, 2], [3, 1, 5]]
+    # a huge call cost fills batches as far as the limits allow; a tiny one splits at every length step
+    assert plan_batches(lengths, max_batch=8, max_tokens=1000, call_tokens=10**6) == [[6, 0, 4, 2, 3, 1, 5]]
+    assert plan_batches([5, 5, 9], max_batch=8, call_tokens=1) == [[0, 1], [2]]
+    assert plan_batches([5, 500, 6], max_batch=8, max_tokens=100, call_tokens=64) == [[0, 2], [1]]  # alone
+
+
 class Recorder:
     """fn(texts) -> upper-cased texts; records every call and the thread it ran on; gate holds calls."""
 
@@ -47,7 +58,8 @@ def held(cfg):
 
 
 def test_a_queued_window_is_cut_by_the_token_budget():
-    b, rec, gate, first = held(BatcherConfig(max_batch=4, max_tokens=12, max_wait_ms=0, length_window=8))
+    b, rec, gate, first = held(BatcherConfig(max_batch=4, max_tokens=12, max_wait_ms=0, length_window=8,
+                                             call_tokens=0))
     with b:
         lengths = [6, 1, 3, 2, 12, 4, 5, 3]
         futs = [b.submit(["x" * n]) for n in lengths]
@@ -134,3 +146,26 @@ def test_worker_plan_keeps_workers_times_threads_within_the_cores():
     assert plan_workers(0, None, 8, cpu=False) == (1, 8)  # a GPU backend: one process
     assert plan_workers(3, None, 8) == (3, 2) and plan_workers(4, None, 2) == (4, 1)
     assert plan_workers(2, 3, 4) == (2, 3)  # both given: as given
+
+
+@pytest.mark.parametrize("tokenize", ["thread", "model"])
+def test_both_tokenize_modes_batch_by_tokens_and_isolate_a_bad_text(tokenize):
+    calls = []
+
+    def encode(texts):
+        if "bad" in texts:
+            raise ValueError("cannot tokenize")
+        return [t.split() for t in texts]
+
+    def run(items):
+        calls.append([len(words) for words in items])
+        return [" ".join(words).upper() for words in items]
+
+    cfg = BatcherConfig(max_batch=8, max_tokens=6, max_wait_ms=30, tokenize=tokenize)
+    with DynamicBatcher(Stages(run=run, encode=encode), cfg) as b:
+        futs = [b.submit(["a b c d e f g"]), b.submit(["bad"]), b.submit(["x", "y z"])]
+        assert futs[0].result(5) == ["A B C D E F G"] and futs[2].result(5) == ["X", "Y Z"]
+        with pytest.raises(ValueError, match="cannot tokenize"):
+            futs[1].result(5)
+    assert [7] in calls  # 7 words > the budget of 6: alone
+    assert all(len(c) * max(c) <= 6 for c in calls if len(c) > 1)
