@@ -64,8 +64,9 @@ def runs_on_cpu(artifact_dir: str, backend: str) -> bool:
     """Whether ``backend`` (or what "auto" picks for the artifact) is ONNX Runtime on the CPU."""
     if backend != "auto":
         return backend == "ort-cpu"
-    from edgepack.artifact import Artifact
     from edgepack.runtime.backends import AUTO_ORDER, BACKENDS
+
+    from edgepack.artifact import Artifact
 
     fmt = Artifact.open(artifact_dir, verify=False).format
     first = next((n for n in AUTO_ORDER if fmt in BACKENDS[n].formats and BACKENDS[n].available()), "ort-cpu")

@@ -121,7 +121,7 @@ def test_stages_run_on_their_own_threads_and_a_bad_text_fails_its_request_only()
 
 
 def test_queue_depth_counts_texts_until_the_model_takes_them():
-    b, rec, gate, first = held(BatcherConfig(max_batch=2, max_wait_ms=0, max_queue=5))
+    b, _, gate, first = held(BatcherConfig(max_batch=2, max_wait_ms=0, max_queue=5))
     with b:
         futs = [b.submit(["a", "b", "c"])]
         assert b.queue_depth == 3
