@@ -95,3 +95,15 @@ def test_200_texts_a_long_text_and_32_clients_mixing_both(server, tiny_onnx):
     padded = float(metrics.split("\nedgepack_padded_tokens_total ")[1].split()[0])
     tokens = float(metrics.split("\nedgepack_tokens_total ")[1].split()[0])
     assert 0 < tokens <= padded
+
+
+def test_auto_workers_see_the_cpu_backend(tiny_onnx):
+    import os
+
+    from edgepack.runtime.backends import AUTO_ORDER, BACKENDS
+    from edgepack.runtime.serve_workers import cpu_cores, runs_on_cpu
+
+    assert runs_on_cpu(str(tiny_onnx), "ort-cpu") and not runs_on_cpu(str(tiny_onnx), "ort-cuda")
+    first = next(n for n in AUTO_ORDER if "onnx" in BACKENDS[n].formats and BACKENDS[n].available())
+    assert runs_on_cpu(str(tiny_onnx), "auto") == (first == "ort-cpu")
+    assert 1 <= cpu_cores() <= (os.cpu_count() or 1)
