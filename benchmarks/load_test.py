@@ -72,6 +72,8 @@ def throughput_phases(artifact: str, texts: list[str], args) -> dict:
     other work on the machine hits both alike; each mode's rounds are summed."""
     common = ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *args.server_args]
     modes = {"batched": common, "unbatched": [*common, "--no-batching"]}
+    if args.variant:  # named server configurations instead of batched vs unbatched
+        modes = {name: [*common, *extra.split()] for name, _, extra in (v.partition("=") for v in args.variant)}
     servers = {name: ServerProcess(artifact, *extra) for name, extra in modes.items()}
     results: dict[str, dict] = {}
     try:
@@ -196,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         help='more `edgepack serve` options for every phase, e.g. "--intra-op-threads 1"',
     )
     p.add_argument("--model-bound-batch", type=int, default=16, help="batch size for the model-only bound")
+    p.add_argument("--variant", action="append", metavar="NAME=ARGS",
+                   help='compare named servers instead of batched vs unbatched (repeat), e.g. '
+                   '--variant "w2=--workers 2" --variant "rows=--max-batch-tokens 0"; loaded in alternating rounds')
     p.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = p.parse_args(argv)
     args.server_args = args.server_args.split()
@@ -215,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_model_bound:
         result["model_only"] = model_only_bound(args.artifact, texts, (1, args.model_bound_batch))
     result.update(throughput_phases(args.artifact, texts, args))
-    result["speedup"] = round(result["batched"]["throughput_rps"] / result["unbatched"]["throughput_rps"], 2)
+    if not args.variant:
+        result["speedup"] = round(result["batched"]["throughput_rps"] / result["unbatched"]["throughput_rps"], 2)
     if not args.skip_overload:
         result["overload"] = overload_phase(args.artifact, texts, args)
     text = json.dumps(result, indent=2)

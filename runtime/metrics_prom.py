@@ -50,7 +50,9 @@ class _Histogram:
 
 
 class ServerMetrics:
-    """Request counts by endpoint and status, latency and batch-size histograms, queue depth."""
+    """Request counts by endpoint and status, latency and batch-size histograms, tokens, queue depth.
+
+    Several server processes: each keeps its own; ``snapshot`` / ``merge`` / ``render_snapshot`` sum them."""
 
     def __init__(self, queue_depth: Callable[[], int] = lambda: 0):
         self._lock = threading.Lock()
@@ -60,6 +62,7 @@ class ServerMetrics:
         self._inference = _Histogram(LATENCY_BUCKETS)
         self._texts = 0
         self.queue_depth = queue_depth
+        self.batch_stats: Callable[[], object] = lambda: None  # the batcher's BatchStats (tokens), once loaded
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request; latency is recorded for the predict endpoint only."""
@@ -80,32 +83,74 @@ class ServerMetrics:
         with self._lock:
             return self._requests.get((endpoint, int(status)), 0)
 
-    def render(self) -> str:
-        """The exposition text for GET /metrics."""
+    def snapshot(self) -> dict:
+        """This process's numbers as plain JSON-ready data (what ``render_snapshot`` and ``merge`` read)."""
         with self._lock:
-            lines = [
-                "# HELP edgepack_requests_total HTTP requests answered, by endpoint and status code.",
-                "# TYPE edgepack_requests_total counter",
-            ]
-            for (ep, status), n in sorted(self._requests.items()):
-                lines.append(f'edgepack_requests_total{{endpoint="{_escape(ep)}",status="{status}"}} {n}')
-            lines += [
-                "# HELP edgepack_request_latency_seconds Time to answer POST /v1/predict.",
-                "# TYPE edgepack_request_latency_seconds histogram",
-                *self._latency.lines("edgepack_request_latency_seconds"),
-                "# HELP edgepack_batch_size Texts per model call.",
-                "# TYPE edgepack_batch_size histogram",
-                *self._batch.lines("edgepack_batch_size"),
-                "# HELP edgepack_inference_seconds Time of one model call.",
-                "# TYPE edgepack_inference_seconds histogram",
-                *self._inference.lines("edgepack_inference_seconds"),
-                "# HELP edgepack_texts_total Texts run through the model.",
-                "# TYPE edgepack_texts_total counter",
-                f"edgepack_texts_total {self._texts}",
-            ]
-        lines += [
-            "# HELP edgepack_queue_depth Texts waiting for the model.",
-            "# TYPE edgepack_queue_depth gauge",
-            f"edgepack_queue_depth {int(self.queue_depth())}",
-        ]
-        return "\n".join(lines) + "\n"
+            snap = {"requests": [[ep, st, n] for (ep, st), n in self._requests.items()], "texts": self._texts,
+                    **{name: [list(h.counts), h.sum, h.count] for name, h in self._histograms().items()}}
+        stats = self.batch_stats()
+        snap["tokens"] = getattr(stats, "tokens", 0)
+        snap["padded_tokens"] = getattr(stats, "padded_tokens", 0)
+        snap["queue_depth"] = int(self.queue_depth())
+        return snap
+
+    def _histograms(self) -> dict[str, _Histogram]:
+        return {"latency": self._latency, "batch": self._batch, "inference": self._inference}
+
+    def render(self) -> str:
+        """The exposition text for GET /metrics (this process)."""
+        return render_snapshot(self.snapshot())
+
+
+def merge(snapshots: list[dict]) -> dict:
+    """Several processes' snapshots summed: counters, histogram buckets and queue depths add up."""
+    out = ServerMetrics().snapshot()
+    requests: dict[tuple[str, int], int] = {}
+    for snap in snapshots:
+        for ep, st, n in snap["requests"]:
+            requests[(ep, st)] = requests.get((ep, st), 0) + n
+        for key in ("texts", "tokens", "padded_tokens", "queue_depth"):
+            out[key] += snap[key]
+        for key in ("latency", "batch", "inference"):
+            counts, total, n = out[key]
+            out[key] = [[a + b for a, b in zip(counts, snap[key][0])], total + snap[key][1], n + snap[key][2]]
+    out["requests"] = [[ep, st, n] for (ep, st), n in requests.items()]
+    return out
+
+
+def render_snapshot(snap: dict) -> str:
+    """The exposition text of one snapshot (one process's, or ``merge`` of several)."""
+    hist = {}
+    for key, buckets in (("latency", LATENCY_BUCKETS), ("batch", BATCH_BUCKETS), ("inference", LATENCY_BUCKETS)):
+        h = hist[key] = _Histogram(buckets)
+        h.counts, h.sum, h.count = list(snap[key][0]), snap[key][1], snap[key][2]
+    lines = [
+        "# HELP edgepack_requests_total HTTP requests answered, by endpoint and status code.",
+        "# TYPE edgepack_requests_total counter",
+    ]
+    for ep, status, n in sorted(snap["requests"]):
+        lines.append(f'edgepack_requests_total{{endpoint="{_escape(ep)}",status="{status}"}} {n}')
+    lines += [
+        "# HELP edgepack_request_latency_seconds Time to answer POST /v1/predict.",
+        "# TYPE edgepack_request_latency_seconds histogram",
+        *hist["latency"].lines("edgepack_request_latency_seconds"),
+        "# HELP edgepack_batch_size Texts per model call.",
+        "# TYPE edgepack_batch_size histogram",
+        *hist["batch"].lines("edgepack_batch_size"),
+        "# HELP edgepack_inference_seconds Time of one model call.",
+        "# TYPE edgepack_inference_seconds histogram",
+        *hist["inference"].lines("edgepack_inference_seconds"),
+        "# HELP edgepack_texts_total Texts run through the model.",
+        "# TYPE edgepack_texts_total counter",
+        f"edgepack_texts_total {snap['texts']}",
+        "# HELP edgepack_tokens_total Tokens run through the model (without padding).",
+        "# TYPE edgepack_tokens_total counter",
+        f"edgepack_tokens_total {snap['tokens']}",
+        "# HELP edgepack_padded_tokens_total Rows x longest row of every model call: tokens computed, padding included.",
+        "# TYPE edgepack_padded_tokens_total counter",
+        f"edgepack_padded_tokens_total {snap['padded_tokens']}",
+        "# HELP edgepack_queue_depth Texts waiting for the model.",
+        "# TYPE edgepack_queue_depth gauge",
+        f"edgepack_queue_depth {snap['queue_depth']}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -138,6 +138,37 @@ class Predictor:
         """Run one short batch so the first real request does not pay for lazy initialisation."""
         self.infer(["warm up"])
 
+    # Tokenize in one step and run in another (the server's batcher tokenizes on its own thread and forms
+    # batches by token count): ``infer(texts) == infer_encoded(encode(texts))`` and
+    # ``predict(texts) == to_results(infer(texts))``.
+    def encode(self, texts: Sequence[Text]) -> list:
+        """One ``tokenizers.Encoding`` per text, truncated to ``max_length`` (``len(e)``: its tokens)."""
+        return self.encoder.encode(_check_texts(texts))
+
+    def infer_encoded(self, encodings: Sequence) -> np.ndarray:
+        """``infer`` on encodings from ``encode``: one model call per ``batch_size`` rows, input order."""
+        encodings = list(encodings)
+        if len(encodings) <= self.batch_size:
+            return self._run(encodings)
+        order = np.argsort([len(e) for e in encodings], kind="stable")
+        result = None
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            out = self._run([encodings[i] for i in idx])
+            if result is None:
+                result = np.empty((len(encodings), out.shape[-1]), dtype=np.float32)
+            result[idx] = out
+        return result
+
+    def to_results(self, out: np.ndarray) -> list[dict]:
+        """``predict``'s JSON-ready results from ``infer``'s array."""
+        if self.task == "feature-extraction":
+            return [{"embedding": row} for row in out.tolist()]
+        labels = self.labels or [str(i) for i in range(out.shape[1])]
+        best = out.argmax(axis=1)
+        return [{"label": labels[b], "score": float(row[b]), "scores": dict(zip(labels, map(float, row)))}
+                for b, row in zip(best, out)]
+
 
 _WARNED: set[str] = set()
 

@@ -6,6 +6,8 @@ import argparse
 import os
 import signal
 
+from edgepack.runtime.batcher import DEFAULT_CALL_TOKENS, DEFAULT_MAX_TOKENS
+
 EPILOG = """\
 endpoints:
   POST /v1/predict   {"texts": ["a gripping film", "dull"]} -> {"task", "results": [...]} in input order
@@ -20,6 +22,14 @@ examples:
   edgepack serve out/onnx                                  # 127.0.0.1:8000, batches of up to 32
   edgepack serve out/onnx --host 0.0.0.0 --port 9000 --max-batch 16 --max-wait-ms 2
   edgepack serve out/onnx --no-batching                    # one model call per request (a baseline)
+  edgepack serve out/onnx --workers 2 --intra-op-threads 4 # 2 processes on one port, 4 ORT threads each
+
+batching: a tokenizer thread encodes requests as they arrive; the model thread takes a window of waiting
+texts (requests are split into texts: a request of 200 texts shares model calls with others' texts and
+is answered as one list in its order), sorts it by token count and cuts batches of at most --max-batch
+rows whose padded size (rows x longest row) stays within --max-batch-tokens; a longer text runs alone.
+workers: several processes share the port (the parent restarts a worker that dies); a worker takes
+connections once its model is loaded, /readyz is 200 once all are, /metrics sums every worker's numbers.
   curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"texts": ["great film"]}'
 
 A full queue answers 503 with Retry-After; a request not answered within --timeout-s answers 504.
@@ -39,6 +49,14 @@ hostile clients and exposed deployments:
 SIGTERM (or Ctrl-C) stops taking connections, finishes in-flight requests, then exits."""
 
 
+def _workers(value: str) -> str | int:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1, got {value!r}")
+    return int(value)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``serve`` subcommand."""
     p = sub.add_parser(
@@ -53,7 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s, loopback only)"
     )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=32, help="texts gathered into one batch (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=32, help="rows (texts) per model call (default: %(default)s)")
+    p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_TOKENS,
+                   help="token budget per model call, padding included (rows x longest row); a text longer than "
+                   "it runs alone; 0: batch by --max-batch rows only (default: %(default)s)")
     p.add_argument(
         "--max-wait-ms",
         type=float,
@@ -66,6 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="run every request as its own model call (to measure what batching gives)",
     )
+    p.add_argument("--call-tokens", type=int, default=DEFAULT_CALL_TOKENS,
+                   help="a model call's fixed cost in tokens: a sorted window is cut into the batches that "
+                   "minimise padded tokens + this per call; 0: fill each batch up to the limits (default: %(default)s)")
+    p.add_argument("--tokenize", choices=["thread", "model"], default="thread",
+                   help="tokenize on a thread of its own as requests arrive (the model never waits for it), or "
+                   "on the model thread a window at a time (one thread fewer; for machines whose cores are all "
+                   "busy) (default: %(default)s)")
     p.add_argument(
         "--max-queue",
         type=int,
@@ -86,9 +114,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="server processes, each with its own model copy and metrics (default: %(default)s)",
+        type=_workers,
+        default="auto",
+        help="server processes behind one port, each with its own model copy; auto: one per core (at most 8, "
+        "spare cores become threads), or cores / --intra-op-threads; one on a GPU backend (default: %(default)s)",
     )
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: %(default)s)")
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default: %(default)s)")
@@ -114,9 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-batch",
         type=int,
         default=16,
-        help="texts per ONNX Runtime run inside a gathered batch, sorted by token count so "
-        "similar lengths share a run: less padding on CPU (default: %(default)s; use "
-        "--max-batch's value on a GPU)",
+        help="with --max-batch-tokens 0: texts per ONNX Runtime run inside a gathered batch, sorted by "
+        "token count (default: %(default)s; use --max-batch's value on a GPU)",
     )
     p.add_argument("--max-connections", type=int, default=256,
                    help="open connections at most (default: %(default)s)")
@@ -149,7 +177,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("intra_op_threads", "inter_op_threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise EdgepackError(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("max_batch", "max_queue", "threads", "workers", "max_texts", "max_chars", "max_body_bytes"):
+    if args.call_tokens < 0:
+        raise EdgepackError("--call-tokens must be >= 0")
+    if args.max_batch_tokens < 0:
+        raise EdgepackError("--max-batch-tokens must be >= 0 (0: batch by rows only)")
+    for name in ("max_batch", "max_queue", "threads", "max_texts", "max_chars", "max_body_bytes"):
         if getattr(args, name) < 1:
             raise EdgepackError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 < args.port < 65536:
@@ -176,12 +208,15 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_batch=args.max_batch,
+        max_batch_tokens=args.max_batch_tokens,
+        call_tokens=args.call_tokens,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         timeout_s=args.timeout_s,
         threads=args.threads,
-        workers=args.workers,
+        workers=0 if args.workers == "auto" else args.workers,
         batching=args.batching,
+        tokenize=args.tokenize,
         max_texts=args.max_texts,
         max_chars=args.max_chars,
         max_body_bytes=args.max_body_bytes,

@@ -16,15 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from edgepack.runtime import server_guard as guard
-from edgepack.runtime.batcher import BatcherClosedError, BatcherConfig, DynamicBatcher, QueueFullError
+from edgepack.runtime.batcher import (
+    DEFAULT_CALL_TOKENS,
+    DEFAULT_MAX_TOKENS,
+    BatcherClosedError,
+    BatcherConfig,
+    DynamicBatcher,
+    QueueFullError,
+    Stages,
+)
 from edgepack.runtime.metrics_prom import CONTENT_TYPE, ServerMetrics
 from edgepack.runtime.openai_api import openai_routes
 from edgepack.runtime.openapi import openapi_spec
@@ -34,20 +41,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-ENV_CONFIG = "EDGEPACK_SERVE_CONFIG"  # JSON {"artifact": ..., "cfg": {...}} for multi-process workers
-
 
 @dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch: int = 32  # texts gathered into one batch (one Predictor.predict call)
+    max_batch: int = 32  # rows (texts) per model call
+    # rows x longest row per model call (padding counts), 0: rows only (then model_batch rows per ORT run)
+    max_batch_tokens: int = DEFAULT_MAX_TOKENS
+    call_tokens: int = DEFAULT_CALL_TOKENS  # a model call's fixed cost in tokens, to cut windows (plan_batches)
     max_wait_ms: float = 5.0  # wait for company before running a batch
     max_queue: int = 512  # texts waiting; more -> 503
     timeout_s: float = 30.0  # per request; -> 504
     threads: int = 1  # batcher threads per process calling the model
-    workers: int = 1  # server processes (each loads the model; metrics are per process)
+    workers: int = 1  # server processes behind one port (0: auto, see serve_workers.plan_workers)
     batching: bool = True
+    tokenize: str = "thread"  # where texts are tokenized: "thread" (its own) or "model" (see BatcherConfig)
     max_texts: int = 64  # texts per request
     max_chars: int = 2000  # characters per text
     max_body_bytes: int = 1 << 20
@@ -60,6 +69,7 @@ class ServeConfig:
     # texts per ORT run within a batch, sorted by tokens; None: max_batch. 16: on the 2-core CPU the demo INT8
     # student ran 3600 texts/s at 16 (length-sorted), 3200 at 8, 3500 at 32; the server 1497 rps vs 1434 at 8
     model_batch: int | None = 16
+    state_dir: str | None = None  # several workers: where they share readiness and metrics (set by serve)
     max_connections: int = 256  # open connections; past it slow/idle ones are evicted or new ones get 503
     header_timeout_s: float = 10.0  # request line + headers must arrive within this (408 otherwise)
     body_timeout_s: float = 30.0  # the body must arrive within this once the headers are in (408 otherwise)
@@ -70,11 +80,14 @@ class ServeConfig:
     def batcher_config(self) -> BatcherConfig:
         return BatcherConfig(
             max_batch=self.max_batch,
+            max_tokens=self.max_batch_tokens,
+            call_tokens=self.call_tokens,
             max_wait_ms=self.max_wait_ms,
             max_queue=self.max_queue,
             timeout_s=self.timeout_s,
             workers=self.threads,
             batching=self.batching,
+            tokenize=self.tokenize,
         )
 
 
@@ -176,6 +189,8 @@ class ModelState:
         self.stopping = False
         self.started = time.perf_counter()
         self.ready_after_s: float | None = None
+        self.loaded = threading.Event()  # set when loading ended, well or not
+        self.group: Any = None  # serve_workers.WorkerGroup with several workers
 
     def start(self) -> None:
         threading.Thread(target=self._load, name="edgepack-load", daemon=True).start()
@@ -184,15 +199,20 @@ class ModelState:
         try:
             pred = self.load()
             pred.predict(["warm up"])  # first run initialises the session's kernels
-            self.batcher = DynamicBatcher(
-                pred.predict, self.cfg.batcher_config(), on_batch=self.metrics.observe_batch
-            )
+            staged = all(hasattr(pred, m) for m in ("encode", "infer_encoded", "to_results"))
+            self.batcher = DynamicBatcher(Stages.of_predictor(pred) if staged else pred.predict,
+                                          self.cfg.batcher_config(), on_batch=self.metrics.observe_batch)
+            self.metrics.batch_stats = lambda: self.batcher.stats
             self.metrics.queue_depth = lambda: self.batcher.queue_depth
             self.predictor = pred
             self.ready_after_s = time.perf_counter() - self.started
+            if self.group is not None:
+                self.group.announce_ready()
         except Exception as e:  # noqa: BLE001 - reported on /readyz, the process keeps answering
             guard.log.error("the model failed to load: %s: %s", type(e).__name__, e)
             self.error = "the model failed to load (details are in the server log)"
+        finally:
+            self.loaded.set()
 
     @property
     def ready(self) -> bool:
@@ -213,6 +233,11 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
     ``artifact``); it runs in a background thread at startup."""
     metrics = ServerMetrics()
     state = ModelState(load, cfg, metrics)
+    if cfg.state_dir:  # one of several workers (serve_workers)
+        from edgepack.runtime.serve_workers import WorkerGroup, worker_snapshot
+
+        state.group = WorkerGroup(cfg.state_dir, cfg.workers)
+        state.group.start_publishing(lambda: worker_snapshot(metrics))
 
     def not_ready() -> JSONResponse:
         if state.stopping:
@@ -261,6 +286,9 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
     async def readyz(request: Request) -> Response:
         if not state.ready:
             return not_ready()
+        if state.group is not None and not state.group.all_ready():
+            return error_response(503, "not_ready", f"{state.group.ready_count()} of {cfg.workers} workers have "
+                                  "loaded the model", {"Retry-After": str(cfg.retry_after_s)})
         return JSONResponse({"status": "ready", "ready_after_s": round(state.ready_after_s, 3)})
 
     async def model(request: Request) -> Response:
@@ -271,6 +299,10 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
     async def metrics_endpoint(request: Request) -> Response:
         from edgepack.runtime.server_limits import STATS
 
+        if state.group is not None:
+            from edgepack.runtime.serve_workers import render_group_metrics
+
+            return Response(render_group_metrics(metrics, state.group), media_type=CONTENT_TYPE)
         return Response(metrics.render() + STATS.render(), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
@@ -296,6 +328,8 @@ def create_app(load: Callable[[], Any], cfg: ServeConfig = ServeConfig()) -> Sta
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         state.start()
+        if state.group is not None:  # accept connections only once the model is loaded
+            await asyncio.to_thread(state.loaded.wait)
         yield
         await asyncio.to_thread(state.stop)
 
@@ -346,55 +380,9 @@ class _MetricsMiddleware:
             )
 
 
-def app_from_env() -> Any:
-    """App factory for ``uvicorn --factory`` worker processes: reads ``EDGEPACK_SERVE_CONFIG``."""
-    spec = json.loads(os.environ[ENV_CONFIG])
-    cfg = ServeConfig(**spec["cfg"])
-    _configure_limits(cfg)
-    return create_app(lambda: open_predictor(spec["artifact"], cfg), cfg)
-
-
-def open_predictor(artifact_dir: str, cfg: ServeConfig) -> Any:
-    """Open the lean-runtime Predictor for ``artifact_dir`` with the server's settings."""
-    from edgepack.runtime.predictor import Predictor
-
-    return Predictor.open(
-        artifact_dir,
-        backend=cfg.backend,
-        intra_op_threads=cfg.intra_op_threads,
-        inter_op_threads=cfg.inter_op_threads,
-        memory_arena=cfg.memory_arena,
-        max_length=cfg.max_length,
-        batch_size=cfg.model_batch or cfg.max_batch,
-    )
-
-
-def _configure_limits(cfg: ServeConfig) -> None:
-    from edgepack.runtime.server_limits import Limits, configure
-
-    configure(Limits(max_connections=cfg.max_connections, header_timeout_s=cfg.header_timeout_s,
-                     body_timeout_s=cfg.body_timeout_s, retry_after_s=cfg.retry_after_s))
-
-
 def serve(artifact_dir: str, cfg: ServeConfig = ServeConfig(), log_level: str = "info") -> None:
-    """Run the server until SIGINT/SIGTERM (blocking). Several processes when ``cfg.workers > 1``."""
-    import uvicorn
+    """Run the server until SIGINT/SIGTERM (blocking); several processes when ``cfg.workers`` is not 1
+    (``serve_workers``)."""
+    from edgepack.runtime.serve_workers import serve as run
 
-    _configure_limits(cfg)
-    common = {
-        "host": cfg.host,
-        "port": cfg.port,
-        "log_level": log_level,
-        "log_config": guard.log_config(log_level),
-        "access_log": False,
-        "timeout_graceful_shutdown": int(cfg.timeout_s) + 5,
-        "http": "edgepack.runtime.server_limits:GuardedH11Protocol",
-        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
-        "ssl_certfile": cfg.ssl_certfile,
-        "ssl_keyfile": cfg.ssl_keyfile,
-    }
-    if cfg.workers > 1:
-        os.environ[ENV_CONFIG] = json.dumps({"artifact": str(artifact_dir), "cfg": asdict(cfg)})
-        uvicorn.run("edgepack.runtime.server:app_from_env", factory=True, workers=cfg.workers, **common)
-    else:
-        uvicorn.run(create_app(lambda: open_predictor(str(artifact_dir), cfg), cfg), **common)
+    run(artifact_dir, cfg, log_level)

@@ -108,7 +108,7 @@ def public_model_summary(pred: Any, cfg: Any) -> dict:
     """GET /v1/model: what is served and the serving limits, without paths, provenance or error strings."""
     art = pred.artifact
     runtime = {k: v for k, v in art.runtime.to_dict().items() if k != "torch_source"}
-    hidden = ("host", "port", "api_key_file", "ssl_certfile", "ssl_keyfile")
+    hidden = ("host", "port", "api_key_file", "ssl_certfile", "ssl_keyfile", "state_dir")
     return {
         "name": art.path.name, "format": art.format, "stage": art.stage, "task": art.task,
         "labels": art.labels, "inputs": art.inputs, "outputs": art.outputs, "runtime": runtime,

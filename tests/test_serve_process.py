@@ -89,7 +89,7 @@ def start(artifact, *args):
 
 
 def test_serving_process_imports_no_torch_and_drains_on_sigterm(tiny_onnx):
-    proc, port = start(tiny_onnx, "--max-wait-ms", "1500", "--max-batch", "64")
+    proc, port = start(tiny_onnx, "--max-wait-ms", "1500", "--max-batch", "64", "--workers", "1")
     try:
         assert post(port, ["warm", "requests"])[0] == 200
         results = {}
@@ -166,3 +166,30 @@ def test_model_only_bound_times_each_batch_size(tiny_onnx):
     assert got["texts"] == 4 * len(SAMPLE_TEXTS)
     assert set(got["texts_per_s"]) == {"1", "4"} and all(v > 0 for v in got["texts_per_s"].values())
     assert got["best_vs_batch1"] >= 1.0  # batch 1 is one of the candidates
+
+
+def test_workers_share_one_port_and_sum_their_metrics(tiny_onnx):
+    """--workers 2: two processes behind one port; /metrics sums both; SIGTERM stops both cleanly."""
+    from edgepack.testing import SAMPLE_TEXTS
+
+    proc, port = start(tiny_onnx, "--workers", "2", "--intra-op-threads", "1", "--max-wait-ms", "1")
+    try:
+        # readyz was 200: both workers loaded (a loading worker does not accept connections)
+        for i in range(12):  # a fresh connection each: the kernel spreads them over the workers
+            status, body = post(port, [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)]])
+            assert status == 200 and len(body["results"]) == 1
+        deadline = time.time() + 10
+        while True:  # the other worker's numbers are published once a second
+            text = get(port, "/metrics")
+            ok = 'edgepack_requests_total{endpoint="/v1/predict",status="200"} 12' in text
+            if ok and "edgepack_workers 2" in text:
+                break
+            assert time.time() < deadline, text[-1500:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads(out.split("HEAVY_MODULES=", 1)[1]) == []
