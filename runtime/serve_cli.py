@@ -119,7 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="server processes behind one port, each with its own model copy; auto: one per core (at most 8, "
         "spare cores become threads), or cores / --intra-op-threads; one on a GPU backend (default: %(default)s)",
     )
-    p.add_argument("--max-texts", type=int, default=64, help="texts per request (default: %(default)s)")
+    p.add_argument("--max-texts", type=int, default=256,
+                   help="texts per request, split into model batches by the token budget (default: %(default)s)")
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text (default: %(default)s)")
     p.add_argument(
         "--max-body-bytes", type=int, default=1 << 20, help="request body size (default: %(default)s)"

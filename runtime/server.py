@@ -57,7 +57,7 @@ class ServeConfig:
     workers: int = 1  # server processes behind one port (0: auto, see serve_workers.plan_workers)
     batching: bool = True
     tokenize: str = "thread"  # where texts are tokenized: "thread" (its own) or "model" (see BatcherConfig)
-    max_texts: int = 64  # texts per request
+    max_texts: int = 256  # texts per request (split into model batches by the token budget)
     max_chars: int = 2000  # characters per text
     max_body_bytes: int = 1 << 20
     retry_after_s: int = 1
