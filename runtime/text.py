@@ -20,10 +20,9 @@ class TextEncoder:
         """``tokenizer_json``: a tokenizer.json path, or its verified bytes."""
         from tokenizers import Tokenizer
 
-        if isinstance(tokenizer_json, bytes):
-            self.tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
-        else:
-            self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        source = (tokenizer_json.decode("utf-8") if isinstance(tokenizer_json, bytes)
+                  else Path(tokenizer_json).read_text(encoding="utf-8"))
+        self.tokenizer = Tokenizer.from_str(source)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=int(max_length))
         self.max_length = int(max_length)
@@ -38,7 +37,7 @@ class TextEncoder:
         self._ones = np.ones((1, self.max_length), dtype=np.int64)
         self._zeros = np.zeros((1, self.max_length), dtype=np.int64)
         self._ones.flags.writeable = self._zeros.flags.writeable = False
-        self._ascii, self._ascii_gate = _ascii_tokenizer(self.tokenizer)
+        self._ascii, self._ascii_gate = _ascii_tokenizer(self.tokenizer, source)
 
     def encode(self, texts: Sequence[Text]) -> list:
         """tokenizers.Encoding objects, one per text (truncated, unpadded).
@@ -125,9 +124,10 @@ class TextEncoder:
         return True
 
 
-def _ascii_tokenizer(tokenizer) -> tuple[object | None, tuple[str, ...]]:
-    """For a lowercasing ``BertNormalizer`` (BERT-style uncased vocabularies): a copy of ``tokenizer`` without
-    a normalizer, and the characters whose presence rules it out; (None, ()) otherwise.
+def _ascii_tokenizer(tokenizer, source: str) -> tuple[object | None, tuple[str, ...]]:
+    """For a lowercasing ``BertNormalizer`` (BERT-style uncased vocabularies): a copy of ``tokenizer`` (loaded
+    again from its JSON ``source``) without a normalizer, and the characters whose presence rules it out;
+    (None, ()) otherwise.
 
     On a printable ASCII text, ``copy.encode(text.lower())`` gives ``tokenizer.encode(text)``'s ids: of
     BertNormalizer's steps, cleaning (control characters out, whitespace to spaces), CJK spacing and accent
@@ -138,20 +138,19 @@ def _ascii_tokenizer(tokenizer) -> tuple[object | None, tuple[str, ...]]:
     (``normalized: false``, e.g. ``[CLS]``), is ruled out by the gate: a text holding the first letter of such
     a token (either case) takes the full pipeline. Tokenizers with many such first letters get no copy.
     """
-    import json
+    from tokenizers import Tokenizer, normalizers
 
-    from tokenizers import Tokenizer
-
-    spec = json.loads(tokenizer.to_str())
-    norm = spec.get("normalizer") or {}
-    if norm.get("type") != "BertNormalizer" or not norm.get("lowercase"):
+    norm = tokenizer.normalizer
+    if not isinstance(norm, normalizers.BertNormalizer) or not norm.lowercase:
         return None, ()
-    gate = sorted({c for t in spec.get("added_tokens") or () if not t.get("normalized") and t.get("content")
-                   for c in (t["content"][0].lower(), t["content"][0].upper()) if c.isascii()})
+    gate = sorted({c for t in tokenizer.get_added_tokens_decoder().values() if not t.normalized and t.content
+                   for c in (t.content[0].lower(), t.content[0].upper()) if c.isascii()})
     if len(gate) > 4:
         return None, ()
-    fast = Tokenizer.from_str(tokenizer.to_str())
+    fast = Tokenizer.from_str(source)
     fast.normalizer = None
+    fast.no_padding()
+    fast.enable_truncation(**tokenizer.truncation)
     return fast, tuple(gate)
 
 
