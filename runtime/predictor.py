@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -34,6 +35,10 @@ class Predictor:
         self._pooling = None if self._classify else self.artifact.runtime.embedding_pooling()
         names = getattr(self.runner, "input_names", None)
         self._feed_names = tuple(names) if names else FEED_NAMES
+        # Reusable bound calls (ort-cpu) where the graph takes only the encoder's feeds, mask included.
+        bindable = {"input_ids", "attention_mask"} <= set(self._feed_names) <= set(FEED_NAMES)
+        self._bound = getattr(self.runner, "bound", None) if bindable else None
+        self._buffers = functools.partial(self.encoder.buffers, names=self._feed_names)
 
     @classmethod
     def open(
@@ -108,6 +113,11 @@ class Predictor:
         return result
 
     def _run(self, encodings: list) -> np.ndarray:
+        if self._bound is not None:  # this thread's buffers and binding for the shape, reused
+            n = len(encodings)
+            call = self._bound(n, len(encodings[0]) if n == 1 else max(map(len, encodings)), self._buffers)
+            if call is not None and self.encoder.fill(encodings, call.inputs):
+                return self._postprocess(call.run(), call.inputs["attention_mask"])
         feeds = self.encoder.feeds(encodings, self._feed_names)
         return self._postprocess(self.runner.infer(feeds), feeds["attention_mask"])
 
@@ -115,8 +125,8 @@ class Predictor:
         if self._classify:
             return softmax(outputs["logits"])
         hidden = outputs.get("last_hidden_state")
-        if hidden is None:  # a model that already pools, e.g. "sentence_embedding"
-            return np.asarray(next(iter(outputs.values())), dtype=np.float32)
+        if hidden is None:  # a model that already pools, e.g. "sentence_embedding" (a copy: outputs may be reused)
+            return np.array(next(iter(outputs.values())), dtype=np.float32)
         pooling, normalize = self._pooling
         if pooling == "cls":
             return cls_pool(hidden, normalize)
@@ -189,12 +199,14 @@ def _warn_int8_mismatch(art: Artifact, runner: Any) -> None:
 def _check_texts(texts: Sequence[Text]) -> list[Text]:
     if isinstance(texts, (str, bytes)):
         raise EdgepackError("texts must be a list of strings, not a single string")
-    texts = list(texts)
+    if type(texts) is not list:  # a list is only read, never kept: no copy
+        texts = list(texts)
     if not texts:
         raise EdgepackError("no texts given")
     for i, t in enumerate(texts):
-        ok = isinstance(t, str) or (isinstance(t, tuple) and len(t) == 2 and all(isinstance(s, str) for s in t))
-        if not ok:
+        if isinstance(t, str):
+            continue
+        if not (isinstance(t, tuple) and len(t) == 2 and all(isinstance(s, str) for s in t)):
             raise EdgepackError(f"text {i} is a {type(t).__name__}; expected a string (or a pair of strings)")
     return texts
 
