@@ -97,20 +97,7 @@ class Predictor:
         Texts are encoded once; a request larger than ``batch_size`` is sorted by token length and cut
         into batches, each padded only to its own longest text, so little work is spent on padding.
         """
-        texts = _check_texts(texts)
-        encodings = self.encoder.encode(texts)
-        if len(texts) <= self.batch_size:  # one model call: no sorting, no scatter into a result array
-            return self._run(encodings)
-        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(lengths, kind="stable")
-        result = None
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            out = self._run([encodings[i] for i in idx])
-            if result is None:
-                result = np.empty((len(texts), out.shape[-1]), dtype=np.float32)
-            result[idx] = out
-        return result
+        return self.infer_encoded(self.encoder.encode(_check_texts(texts)))
 
     def _run(self, encodings: list) -> np.ndarray:
         if self._bound is not None:  # this thread's buffers and binding for the shape, reused
@@ -134,15 +121,7 @@ class Predictor:
 
     def predict(self, texts: Sequence[Text]) -> list[dict]:
         """JSON-ready results: ``{"label", "score", "scores"}`` per text, or ``{"embedding": [...]}``."""
-        out = self.infer(texts)
-        if self.task == "feature-extraction":
-            return [{"embedding": row} for row in out.tolist()]  # one tolist for the whole matrix
-        labels = self.labels or [str(i) for i in range(out.shape[1])]
-        best = out.argmax(axis=1)
-        return [
-            {"label": labels[b], "score": float(row[b]), "scores": dict(zip(labels, map(float, row)))}
-            for b, row in zip(best, out)
-        ]
+        return self.to_results(self.infer(texts))
 
     def warmup(self) -> None:
         """Run one short batch so the first real request does not pay for lazy initialisation."""
@@ -157,10 +136,12 @@ class Predictor:
 
     def infer_encoded(self, encodings: Sequence) -> np.ndarray:
         """``infer`` on encodings from ``encode``: one model call per ``batch_size`` rows, input order."""
-        encodings = list(encodings)
+        if not isinstance(encodings, list):
+            encodings = list(encodings)
         if len(encodings) <= self.batch_size:
             return self._run(encodings)
-        order = np.argsort([len(e) for e in encodings], kind="stable")
+        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(lengths, kind="stable")
         result = None
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
