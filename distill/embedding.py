@@ -21,7 +21,6 @@ and teacher.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -84,7 +83,6 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
     linear probe). Called by ``edgepack.distill.distill``, which checks ``out`` and picks ``work``.
     """
     import torch
-
     from edgepack.distill.student import _layer_attr, make_student, student_layers
 
     from edgepack.batching import encode, pad_batch

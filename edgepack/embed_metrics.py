@@ -107,7 +107,7 @@ def embedding_report(val_S: np.ndarray, val_T: np.ndarray, k: int = 10,
         t = linear_probe(train_T, train_y, val_T, val_y, num_classes)
         out.update(probe_accuracy=s["accuracy"], probe_macro_f1=s["macro_f1"],
                    teacher_probe_accuracy=t["accuracy"], teacher_probe_macro_f1=t["macro_f1"],
-                   probe_train_texts=int(len(train_y)))
+                   probe_train_texts=len(train_y))
     return out
 
 

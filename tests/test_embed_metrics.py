@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from edgepack.embed_metrics import embedding_report, linear_probe, mean_cosine, neighbours, nn_agreement, recall_at_k
+from edgepack.embed_metrics import (
+    embedding_report,
+    linear_probe,
+    mean_cosine,
+    neighbours,
+    nn_agreement,
+    recall_at_k,
+)
 
 
 def _angles(deg, width=2):
