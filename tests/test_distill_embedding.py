@@ -168,3 +168,21 @@ def test_packaged_embeddings_recipe_validates(tmp_path):
     assert [(s.name, s.kind) for s in r.steps] == [("student", "distill"), ("onnx", "onnx"), ("fused", "fuse"),
                                                    ("int8", "quantize")]
     assert r.steps[0].config.embedding.loss == "cosine"
+
+
+def test_cli_distills_an_embedding_teacher_on_unlabeled_texts(teachers, tmp_path, capsys):
+    from edgepack.pipeline.cli import main
+
+    mean, _ = teachers
+    data = tmp_path / "texts.csv"
+    data.write_text("text\n" + "".join(f'"{t}"\n' for t in TEXTS))
+    assert main(["distill", str(mean), str(tmp_path / "s"), "--layers", "1", "--data", str(data), "--label-column",
+                 "none", "--embedding-loss", "mse", "--max-steps", "2", "--batch-size", "8", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out[out.index('{\n  "artifact"'):])
+    assert set(shown) == {"artifact", "params", "teacher_params", "train_seconds", "mean_cosine_vs_teacher",
+                          "nn_agreement", "recall_at_10", "embedding_dim"}  # no probe: the texts have no labels
+    from edgepack.artifact import Artifact
+
+    art = Artifact.open(tmp_path / "s")
+    assert art.config["embedding"]["loss"] == "mse" and art.metrics["steps"] == 2
