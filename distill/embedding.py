@@ -83,10 +83,9 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
     linear probe). Called by ``edgepack.distill.distill``, which checks ``out`` and picks ``work``.
     """
     import torch
-    from edgepack.distill.student import _layer_attr, make_student, student_layers
+    from edgepack.distill.student import make_student
 
     from edgepack.batching import encode, pad_batch
-    from edgepack.hf import count_parameters, hf_inputs_spec, save_model
     from edgepack.objectives import EmbeddingObjective
     from edgepack.teacher_cache import Needs, build_cache, load_or_build_cache
     from edgepack.train import train
@@ -99,7 +98,6 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
         raise EdgepackError("distill: embedding teachers take single texts; the data has text pairs")
     pooling, normalize = lm.runtime.embedding_pooling()
     t_model, tcfg, emb = lm.model, cfg.train, cfg.embedding
-    n_T = getattr(t_model.config, _layer_attr(t_model.config))
     student = make_student(t_model, cfg.student, seed=tcfg.seed)
     h_S, h_T = student.config.hidden_size, t_model.config.hidden_size
     torch.manual_seed(tcfg.seed)
@@ -137,27 +135,39 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
     student = objective.student.cpu().eval()
     metrics = _evaluate(student, objective.proj, cache, enc_tr, ds, val, enc_va, val_T, pooling, normalize, cfg)
 
+    art = _write(student, lm, teacher, ds, cfg, metrics, result, len(enc_tr), len(enc_va), out, overwrite)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return art
+
+
+def _write(student: Any, lm: Any, teacher: Any, ds: Dataset, cfg: DistillConfig, metrics: dict, result: Any,
+           n_train: int, n_val: int, out: Path, overwrite: bool) -> Artifact:
+    """The student's ``hf`` artifact: task feature-extraction, the teacher's pooling in its runtime contract."""
+    from edgepack.distill.student import _layer_attr, student_layers
+
+    from edgepack.hf import count_parameters, hf_inputs_spec, save_model
+
+    pooling, normalize = lm.runtime.embedding_pooling()
+    h_S, h_T = student.config.hidden_size, lm.model.config.hidden_size
     with ArtifactWriter(out, overwrite=overwrite, sources=(teacher,)) as w:
-        files = save_model(student, tok, w.dir)
+        files = save_model(student, lm.tokenizer, w.dir)
         t_weights = Path(lm.source) / "model.safetensors"
-        metrics.update(params=count_parameters(student), teacher_params=count_parameters(t_model),
-                       size_bytes=(w.dir / files["weights"]).stat().st_size,
-                       teacher_size_bytes=t_weights.stat().st_size if t_weights.is_file() else None,
-                       embedding_dim=h_S, teacher_embedding_dim=h_T, train_seconds=round(result.seconds, 1),
-                       steps=result.steps, resumed_from_step=result.resumed_from_step, history=result.history)
+        metrics = {**metrics, "params": count_parameters(student), "teacher_params": count_parameters(lm.model),
+                   "size_bytes": (w.dir / files["weights"]).stat().st_size,
+                   "teacher_size_bytes": t_weights.stat().st_size if t_weights.is_file() else None,
+                   "embedding_dim": h_S, "teacher_embedding_dim": h_T, "train_seconds": round(result.seconds, 1),
+                   "steps": result.steps, "resumed_from_step": result.resumed_from_step, "history": result.history}
+        n_T = getattr(lm.model.config, _layer_attr(lm.model.config))
         extra = {"teacher": str(lm.source), "student_layers_from_teacher":
                  list(student_layers(cfg.student, n_T)) if cfg.student.init != "random" else [],
                  "embedding_space": "teacher" if h_S == h_T else
                  f"student's own {h_S}-dim space (the {h_S}->{h_T} training projection was dropped): "
                  "re-embed a teacher-built index",
-                 "data": ds.source, "train_examples": len(enc_tr), "val_examples": len(enc_va)}
-        art = w.commit(stage="distill", format="hf", task="feature-extraction", files=files, labels=[],
-                       inputs=hf_inputs_spec(tok), parent=lm.artifact, config=config_to_dict(cfg),
-                       metrics=metrics, extra=extra,
-                       runtime=RuntimeContract(pooling=pooling, normalize=normalize))
-    if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
-    return art
+                 "data": ds.source, "train_examples": n_train, "val_examples": n_val}
+        return w.commit(stage="distill", format="hf", task="feature-extraction", files=files, labels=[],
+                        inputs=hf_inputs_spec(lm.tokenizer), parent=lm.artifact, config=config_to_dict(cfg),
+                        metrics=metrics, extra=extra, runtime=RuntimeContract(pooling=pooling, normalize=normalize))
 
 
 def _evaluate(student: Any, proj: Any, cache: Any, enc_tr: Any, ds: Dataset, val: Dataset, enc_va: Any,
