@@ -186,3 +186,18 @@ def test_cli_distills_an_embedding_teacher_on_unlabeled_texts(teachers, tmp_path
 
     art = Artifact.open(tmp_path / "s")
     assert art.config["embedding"]["loss"] == "mse" and art.metrics["steps"] == 2
+
+
+def test_sentence_transformers_pooling_is_read_or_refused(teachers, tmp_path):
+    from edgepack.hf import sentence_transformers_pooling
+
+    mean, cls = teachers
+    assert (sentence_transformers_pooling(mean).pooling, sentence_transformers_pooling(cls).pooling) == (None, "cls")
+    assert sentence_transformers_pooling(cls).normalize is False  # no Normalize module listed
+    odd = tmp_path / "max"
+    shutil.copytree(cls, odd)
+    (odd / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    msg = (f"{odd.resolve()}: sentence-transformers pooling ['max_tokens'] is not supported; edgepack serves "
+           "mean_tokens or cls_token pooling")
+    with pytest.raises(EdgepackError, match=f"^{re.escape(msg)}$"):
+        load_model(odd)
