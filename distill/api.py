@@ -43,7 +43,8 @@ def resolve_data(data: DataSpec | Dataset, labels: list[str]) -> Dataset:
 def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillConfig, out: str | os.PathLike,
             work_dir: str | os.PathLike | None = None, keep_work: bool = False,
             on_step: Any = None, cache_dir: str | os.PathLike | None = None, overwrite: bool = False) -> Artifact:
-    """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student.
+    """Distill a text-classification ``teacher`` (HF folder, PEFT adapter or ``hf`` artifact) into a student;
+    a feature-extraction teacher goes to ``edgepack.distill.embedding`` (pooled-embedding distillation).
 
     Writes an ``hf`` artifact at ``out`` whose metrics hold the student's and the teacher's validation
     accuracy / macro-F1, parameter counts and weight sizes. Re-running after an interrupt resumes
@@ -65,9 +66,13 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     out = check_output(out, overwrite, (teacher,))
     work = Path(work_dir) if work_dir else work_dir_for(out)
     lm = load_model(teacher)
-    if lm.task != "text-classification":
-        raise EdgepackError(f"distill needs a text-classification teacher; {lm.source} is '{lm.task}' "
-                            "(fine-tune it first: edgepack finetune)")
+    if lm.task == "feature-extraction":  # embedding teacher: pooled-embedding distillation
+        from edgepack.distill.embedding import distill_embeddings
+
+        return distill_embeddings(lm, teacher, data, cfg, out, work, keep_work, on_step, cache_dir, overwrite)
+    from edgepack.distill.embedding import check_classifier_options
+
+    check_classifier_options(cfg, lm.source)
     ds = resolve_data(data, lm.labels)
     if ds.num_labels != lm.model.config.num_labels:
         raise EdgepackError(f"the data has {ds.num_labels} labels {ds.label_names} but the teacher predicts "

@@ -25,7 +25,9 @@ examples:
   edgepack distill runs/teacher runs/narrow --layers 3 --hidden-size 256 --heads 4 \\
       --intermediate-size 1024 --init truncated --features hidden
 loss = alpha*KL(T) + (1-alpha)*CE + feature terms (default map: student block i <- teacher block
-round((i+1)*n/k)-1). --layer-map takes JSON: '[{"layer_T": 5, "layer_S": 2, "feature": "hidden"}]'."""
+round((i+1)*n/k)-1). --layer-map takes JSON: '[{"layer_T": 5, "layer_S": 2, "feature": "hidden"}]'.
+An embedding (feature-extraction) teacher gives an embedding student trained on its pooled embeddings:
+  edgepack distill MINILM_DIR runs/emb3 --layers 3 --data texts.csv --label-column none --embedding-loss cosine"""
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -73,7 +75,7 @@ def _finetune_options() -> dict[str, Opt]:
 
 
 def _distill_options() -> dict[str, Opt]:
-    from edgepack.distill.configs import CACHES
+    from edgepack.distill.configs import CACHES, EMBEDDING_LOSSES
     from edgepack.distill.student import INITS
 
     return {
@@ -90,6 +92,9 @@ def _distill_options() -> dict[str, Opt]:
         "features": Opt(help="feature losses through the default layer map: hidden, attention, embedding"),
         "layer_map": Opt(help="explicit layer map as JSON (overrides --features)", parse=json.loads, metavar="JSON"),
         "cache": Opt(help="where cached teacher outputs live", choices=CACHES),
+        "embedding.loss": Opt(help="embedding teachers: loss on pooled embeddings", choices=EMBEDDING_LOSSES),
+        "embedding.eval_examples": Opt(help="embedding teachers: validation texts for the neighbour metrics"),
+        "embedding.probe_examples": Opt(help="embedding teachers: training texts for the linear probe (0 = none)"),
     }
 
 
@@ -134,7 +139,8 @@ def _data_spec(a: argparse.Namespace):
 
 def _report(art) -> None:
     keep = ("accuracy", "macro_f1", "teacher_accuracy", "params", "teacher_params", "merge_max_abs_diff",
-            "train_seconds")
+            "train_seconds", "mean_cosine_vs_teacher", "nn_agreement", "recall_at_10", "probe_accuracy",
+            "teacher_probe_accuracy", "embedding_dim")
     print(json.dumps({"artifact": str(art.path), **{k: v for k, v in art.metrics.items() if k in keep}}, indent=2))
 
 

@@ -15,6 +15,7 @@ from edgepack.config import check_choice, check_fields, check_fraction, check_mi
 from edgepack.train import TrainConfig
 
 CACHES = ("memory", "disk", "none")
+EMBEDDING_LOSSES = ("cosine", "mse", "both")  # edgepack.objectives.EmbeddingObjective
 QUANTIZED_BASES = ("8bit", "4bit")
 
 
@@ -54,6 +55,26 @@ def _student_train() -> TrainConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingSettings:
+    """Distilling an embedding (feature-extraction) teacher: ``edgepack.distill.embedding``.
+
+    loss: "cosine" (1 - cos of pooled embeddings), "mse" (per element, unnormalized) or "both" (sum).
+    eval_examples: validation texts the neighbour metrics use (an N x N similarity matrix).
+    probe_examples: training texts the linear probe is fitted on (labeled data only; 0 = no probe).
+    """
+
+    loss: str = "cosine"
+    eval_examples: int = 2000
+    probe_examples: int = 5000
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_choice(self, "loss", EMBEDDING_LOSSES)
+        check_min(self, 2, "eval_examples")
+        check_min(self, 0, "probe_examples")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     """Knowledge distillation.
 
@@ -70,6 +91,7 @@ class DistillConfig:
     feature_weight: float = 1.0
     layer_map: tuple[LayerMatch, ...] = ()
     cache: str = "memory"
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)  # embedding teachers only
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -140,10 +140,35 @@ def load_model(path: str | os.PathLike, task: str | None = None, base_model: str
         raise EdgepackError(f"unsupported task '{task}': use text-classification or feature-extraction")
     model.eval()
     if task == "feature-extraction":
+        if art is None:  # a plain folder: a sentence-transformers model says how it pools
+            runtime = sentence_transformers_pooling(src)
         pooling, normalize = runtime.embedding_pooling()
         runtime = runtime.replace(pooling=pooling, normalize=normalize)
     return LoadedModel(model, tok, task, label_names(model.config) if task == "text-classification" else [],
                        src, art, extra, runtime)
+
+
+_ST_POOLING = {"mean_tokens": "mean", "cls_token": "cls"}
+
+
+def sentence_transformers_pooling(folder: Path) -> RuntimeContract:
+    """pooling/normalize of a sentence-transformers folder (``modules.json``: its Pooling module's config and
+    whether a Normalize module follows); an empty contract (defaults: mean + L2 norm) for other folders."""
+    mods = Path(folder) / "modules.json"
+    if not mods.is_file():
+        return RuntimeContract()
+    entries = json.loads(mods.read_text())
+    kinds = [str(m.get("type", "")) for m in entries]
+    pool = next((m for m in entries if str(m.get("type", "")).endswith(".Pooling")), None)
+    cfg_path = Path(folder) / str(pool.get("path", "")) / "config.json" if pool else None
+    if cfg_path is None or not cfg_path.is_file():
+        return RuntimeContract()
+    modes = [k.removeprefix("pooling_mode_") for k, v in json.loads(cfg_path.read_text()).items()
+             if k.startswith("pooling_mode_") and v is True]
+    if len(modes) != 1 or modes[0] not in _ST_POOLING:
+        raise EdgepackError(f"{folder}: sentence-transformers pooling {modes} is not supported; edgepack serves "
+                            "mean_tokens or cls_token pooling")
+    return RuntimeContract(pooling=_ST_POOLING[modes[0]], normalize=any(k.endswith(".Normalize") for k in kinds))
 
 
 def _load_adapter(src: Path, task: str | None, base_override: str | None):

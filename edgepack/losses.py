@@ -75,6 +75,26 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def pool(hidden: Any, mask: Any, pooling: str = "mean") -> Any:
+    """Sentence embedding as the runtime computes it before normalization: hidden (B, L, H) -> (B, H).
+
+    pooling: "mean" (over real tokens, ``mean_pool``) or "cls" (the first token's hidden state).
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling != "mean":
+        raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+    return mean_pool(hidden, mask)
+
+
+def pooled_mse(e_S: Any, e_T: Any) -> Any:
+    """Mean squared error per element between sentence embeddings e_S, e_T: (B, H) (unnormalized, so the
+    student also learns the teacher's embedding norms, which dot-product scores read)."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(e_S.float(), e_T.float())
+
+
 def cosine_distance(e_S: Any, e_T: Any) -> Any:
     """Batch mean of 1 - cos(e_S, e_T) between sentence embeddings e_S, e_T: (B, H)."""
     import torch.nn.functional as F

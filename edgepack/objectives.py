@@ -78,18 +78,34 @@ class DistillObjective(nn.Module):
         return loss, {k: v.detach() for k, v in parts.items()}
 
 
-class EmbeddingObjective(nn.Module):
-    """Embedding models: 1 - cosine between the student's and the teacher's mean-pooled embeddings.
+EMBEDDING_LOSSES = ("cosine", "mse", "both")
 
-    Batch keys: model inputs and ``pooled_T`` (B, H) (``TeacherCache.targets`` with ``Needs(pooled=True)``).
+
+class EmbeddingObjective(nn.Module):
+    """Embedding models: the student's pooled embedding against the teacher's.
+
+    loss "cosine": 1 - cos (scale-free: what L2-normalized embeddings compare); "mse": per-element MSE of
+    the unnormalized pooled embeddings (norms too, for dot-product scores); "both": their sum.
+    pooling: "mean" or "cls", the teacher's (``edgepack.losses.pool``). projection: a learned
+    ``nn.Linear(H_S, H_T)`` when the widths differ (trained here, dropped with the objective).
+    Batch keys: model inputs and ``pooled_T`` (B, H_T) (``TeacherCache.targets``, ``Needs(pooled=True)``).
     """
 
-    def __init__(self, student: Any):
+    def __init__(self, student: Any, pooling: str = "mean", loss: str = "cosine", projection: Any = None):
         super().__init__()
-        self.student = student
+        if loss not in EMBEDDING_LOSSES:
+            raise ValueError(f"loss must be one of {EMBEDDING_LOSSES}, got {loss!r}")
+        self.student, self.pooling, self.loss, self.proj = student, pooling, loss, projection
 
     def forward(self, pooled_T: Any, **batch: Any):
         inputs = _inputs(batch)
-        e_S = losses.mean_pool(self.student(**inputs).last_hidden_state, inputs["attention_mask"])  # (B, H)
-        loss = losses.cosine_distance(e_S, pooled_T)
-        return loss, {"cos": loss.detach()}
+        e_S = losses.pool(self.student(**inputs).last_hidden_state, inputs["attention_mask"], self.pooling)  # (B, H_S)
+        if self.proj is not None:
+            e_S = self.proj(e_S)  # (B, H_T)
+        parts = {}
+        if self.loss in ("cosine", "both"):
+            parts["cos"] = losses.cosine_distance(e_S, pooled_T)
+        if self.loss in ("mse", "both"):
+            parts["mse"] = losses.pooled_mse(e_S, pooled_T)
+        loss = sum(parts.values())
+        return loss, {k: v.detach() for k, v in parts.items()}

@@ -1,7 +1,7 @@
 """Teacher outputs computed once per training run (distillation, pruning recovery), in memory or on disk.
 
 The head output is always cached: logits (N, C), or for embedding models (``Needs(pooled=True)``) the
-mean-pooled last hidden state (N, H). Hidden states, the embedding output and attention maps are cached
+pooled last hidden state (N, H), mean or CLS (``Needs.pooling``), before any normalization. Hidden states, the embedding output and attention maps are cached
 only for the layers the layer map uses, unpadded and in float16 (variable-length examples are stored
 as one flat tensor plus offsets), then re-padded to each student batch's length. ``mode="disk"`` writes
 ``teacher_cache.safetensors`` and reads slices lazily, for runs whose features do not fit in RAM.
@@ -21,13 +21,15 @@ from edgepack.batching import Encoded, pad_batch, sorted_batches
 class Needs:
     """Which teacher outputs to keep: features by block index (0-based), and which head output.
 
-    pooled: keep the mean-pooled last hidden state (embedding models) instead of the logits.
+    pooled: keep the pooled last hidden state (embedding models) instead of the logits, pooled as
+    ``pooling`` says ("mean" or "cls", ``edgepack.losses.pool``; not normalized).
     """
 
     hidden: tuple[int, ...] = ()
     attention: tuple[int, ...] = ()
     embedding: bool = False
     pooled: bool = False
+    pooling: str = "mean"
 
     @property
     def head(self) -> str:
@@ -89,7 +91,7 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
     import torch
     from tqdm.auto import tqdm
 
-    from edgepack.losses import mean_pool
+    from edgepack.losses import pool
 
     teacher.eval()
     n = len(enc)
@@ -105,7 +107,7 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
                         disable=not progress):
             b = {k: v.to(device) if device is not None else v for k, v in pad_batch(enc, idx).items()}
             out = teacher(**b, output_hidden_states=want_h, output_attentions=want_a)
-            head = mean_pool(out.last_hidden_state, b["attention_mask"]) if needs.pooled else out.logits  # (B, .)
+            head = pool(out.last_hidden_state, b["attention_mask"], needs.pooling) if needs.pooled else out.logits
             for r, i in enumerate(idx):
                 k = enc.lengths[i]
                 head_rows[i] = head[r].float().cpu()
@@ -143,7 +145,7 @@ def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Pat
     h = hashlib.sha256()
     weights = Path(source) / "model.safetensors"
     h.update(json.dumps([str(source), weights.stat().st_mtime_ns if weights.is_file() else 0,
-                         needs.hidden, needs.attention, needs.embedding, needs.pooled]).encode())
+                         needs.hidden, needs.attention, needs.embedding, needs.pooled, needs.pooling]).encode())
     for ids in enc.input_ids:
         h.update(bytes(str(ids), "ascii"))
     path = Path(cache_dir) / f"teacher_cache-{h.hexdigest()[:16]}.safetensors"

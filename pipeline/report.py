@@ -174,6 +174,42 @@ def plot(lines: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def embedding_section(rows: list[dict], results: dict) -> tuple[list[str], dict]:
+    """Embedding models: each target's cosine to the teacher's embeddings on the same texts (bench rows),
+    and each embedding student's own metrics (``edgepack.embed_metrics``, from its distill artifact).
+    Returns markdown lines and their data; nothing for classifiers."""
+    cos: dict[str, list] = {}
+    for r in rows:
+        if r.get("mean_cosine_vs_baseline") is not None:
+            cos.setdefault(r["target"], [r["mean_cosine_vs_baseline"], r["min_cosine_vs_baseline"]])
+    students = {n: a.metrics for n, a in results.items()
+                if isinstance(a, Artifact) and a.task == "feature-extraction" and "nn_agreement" in a.metrics}
+    if not cos and not students:
+        return [], {}
+    out = ["", "## Embeddings", "", ("Cosine similarity of each model's embeddings to the teacher's, same validation "
+                                     "texts (a narrower student is in its own space: no cosine, see its neighbour "
+                                     "metrics):"), "",
+           "| artifact | mean cosine | worst text |", "|---|---|---|"]
+    out += [f"| {t} | {c[0]:.4f} | {c[1]:.4f} |" for t, c in cos.items()]
+    if students:
+        out += ["", ("Distilled students on their validation texts (nearest neighbours among those texts; linear "
+                     "probe: logistic regression on the training embeddings, scored on validation):"), "",
+                "| step | dim | mean cosine vs teacher | NN agreement | recall@10 | probe accuracy | teacher probe |",
+                "|---|---|---|---|---|---|---|"]
+        for n, m in students.items():
+            c = m.get("mean_cosine_vs_teacher")
+            projected = m.get("projected_mean_cosine_vs_teacher")
+            c_txt = _fmt(c, ".4f") if c is not None else f"{_fmt(projected, '.4f')} (projected)"
+            pct = {k: None if m.get(k) is None else 100 * m[k] for k in ("probe_accuracy", "teacher_probe_accuracy")}
+            out.append(f"| {n} | {m.get('embedding_dim', '–')} | {c_txt} | {_fmt(m.get('nn_agreement'), '.3f')} | "
+                       f"{_fmt(m.get('recall_at_10'), '.3f')} | {_fmt(pct['probe_accuracy'], '.1f')}% | "
+                       f"{_fmt(pct['teacher_probe_accuracy'], '.1f')}% |")
+    keep = ("embedding_dim", "mean_cosine_vs_teacher", "projected_mean_cosine_vs_teacher", "nn_agreement",
+            "recall_at_10", "probe_accuracy", "teacher_probe_accuracy", "eval_texts")
+    return out + [""], {"cosine_vs_teacher": cos,
+                        "students": {n: {k: m[k] for k in keep if k in m} for n, m in students.items()}}
+
+
 def write_report(recipe: Any, model: str, results: dict, timings: dict, out: Path) -> Path:
     """Benchmark the recipe's artifacts (``results``: step name -> Artifact, from the runner) and write
     report.md / report.json / the plot into ``out``. ``model``: the recipe's input model folder."""
@@ -196,10 +232,12 @@ def write_report(recipe: Any, model: str, results: dict, timings: dict, out: Pat
     env = {**environment(bench.threads), "threads": bench.threads, "n_eval": len(ds.val_texts)}
     plot(lines, out / "accuracy_vs_latency.png")
     md = to_markdown(recipe, lines, cfg.batch_sizes, g, timings, env)
+    emb_md, emb = embedding_section(rows, results)
+    md += "\n".join(emb_md)
     artifacts = {n: {"path": str(a.path), "stage": a.stage, "metrics": a.metrics}
                  for n, a in results.items() if isinstance(a, Artifact)}
     report = {"recipe": recipe.source, "name": recipe.name, "summary": lines, "goals": g, "rows": rows,
-              "stage_times": timings, "artifacts": artifacts, "environment": env}
+              "stage_times": timings, "artifacts": artifacts, "environment": env, **({"embeddings": emb} if emb else {})}
     _atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2) + "\n")
     _atomic_write_text(out / "report.md", md)
     print(md)

@@ -120,8 +120,8 @@ def test_disk_cache_gives_the_same_student(setup, tmp_path):
 
 def test_distill_errors(setup, tmp_path, tiny_encoder):
     teacher, data = setup
-    with pytest.raises(EdgepackError, match="needs a text-classification teacher"):
-        distill(tiny_encoder, data, DistillConfig(), tmp_path / "e")
+    with pytest.raises(EdgepackError, match="'alpha_kd' applies to text-classification teachers"):
+        distill(tiny_encoder, data, DistillConfig(alpha_kd=0.5), tmp_path / "e")  # embedding teacher
     with pytest.raises(EdgepackError, match="unknown label"):
         distill(teacher, DataSpec(path=data.path, labels=("a", "b")), DistillConfig(), tmp_path / "e")
     with pytest.raises(EdgepackError, match="out of range"):
