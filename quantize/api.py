@@ -124,13 +124,14 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
             print(f"quantize: measuring the parent and {sum(isinstance(b, Artifact) for b in built.values())} "
                   f"candidates on {len(ds.val_texts)} texts ({cfg.latency_rounds} timed rounds)")
         pm, cands = measure(parent, built, ds, cfg)
-        best, rows = select(pm, cands, cfg.max_accuracy_drop)
+        best, rows = select(pm, cands, cfg.max_accuracy_drop, cfg.select_by)
         table = format_table(pm, rows, cfg.max_accuracy_drop)
         if verbose:
             print(table)
         if best is None:
             raise NoCandidateError(f"no quantized candidate is within {cfg.max_accuracy_drop:g} accuracy points of "
-                                   f"the parent and faster than it; nothing written.\n{table}")
+                                   f"the parent and {'faster' if cfg.select_by == 'latency' else 'smaller'} than it; "
+                                   f"nothing written.\n{table}")
         return _write_selected(parent, built[best.m.name], best, pm, rows, table, cfg, ds, out, overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -1,10 +1,10 @@
 """The accuracy budget: measure every candidate against its parent, keep the fastest one within budget.
 
-Rules (``select``): a candidate is eligible only if its accuracy drop vs the parent is <= the budget
-AND it is faster than the parent on the target backend (p50 latency, same process, same texts, timed
+Rules (``select``; ``select_by="latency"``, the default): a candidate is eligible only if its accuracy drop
+vs the parent is <= the budget AND it is faster than the parent on the target backend (p50 latency, same process, same texts, timed
 with the protocol ``edgepack bench`` uses: ``edgepack.timing``). Among eligible candidates the fastest
 wins (ties: the smaller file). Nothing else is ever chosen: with no eligible candidate ``select``
-returns None and the stage raises.
+returns None and the stage raises. ``select_by="size"`` replaces "faster" by "smaller" and picks the smallest.
 
 Accuracy is in points (%), scored by ``edgepack.scoring`` / ``edgepack.compare``: accuracy on labelled
 validation texts for classifiers (with a bootstrap 95% interval, recorded; the rule uses the point
@@ -53,8 +53,14 @@ class Row:
                 "status": self.status}
 
 
-def select(parent: Measurement, candidates: Sequence[Measurement], max_accuracy_drop: float) -> tuple[Row | None, list[Row]]:
-    """Apply the budget rules to measured numbers; returns (chosen row or None, all rows in input order)."""
+def select(parent: Measurement, candidates: Sequence[Measurement], max_accuracy_drop: float,
+           by: str = "latency") -> tuple[Row | None, list[Row]]:
+    """Apply the budget rules to measured numbers; returns (chosen row or None, all rows in input order).
+
+    by="latency" (default): eligible = within budget and faster than the parent; the fastest wins (ties:
+    smaller). by="size" (a device whose storage or memory is the limit): eligible = within budget and
+    smaller than the parent, whatever its speed; the smallest wins (ties: faster).
+    """
     rows = []
     for c in candidates:
         if c.error:  # an error message, or "not needed: ..." from a method that skipped itself
@@ -65,15 +71,18 @@ def select(parent: Measurement, candidates: Sequence[Measurement], max_accuracy_
         ratio = c.latency_ms / parent.latency_ms if parent.latency_ms > 0 else float("inf")
         if not drop <= max_accuracy_drop + 1e-9:  # also false for NaN
             status = "over budget"
-        elif not c.latency_ms < parent.latency_ms:
+        elif by == "latency" and not c.latency_ms < parent.latency_ms:
             status = "not faster than parent"
+        elif by == "size" and not c.size_bytes < parent.size_bytes:
+            status = "not smaller than parent"
         else:
             status = "eligible"
         rows.append(Row(c, drop, ratio, parent.size_bytes / max(c.size_bytes, 1), status))
     eligible = [r for r in rows if r.status == "eligible"]
     if not eligible:
         return None, rows
-    best = min(eligible, key=lambda r: (r.m.latency_ms, r.m.size_bytes))
+    key = (lambda r: (r.m.latency_ms, r.m.size_bytes)) if by == "latency" else (lambda r: (r.m.size_bytes, r.m.latency_ms))
+    best = min(eligible, key=key)
     rows = [Row(r.m, r.accuracy_drop, r.latency_ratio, r.size_ratio, "selected") if r is best else r for r in rows]
     return next(r for r in rows if r.status == "selected"), rows
 

@@ -40,7 +40,7 @@ examples:
 
 
 def register(sub) -> None:
-    from edgepack.quantize.config import METHODS, QuantizeConfig
+    from edgepack.quantize.config import METHODS, SELECT_BY, QuantizeConfig
     from edgepack.quantize.torch_quant import TORCH_METHODS, TorchQuantConfig
 
     p = sub.add_parser(
@@ -71,6 +71,9 @@ def register(sub) -> None:
                                "right everywhere), avx512-vnni = x86 with VNNI (full 8-bit weights, wrong on "
                                "AVX2-only CPUs), arm64; auto = this machine "
                                f"({host_cpu().target})", choices=TARGETS),
+        "select_by": Opt(help="latency: the fastest candidate within the budget that beats the parent; size: the "
+                              "smallest within the budget, even if not faster (storage- or memory-bound devices)",
+                         choices=SELECT_BY),
     })
     p.set_defaults(func=_quantize)
 

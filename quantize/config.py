@@ -24,6 +24,8 @@ from edgepack.config import (
 from edgepack.cpu import TARGETS, needs_reduce_range, resolve_target
 from edgepack.fp16 import FP16_BLOCKED_OPS
 
+SELECT_BY = ("latency", "size")  # what the quantize stage optimises within the accuracy budget
+
 # Node patterns (fnmatch on node names and on the initializer names a node reads; a pattern without
 # wildcards matches as a substring). Presets name the usual suspects of a BERT-style encoder.
 EXCLUDE_PRESETS = {
@@ -196,9 +198,13 @@ class QuantizeConfig:
     backend: str = "auto"  # runtime backend the latency is measured on (the target)
     target_cpu: str = "auto"  # INT8 methods quantize for this CPU (edgepack.cpu.TARGETS); auto = this machine
     overrides: dict = field(default_factory=dict)  # method name -> config dict replacing its defaults
+    # latency: the fastest candidate within budget that beats the parent; size: the smallest within budget
+    # (for devices whose storage or memory is the limit, where a slower INT8 model may still be the right one)
+    select_by: str = "latency"
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_choice(self, "select_by", SELECT_BY)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError("methods", f"has unknown quantization method(s) {', '.join(map(repr, unknown))}; "

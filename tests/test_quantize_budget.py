@@ -29,6 +29,16 @@ def test_never_slower_or_equal_to_parent():
     assert best is None and {r.status for r in rows} == {"not faster than parent"}
 
 
+def test_select_by_size_takes_the_smallest_within_budget_even_if_slower():
+    cands = [m("slow-small", 89.5, 55.0, size=20_000_000), m("fast", 89.5, 15.0, size=23_000_000),
+             m("tiny-bad", 80.0, 10.0, size=10_000_000), m("big", 90.0, 12.0, size=95_000_000)]
+    best, rows = select(PARENT, cands, 1.0, by="size")
+    assert best.m.name == "slow-small"
+    assert [r.status for r in rows] == ["selected", "eligible", "over budget", "not smaller than parent"]
+    best, _ = select(PARENT, cands, 1.0)  # the default still wants speed
+    assert best.m.name == "big"  # the fastest within budget, whatever its size
+
+
 def test_failed_and_nan_candidates_are_never_chosen():
     best, rows = select(PARENT, [m("broken", float("nan"), 5.0), m("err", 0, 0, error="ValueError: x")], 5.0)
     assert best is None
