@@ -57,9 +57,11 @@ ENVS: dict[str, PeerEnv] = {
     ),
     "infinity-optimum1": PeerEnv(
         "infinity-optimum1",
-        (TORCH, "infinity-emb[server,optimum]==0.0.78", "sentence-transformers>=3.0.1,<4", "optimum[onnxruntime]<2"),
-        "import infinity_emb, optimum.onnxruntime",
-        "optimum 1.x: its optimum engine cannot load a local ONNX file with optimum 2.x",
+        (TORCH, "infinity-emb[server,optimum]==0.0.78", "sentence-transformers>=3.0.1,<4", "optimum[onnxruntime]<2",
+         "transformers<4.49", "datasets<4", "pyarrow<20"),
+        "from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTOptimizer; import infinity_emb",
+        "optimum 1.x for its optimum engine (2.x cannot load a local ONNX file); optimum 1.x's bettertransformer "
+        "needs transformers<4.49, and its datasets dependency a pyarrow that still takes numpy 1.x",
     ),
 }
 
@@ -93,12 +95,14 @@ def _spec(env: PeerEnv) -> dict:
 
 
 def _tree_hash(folder: Path) -> str:
-    """sha256 over the .py/.toml/.yaml files of a source folder (a changed edgepack is reinstalled)."""
+    """sha256 over what a lean edgepack install runs (pyproject, core, runtime, CLI): a change reinstalls it."""
     import hashlib
 
     h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.suffix in (".py", ".toml", ".yaml") and p.is_file() and "tests" not in p.parts and ".git" not in p.parts:
+    files = [folder / "pyproject.toml"] + [p for sub in ("edgepack", "runtime", "pipeline")
+                                            for p in sorted((folder / sub).rglob("*")) if p.suffix in (".py", ".yaml")]
+    for p in files:
+        if p.is_file():
             h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
 

@@ -53,8 +53,10 @@ RUNTIME_PEERS = {  # name -> (venv, runner kind)
     "fastembed-fp32": ("fastembed", "fastembed"), "fastembed-int8": ("fastembed", "fastembed"),
     "st-onnx-int8": ("sentence-transformers", "st-onnx"), "st-torch": ("sentence-transformers", "st-torch"),
 }
-SERVER_PEERS = {"edgepack-serve-fp32": "edgepack", "edgepack-serve-int8": "edgepack",
-                "infinity-torch": "infinity", "infinity-optimum": "infinity-optimum1"}
+SERVER_PEERS = {  # name -> the venvs to try in turn (the first that installs and serves is measured)
+    "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",), "infinity-torch": ("infinity",),
+    "infinity-optimum": ("infinity-optimum1", "infinity"),
+}
 REFERENCE = "st-torch"
 BATCH_SIZES = (1, 32)
 
@@ -261,11 +263,10 @@ def _run_one(s: Session, name: str, job: dict, runner: Path, texts_path: Path, s
     return json.loads(Path(str(stem) + ".json").read_text(encoding="utf-8"))
 
 
-def _server_spec(s: Session, name: str):
-    """The ServerSpec for one server peer; raises EdgepackError when it cannot run."""
+def _server_spec(s: Session, name: str, env_name: str):
+    """The ServerSpec for one server peer from one venv; raises EdgepackError when it cannot run."""
     from edgepack.benchmarks.peer_servers import edgepack_server, infinity_server
 
-    env_name = SERVER_PEERS[name]
     env = s.env(env_name)
     if not env["ok"]:
         raise EdgepackError(f"could not install its venv ({env_name}): {env['error']}")
@@ -275,7 +276,7 @@ def _server_spec(s: Session, name: str):
         return edgepack_server(name, py, art, s.args.threads)
     if name == "infinity-torch":
         return infinity_server(name, py, Path(s.model), "torch", env_name)
-    # the optimum engine reads an ONNX file from the model folder: give it edgepack's fp32 export there
+    # the optimum engine reads an ONNX file from the model folder: edgepack's fp32 export, as onnx/model.onnx
     from edgepack.benchmarks.peer_models import fastembed_folder
 
     folder = s.cache / "models" / "infinity-onnx"
@@ -285,33 +286,44 @@ def _server_spec(s: Session, name: str):
     return infinity_server(name, py, folder, "optimum", env_name)
 
 
-def run_servers(s: Session, work: Path, ref: dict | None = None) -> dict:
-    """Each server alone: start, check one answer, load with 1 and with N texts per request, stop."""
+def _serve_one(s: Session, name: str, env_name: str, work: Path, ref: dict | None) -> list[dict]:
+    """Rows (1 and N texts per request) for one server from one venv; raises on any failure."""
     import numpy as np
     from edgepack.benchmarks.peer_servers import ChildServer, check_answer, load_server
 
+    spec = _server_spec(s, name, env_name)
+    srv = ChildServer(spec, s.args.threads, work / f"{name}-{env_name}.log")
+    print(f"peers: server {name} ({env_name} venv) ...", flush=True)
+    rows = []
+    try:
+        cold = srv.start()
+        vec = np.asarray(check_answer(srv, s.texts[0]), dtype=np.float32)
+        cos = float(_unit(vec[None])[0] @ _unit(ref["first"][None])[0]) if ref else None
+        for per in (1, s.args.texts_per_request):
+            res = load_server(srv, s.texts, s.args.clients, s.args.duration, per)
+            rows.append({"server": name, "venv": env_name, "texts_per_request": per, "cold_start_s": cold,
+                         "argv": srv.argv, "cos_first_text": None if cos is None else round(cos, 5), **res})
+    finally:
+        srv.stop()
+    return rows
+
+
+def run_servers(s: Session, work: Path, ref: dict | None = None) -> dict:
+    """Each server alone: start, check one answer, load with 1 and with N texts per request, stop."""
     rows = []
     for name in s.args.server_peers:
-        base = {"server": name}
-        try:
-            spec = _server_spec(s, name)
-        except (EdgepackError, OSError) as e:
-            rows.append({**base, "texts_per_request": 1, "error": str(e)})
+        reasons = []
+        for env_name in SERVER_PEERS[name]:
+            try:
+                rows += _serve_one(s, name, env_name, work, ref)
+                break
+            except Exception as e:  # noqa: BLE001 - a server that fails is reported with its reason
+                reasons.append(f"[{env_name} venv] {type(e).__name__}: {str(e)[:600]}")
+        else:
+            rows.append({"server": name, "texts_per_request": 1, "error": "; ".join(reasons)})
             continue
-        srv = ChildServer(spec, s.args.threads, work / f"{name}.log")
-        print(f"peers: server {name} ...", flush=True)
-        try:
-            cold = srv.start()
-            vec = np.asarray(check_answer(srv, s.texts[0]), dtype=np.float32)
-            cos = float(_unit(vec[None])[0] @ _unit(ref["first"][None])[0]) if ref else None
-            for per in (1, s.args.texts_per_request):
-                res = load_server(srv, s.texts, s.args.clients, s.args.duration, per)
-                rows.append({**base, "texts_per_request": per, "cold_start_s": cold, "argv": srv.argv,
-                             "cos_first_text": None if cos is None else round(cos, 5), **res})
-        except Exception as e:  # noqa: BLE001 - a server that fails is reported with its reason
-            rows.append({**base, "texts_per_request": 1, "error": f"{type(e).__name__}: {str(e)[:600]}"})
-        finally:
-            srv.stop()
+        if reasons:
+            rows[-1]["tried_before"] = reasons
     return {"rows": rows}
 
 
