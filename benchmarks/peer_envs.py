@@ -121,10 +121,13 @@ def ensure_env(env: PeerEnv, cache: Path, log=print, timeout_s: float = 1800) ->
     folder = cache / env.name
     marker = folder / MARKER
     try:
-        if json.loads(marker.read_text(encoding="utf-8")).get("spec") == _spec(env):
-            info = json.loads(marker.read_text(encoding="utf-8"))
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        if info.get("spec") == _spec(env):
+            if info.get("ok") is False:  # a failed install is not retried while the spec is the same
+                return {**info, "reused": True, "error": f"{info['error']} (recorded by an earlier run; delete "
+                                                         f"{folder} to retry)"}
             return {**info, "ok": True, "reused": True, "python": str(venv_python(folder))}
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, KeyError):
         pass
     if folder.exists():
         if not (folder / "pyvenv.cfg").is_file():
@@ -145,17 +148,25 @@ def ensure_env(env: PeerEnv, cache: Path, log=print, timeout_s: float = 1800) ->
             return {"ok": False, "error": f"`{' '.join(cmd[:4])} ...` took longer than {timeout_s:g} s"}
         if proc.returncode != 0:
             what = "pip install failed" if "pip" in cmd else ("import check failed" if "-c" in cmd else "venv failed")
-            return {"ok": False, "error": f"{what}: {_tail(proc.stderr or proc.stdout)}"}
+            error = f"{what}: {_tail(proc.stderr or proc.stdout)}"
+            if cmd[0] != sys.executable:  # pip's or the import's verdict: remembered, so reruns skip it
+                _write_marker(marker, {"spec": _spec(env), "ok": False, "error": error, "packages": _freeze(folder)})
+            return {"ok": False, "error": error}
     info = {
         "spec": _spec(env),
+        "ok": True,
         "install_s": round(time.perf_counter() - t0, 1),
         "install_mb": round(folder_bytes(folder) / 1e6, 1),
         "packages": _freeze(folder),
     }
+    _write_marker(marker, info)
+    return {**info, "reused": False, "python": str(venv_python(folder))}
+
+
+def _write_marker(marker: Path, info: dict) -> None:
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
     os.replace(tmp, marker)
-    return {**info, "ok": True, "reused": False, "python": str(venv_python(folder))}
 
 
 def _freeze(folder: Path) -> dict[str, str]:

@@ -201,8 +201,10 @@ def run_runtime(s: Session, work: Path) -> dict:
             rows[name]["error"] = str(e)
     for rep in range(s.args.repeats):
         for name, job in jobs.items():
-            if rows[name].get("error"):
-                continue
+            if rows[name].get("error") or (name == REFERENCE and rep > 0):
+                continue  # the torch reference runs once, one pass: it is there for the cosines
+            if name == REFERENCE:
+                job = {**job, "rounds": 1}
             print(f"peers: runtime {name} (process {rep + 1}/{s.args.repeats}) ...", flush=True)
             res = _run_one(s, name, job, runner, texts_path, work / f"{name}-{rep}")
             if "error" in res:

@@ -96,7 +96,7 @@ def to_markdown(report: dict) -> str:
                   (f"texts/s: best of {cfg['rounds']} passes x {cfg['repeats']} processes, one call per batch of "
                   f"texts in input order (end to end: tokenize, run, pool, normalize); p50 per call. cos: each "
                   f"peer's embeddings vs {rt.get('reference', 'the reference')} on the same texts. "
-                  "install MB: the peer's whole venv on disk."), ""]
+                  "install MB: the peer's whole venv on disk. The torch reference runs once, one pass."), ""]
     sv = report.get("server")
     if sv is not None:
         lines += [f"### Server: {cfg['clients']} closed-loop clients on loopback, {cfg['duration']:g} s per phase", "",

@@ -189,3 +189,16 @@ def test_env_refuses_to_replace_a_folder_that_is_not_a_venv(tmp_path):
         peer_envs.ensure_env(env, tmp_path)
     assert str(e.value) == f"refusing to replace {tmp_path / 'demo'}: it is not a virtual environment"
     assert (tmp_path / "demo" / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_install_is_remembered_not_retried(tmp_path, monkeypatch):
+    env = peer_envs.PeerEnv("demo", ("optimum[onnxruntime]<2",), "from optimum.onnxruntime import ORTModel")
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "pyvenv.cfg").write_text("home = /usr\n")
+    error = "import check failed: ImportError: cannot import name '_attention_scale'"
+    (folder / peer_envs.MARKER).write_text(json.dumps({"spec": peer_envs._spec(env), "ok": False, "error": error}))
+    monkeypatch.setattr(peer_envs.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run again"))
+    got = peer_envs.ensure_env(env, tmp_path)
+    assert got["ok"] is False
+    assert got["error"] == f"{error} (recorded by an earlier run; delete {folder} to retry)"
