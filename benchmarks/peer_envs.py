@@ -108,7 +108,7 @@ def _tree_hash(folder: Path) -> str:
 
 
 def _tail(text: str, n: int = 6) -> str:
-    lines = [ln for ln in text.splitlines() if ln.strip() and "is ignored: it is neither" not in ln]
+    lines = [ln for ln in text.splitlines() if ln.strip(" ^~\t") and "is ignored: it is neither" not in ln]
     return " | ".join(lines[-n:])[-1200:]
 
 

@@ -63,7 +63,9 @@ class ChildServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        # cwd: the work folder, so `python -m edgepack` imports the venv's install, never a checkout's folders
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=str(self.log_path.parent))
         while _get(self.port, self.spec.ready_path)[0] != 200:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")
@@ -74,7 +76,7 @@ class ChildServer:
 
     def log_tail(self, n: int = 4) -> str:
         try:
-            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip(" ^~\t")]
         except OSError:
             return "(no log)"
         return " | ".join(lines[-n:])[-900:]
