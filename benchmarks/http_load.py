@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,10 +55,10 @@ def _pct(sorted_s: list[float], q: float) -> float | None:
     return round(1000 * sorted_s[min(len(sorted_s) - 1, int(len(sorted_s) * q / 100))], 2)
 
 
-async def _one(reader, writer, body: bytes) -> tuple[int, bool]:
+async def _one(reader, writer, body: bytes, path: bytes = b"/v1/predict") -> tuple[int, bool]:
     writer.write(
-        b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (path, len(body), body)
     )
     status = int((await reader.readline()).split()[1])
     length, close = 0, False
@@ -80,16 +81,19 @@ async def _client(
     stop_at: float,
     budget: list[int],
     rng: random.Random,
+    path: bytes = b"/v1/predict",
+    body_of: Callable[[list[str]], dict] | None = None,
 ) -> None:
     reader = writer = None
     while time.perf_counter() < stop_at and budget[0] > 0:
         budget[0] -= 1
-        body = json.dumps({"texts": rng.sample(texts, per_req)}).encode()
+        sample = rng.sample(texts, per_req)
+        body = json.dumps(body_of(sample) if body_of else {"texts": sample}).encode()
         if writer is None:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
         t0 = time.perf_counter()
         try:
-            status, close = await _one(reader, writer, body)
+            status, close = await _one(reader, writer, body, path)
         except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
             status, close = -1, True  # a transport failure counts as an error
         dt = time.perf_counter() - t0
@@ -110,14 +114,20 @@ async def run_load(
     max_requests: int,
     per_req: int = 1,
     seed: int = 0,
+    path: str = "/v1/predict",
+    body_of: Callable[[list[str]], dict] | None = None,
 ) -> Phase:
-    """``clients`` closed-loop clients for at most ``duration`` s and ``max_requests`` requests."""
+    """``clients`` closed-loop clients for at most ``duration`` s and ``max_requests`` requests.
+
+    Each request POSTs ``per_req`` random texts to ``path`` as ``body_of(texts)`` (default ``{"texts": texts}``).
+    """
     phase = Phase()
     budget = [max_requests]
     t0 = time.perf_counter()
     await asyncio.gather(
         *(
-            _client(port, texts, per_req, phase, t0 + duration, budget, random.Random(seed + i))
+            _client(port, texts, per_req, phase, t0 + duration, budget, random.Random(seed + i), path.encode(),
+                    body_of)
             for i in range(clients)
         )
     )

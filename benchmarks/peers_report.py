@@ -1,0 +1,118 @@
+"""The peer benchmark's report: one JSON document and Markdown tables, written atomically, with the machine line.
+
+A row either carries numbers or ``error`` (why the peer could not be installed or run); a row with an error
+is listed under "Could not run" with its reason and never shows a number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgepack.benchmarks.results import _atomic_write, machine_line
+
+RUNTIME_BASELINE = "fastembed-fp32"  # fastembed as it ships models: an fp32 ONNX export
+SERVER_BASELINE = "infinity-torch"
+
+
+def _f(v: Any, spec: str = ".1f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _ratio(v: float | None, base: float | None) -> str:
+    return f"{v / base:.2f}x" if v and base else "–"
+
+
+def _by_name(rows: Sequence[dict], key: str) -> dict[str, dict]:
+    return {r[key]: r for r in rows if not r.get("error")}
+
+
+def runtime_table(rows: Sequence[dict], batch_sizes: Sequence[int]) -> list[str]:
+    ok = [r for r in rows if not r.get("error")]
+    if not ok:
+        return ["(no runtime peer ran)"]
+    base = _by_name(rows, "peer").get(RUNTIME_BASELINE, {})
+    head = ["peer", "model file"]
+    for bs in batch_sizes:
+        head += [f"texts/s b{bs}", f"p50 ms b{bs}", f"vs {RUNTIME_BASELINE} b{bs}"]
+    head += ["peak RSS MB", "install MB", "cos mean", "cos min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in ok:
+        cells = [r["peer"], r.get("model_file", "")]
+        for bs in batch_sizes:
+            t = r["timings"].get(str(bs), {})
+            bt = base.get("timings", {}).get(str(bs), {}) if base else {}
+            cells += [_f(t.get("texts_per_s")), _f(t.get("p50_ms"), ".2f"),
+                      _ratio(t.get("texts_per_s"), bt.get("texts_per_s"))]
+        cells += [_f(r.get("peak_rss_mb"), ".0f"), _f(r.get("install_mb"), ".0f"),
+                  _f(r.get("cos_mean"), ".4f"), _f(r.get("cos_min"), ".4f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def server_table(rows: Sequence[dict]) -> list[str]:
+    ok = [r for r in rows if not r.get("error")]
+    if not ok:
+        return ["(no server ran)"]
+    base = {r["texts_per_request"]: r for r in ok if r["server"] == SERVER_BASELINE}
+    head = ["server", "texts/request", "req/s", "texts/s", "p50 ms", "p99 ms", "errors", f"req/s vs {SERVER_BASELINE}",
+            "RSS MB after"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in ok:
+        b = base.get(r["texts_per_request"], {})
+        cells = [r["server"], str(r["texts_per_request"]), _f(r.get("throughput_rps")),
+                 _f((r.get("throughput_rps") or 0) * r["texts_per_request"]), _f(r.get("p50_ms")),
+                 _f(r.get("p99_ms")), str(r.get("errors", "–")), _ratio(r.get("throughput_rps"), b.get("throughput_rps")),
+                 _f(r.get("rss_mb"), ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def failures(report: dict) -> list[str]:
+    """One line per peer (runtime row, server row or install) that could not run, with its reason."""
+    seen, out = set(), []
+    for section, key in (("runtime", "peer"), ("server", "server")):
+        for r in report.get(section, {}).get("rows", []):
+            if r.get("error") and r[key] not in seen:
+                seen.add(r[key])
+                out.append(f"- {section} `{r[key]}`: {r['error']}")
+    return out
+
+
+def to_markdown(report: dict) -> str:
+    cfg = report["config"]
+    lines = [f"## Peer benchmark: {cfg['model_name']} embeddings", "", machine_line(report["environment"]), ""]
+    load = report.get("load_average")
+    if load:
+        lines += [(f"Load average (1 min) before / after: {load['before']:.2f} / {load['after']:.2f} on "
+                  f"{report['environment'].get('cpu_count')} cores{load.get('note', '')}."), ""]
+    rt = report.get("runtime")
+    if rt is not None:
+        lines += [f"### Runtime: {cfg['texts']} texts, {cfg['threads']} threads, one process per peer in its own venv",
+                  "", *runtime_table(rt["rows"], cfg["batch_sizes"]), "",
+                  (f"texts/s: best of {cfg['rounds']} passes x {cfg['repeats']} processes, one call per batch of "
+                  f"texts in input order (end to end: tokenize, run, pool, normalize); p50 per call. cos: each "
+                  f"peer's embeddings vs {rt.get('reference', 'the reference')} on the same texts. "
+                  "install MB: the peer's whole venv on disk. The torch reference runs once, one pass."), ""]
+    sv = report.get("server")
+    if sv is not None:
+        lines += [f"### Server: {cfg['clients']} closed-loop clients on loopback, {cfg['duration']:g} s per phase", "",
+                  *server_table(sv["rows"]), "",
+                  ("errors: responses other than 200 plus transport failures. Endpoints: edgepack "
+                  "`/v1/embeddings`, Infinity `/embeddings` (both OpenAI-style `{\"input\": [...]}`)."), ""]
+    fail = failures(report)
+    if fail:
+        lines += ["### Could not run", "", *fail, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """``peers.json`` and ``peers.md`` in ``out_dir`` (each replaced atomically); returns both paths."""
+    out = Path(out_dir)
+    json_path, md_path = out / "peers.json", out / "peers.md"
+    _atomic_write(json_path, json.dumps(report, indent=2, default=str) + "\n")
+    _atomic_write(md_path, to_markdown(report))
+    return json_path, md_path

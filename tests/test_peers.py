@@ -1,0 +1,204 @@
+"""The peer benchmark without installing peers: arguments, the report writer, and peers that cannot run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgepack.benchmarks import peer_envs, peer_runner, peers
+from edgepack.benchmarks.peers_report import to_markdown, write_report
+
+from edgepack.errors import EdgepackError
+
+
+def _args(*argv: str):
+    return peers.parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--peers", "edgepack-int8,tei"], ("unknown peer(s) 'tei'; known: edgepack-fp32, edgepack-int8, "
+         "fastembed-fp32, fastembed-int8, st-onnx-int8, st-torch, edgepack-serve-fp32, edgepack-serve-int8, "
+         "infinity-torch, infinity-optimum")),
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--texts-per-request", "0"], "--texts-per-request must be at least 1, got 0"),
+        (["--texts", "8"], "--texts must be at least 32 (the largest batch), got 8"),
+        (["--duration", "0"], "--duration must be positive, got 0"),
+        (["--only", "server", "--peers", "st-torch"], "--peers st-torch names no server peer"),
+        (["--model", "/nonexistent/folder"], "--model /nonexistent/folder: not a model folder (no config.json)"),
+    ],
+)
+def test_bad_arguments_fail_with_one_line(argv, message):
+    with pytest.raises(EdgepackError) as e:
+        _args(*argv)
+    assert str(e.value) == message
+
+
+def test_only_and_peers_split_the_lists():
+    a = _args("--peers", "edgepack-int8, infinity-torch,st-torch")
+    assert (a.runtime_peers, a.server_peers) == (["edgepack-int8", "st-torch"], ["infinity-torch"])
+    a = _args("--only", "runtime")
+    assert a.server_peers == [] and a.runtime_peers == list(peers.RUNTIME_PEERS)
+
+
+def _report() -> dict:
+    timings = {"1": {"texts_per_s": 100.0, "p50_ms": 9.5}, "32": {"texts_per_s": 400.0, "p50_ms": 70.0}}
+    base = {"1": {"texts_per_s": 50.0, "p50_ms": 19.0}, "32": {"texts_per_s": 100.0, "p50_ms": 300.0}}
+    return {
+        "config": {"model_name": "all-MiniLM-L6-v2", "texts": 512, "threads": 2, "batch_sizes": [1, 32],
+                   "rounds": 3, "repeats": 2, "clients": 32, "duration": 15.0},
+        "environment": {"cpu": "AMD EPYC (AVX2; no AVX-512, no VNNI)", "cpu_count": 2, "python": "3.11.7",
+                        "versions": {"onnxruntime": "1.32.0"}},
+        "load_average": {"before": 1.0, "after": 1.5, "note": ""},
+        "runtime": {"reference": "st-torch", "rows": [
+            {"peer": "edgepack-int8", "model_file": "int8, 23 MB", "timings": timings, "peak_rss_mb": 180.0,
+             "install_mb": 120.0, "cos_mean": 0.99512, "cos_min": 0.9801},
+            {"peer": "fastembed-fp32", "model_file": "fp32, 90 MB", "timings": base, "peak_rss_mb": 300.0,
+             "install_mb": 252.0, "cos_mean": 1.0, "cos_min": 0.99999},
+            {"peer": "st-onnx-int8", "runs": [], "error": "could not install its venv (sentence-transformers): "
+             "pip install failed: No matching distribution found for sentence-transformers"},
+        ]},
+        "server": {"rows": [
+            {"server": "edgepack-serve-int8", "texts_per_request": 1, "throughput_rps": 150.0, "p50_ms": 200.0,
+             "p99_ms": 270.0, "errors": 0, "rss_mb": 150.0},
+            {"server": "infinity-torch", "texts_per_request": 1, "throughput_rps": 60.0, "p50_ms": 500.0,
+             "p99_ms": 690.0, "errors": 0, "rss_mb": 700.0},
+            {"server": "infinity-optimum", "texts_per_request": 1, "error": "RuntimeError: exited with code 1: "
+             "Could not find any ONNX files"},
+        ]},
+    }
+
+
+def test_markdown_rows_ratios_and_failures():
+    md = to_markdown(_report())
+    lines = md.splitlines()
+    assert "Machine: AMD EPYC (AVX2; no AVX-512, no VNNI), 2 cores, Python 3.11.7, onnxruntime 1.32.0" in lines
+    assert ("| edgepack-int8 | int8, 23 MB | 100.0 | 9.50 | 2.00x | 400.0 | 70.00 | 4.00x | 180 | 120 | 0.9951 "
+            "| 0.9801 |") in lines
+    assert "| fastembed-fp32 | fp32, 90 MB | 50.0 | 19.00 | 1.00x | 100.0 | 300.00 | 1.00x | 300 | 252 | 1.0000 | 1.0000 |" in lines
+    assert "| edgepack-serve-int8 | 1 | 150.0 | 150.0 | 200.0 | 270.0 | 0 | 2.50x | 150 |" in lines
+    # a peer that could not run has its reason and no row of numbers
+    assert ("- runtime `st-onnx-int8`: could not install its venv (sentence-transformers): pip install failed: "
+            "No matching distribution found for sentence-transformers") in lines
+    assert "- server `infinity-optimum`: RuntimeError: exited with code 1: Could not find any ONNX files" in lines
+    assert not [ln for ln in lines if ln.startswith(("| st-onnx-int8", "| infinity-optimum"))]
+
+
+def test_write_report_is_atomic_json_and_markdown(tmp_path):
+    out = tmp_path / "res"
+    json_path, md_path = write_report(_report(), out)
+    assert json.loads(json_path.read_text()) == _report()
+    assert md_path.read_text() == to_markdown(_report())
+    assert sorted(p.name for p in out.iterdir()) == ["peers.json", "peers.md"]  # no temp files left
+
+
+def test_a_peer_that_cannot_install_is_reported_not_measured(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def failing_env(env, cache, log=print):
+        calls.append(env.name)
+        return {"ok": False, "error": "pip install failed: ERROR: No matching distribution found for fastembed==0.9.1"}
+
+    monkeypatch.setattr(peers, "ensure_env", failing_env)
+    rc = peers.main(["--only", "runtime", "--peers", "fastembed-fp32,fastembed-int8", "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "cache"), "--texts", "32"])
+    assert rc == 0 and calls == ["fastembed"]  # installed (tried) once for both peers
+    report = json.loads((tmp_path / "o" / "peers.json").read_text())
+    rows = report["runtime"]["rows"]
+    reason = ("could not install its venv (fastembed): pip install failed: ERROR: No matching distribution found "
+              "for fastembed==0.9.1")
+    assert [(r["peer"], r["error"], r["runs"]) for r in rows] == [("fastembed-fp32", reason, []),
+                                                                  ("fastembed-int8", reason, [])]
+    out = capsys.readouterr().out
+    assert f"- runtime `fastembed-fp32`: {reason}" in out and "(no runtime peer ran)" in out
+
+
+def test_a_runner_that_fails_gives_its_reason(tmp_path):
+    """The runner in an interpreter without the peer's library: the row says why instead of a number."""
+    pytest.importorskip("numpy")
+    try:
+        import fastembed  # noqa: F401
+        pytest.skip("fastembed is installed here")
+    except ImportError:
+        pass
+    (tmp_path / "texts.json").write_text(json.dumps(["a film"] * 4))
+    s = peers.Session.__new__(peers.Session)
+    s.args = _args("--threads", "1")
+    s.envs = {"fastembed": {"ok": True, "python": str(tmp_path / "venv" / "bin" / "python")}}
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").symlink_to(sys.executable)
+    job = {"kind": "fastembed", "model": str(tmp_path), "threads": 1, "batch_sizes": [1], "rounds": 1}
+    res = peers._run_one(s, "fastembed-fp32", job, Path(peer_runner.__file__), tmp_path / "texts.json",
+                         tmp_path / "fastembed-fp32-0")
+    assert res["error"].startswith("the runner failed: ")
+    assert "ModuleNotFoundError: No module named 'fastembed'" in res["error"]
+
+
+def test_runner_times_every_batch_and_keeps_the_best_pass():
+    seen = []
+
+    def run(batch):
+        seen.append(len(batch))
+        return np.ones((len(batch), 4), dtype=np.float32)
+
+    t = peer_runner.time_batches(run, [f"t{i}" for i in range(70)], 32, rounds=2)
+    assert seen == [32, 32, 6] + [32, 32, 6] * 2  # warm-up pass (up to 8 batches), then 2 timed passes
+    assert t["calls"] == 6 and len(t["texts_per_s_passes"]) == 2
+    assert t["texts_per_s"] == max(t["texts_per_s_passes"]) > 0
+
+
+def test_runner_script_runs_alone(tmp_path):
+    """The script copied into each venv imports nothing from edgepack at module level."""
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import edgepack_peer_runner as r; "
+            "import sys as s; print(sorted(m for m in s.modules if m.startswith('edgepack')))")
+    (tmp_path / "edgepack_peer_runner.py").write_text(Path(peer_runner.__file__).read_text())
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False,
+                         cwd=tmp_path)
+    if "No module named 'numpy'" in out.stderr:  # -S drops site-packages; try with them but from tmp_path
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == "['edgepack_peer_runner']"
+
+
+def test_env_is_reused_while_its_spec_is_unchanged(tmp_path, monkeypatch):
+    env = peer_envs.PeerEnv("demo", ("fastembed==0.9.1",), "import fastembed")
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "pyvenv.cfg").write_text("home = /usr\n")
+    info = {"spec": peer_envs._spec(env), "install_mb": 251.0, "install_s": 40.0, "packages": {"fastembed": "0.9.1"}}
+    (folder / peer_envs.MARKER).write_text(json.dumps(info))
+
+    def no_subprocess(*a, **k):
+        raise AssertionError("pip must not run for a venv whose spec is unchanged")
+
+    monkeypatch.setattr(peer_envs.subprocess, "run", no_subprocess)
+    got = peer_envs.ensure_env(env, tmp_path)
+    assert got["ok"] and got["reused"] and got["install_mb"] == 251.0
+    assert got["python"] == str(folder / "bin" / "python")
+
+
+def test_env_refuses_to_replace_a_folder_that_is_not_a_venv(tmp_path):
+    env = peer_envs.PeerEnv("demo", ("fastembed==0.9.1",), "import fastembed")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "notes.txt").write_text("mine")
+    with pytest.raises(EdgepackError) as e:
+        peer_envs.ensure_env(env, tmp_path)
+    assert str(e.value) == f"refusing to replace {tmp_path / 'demo'}: it is not a virtual environment"
+    assert (tmp_path / "demo" / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_install_is_remembered_not_retried(tmp_path, monkeypatch):
+    env = peer_envs.PeerEnv("demo", ("optimum[onnxruntime]<2",), "from optimum.onnxruntime import ORTModel")
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "pyvenv.cfg").write_text("home = /usr\n")
+    error = "import check failed: ImportError: cannot import name '_attention_scale'"
+    (folder / peer_envs.MARKER).write_text(json.dumps({"spec": peer_envs._spec(env), "ok": False, "error": error}))
+    monkeypatch.setattr(peer_envs.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run again"))
+    got = peer_envs.ensure_env(env, tmp_path)
+    assert got["ok"] is False
+    assert got["error"] == f"{error} (recorded by an earlier run; delete {folder} to retry)"
