@@ -235,7 +235,7 @@ def _unit(x):
 def _best_of(row: dict) -> None:
     """Per batch size, the run with the highest texts/s; the row's peak RSS is the largest seen."""
     row["timings"] = {}
-    for bs in map(str, BATCH_SIZES):
+    for bs in [*map(str, BATCH_SIZES), "corpus"]:
         runs = [r["timings"][bs] for r in row["runs"] if bs in r["timings"]]
         if runs:
             row["timings"][bs] = max(runs, key=lambda t: t["texts_per_s"])

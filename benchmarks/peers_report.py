@@ -38,6 +38,7 @@ def runtime_table(rows: Sequence[dict], batch_sizes: Sequence[int]) -> list[str]
     head = ["peer", "model file"]
     for bs in batch_sizes:
         head += [f"texts/s b{bs}", f"p50 ms b{bs}", f"vs {RUNTIME_BASELINE} b{bs}"]
+    head += [f"corpus texts/s b{max(batch_sizes)}", f"vs {RUNTIME_BASELINE} corpus"]
     head += ["peak RSS MB", "install MB", "cos mean", "cos min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in ok:
@@ -47,6 +48,9 @@ def runtime_table(rows: Sequence[dict], batch_sizes: Sequence[int]) -> list[str]
             bt = base.get("timings", {}).get(str(bs), {}) if base else {}
             cells += [_f(t.get("texts_per_s")), _f(t.get("p50_ms"), ".2f"),
                       _ratio(t.get("texts_per_s"), bt.get("texts_per_s"))]
+        t = r["timings"].get("corpus", {})
+        bt = base.get("timings", {}).get("corpus", {}) if base else {}
+        cells += [_f(t.get("texts_per_s")), _ratio(t.get("texts_per_s"), bt.get("texts_per_s"))]
         cells += [_f(r.get("peak_rss_mb"), ".0f"), _f(r.get("install_mb"), ".0f"),
                   _f(r.get("cos_mean"), ".4f"), _f(r.get("cos_min"), ".4f")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -96,7 +100,8 @@ def to_markdown(report: dict) -> str:
                   (f"texts/s: best of {cfg['rounds']} passes x {cfg['repeats']} processes, one call per batch of "
                   f"texts in input order (end to end: tokenize, run, pool, normalize); p50 per call. cos: each "
                   f"peer's embeddings vs {rt.get('reference', 'the reference')} on the same texts. "
-                  "install MB: the peer's whole venv on disk. The torch reference runs once, one pass."), ""]
+                  "corpus: all texts in one call, each tool batching them its own way (edgepack sorts by length, "
+                  "so a batch pads less). install MB: the peer's whole venv on disk. The torch reference runs once, one pass."), ""]
     sv = report.get("server")
     if sv is not None:
         lines += [f"### Server: {cfg['clients']} closed-loop clients on loopback, {cfg['duration']:g} s per phase", "",

@@ -47,8 +47,10 @@ def test_only_and_peers_split_the_lists():
 
 
 def _report() -> dict:
-    timings = {"1": {"texts_per_s": 100.0, "p50_ms": 9.5}, "32": {"texts_per_s": 400.0, "p50_ms": 70.0}}
-    base = {"1": {"texts_per_s": 50.0, "p50_ms": 19.0}, "32": {"texts_per_s": 100.0, "p50_ms": 300.0}}
+    timings = {"1": {"texts_per_s": 100.0, "p50_ms": 9.5}, "32": {"texts_per_s": 400.0, "p50_ms": 70.0},
+               "corpus": {"texts_per_s": 600.0}}
+    base = {"1": {"texts_per_s": 50.0, "p50_ms": 19.0}, "32": {"texts_per_s": 100.0, "p50_ms": 300.0},
+            "corpus": {"texts_per_s": 120.0}}
     return {
         "config": {"model_name": "all-MiniLM-L6-v2", "texts": 512, "threads": 2, "batch_sizes": [1, 32],
                    "rounds": 3, "repeats": 2, "clients": 32, "duration": 15.0},
@@ -78,9 +80,9 @@ def test_markdown_rows_ratios_and_failures():
     md = to_markdown(_report())
     lines = md.splitlines()
     assert "Machine: AMD EPYC (AVX2; no AVX-512, no VNNI), 2 cores, Python 3.11.7, onnxruntime 1.32.0" in lines
-    assert ("| edgepack-int8 | int8, 23 MB | 100.0 | 9.50 | 2.00x | 400.0 | 70.00 | 4.00x | 180 | 120 | 0.9951 "
+    assert ("| edgepack-int8 | int8, 23 MB | 100.0 | 9.50 | 2.00x | 400.0 | 70.00 | 4.00x | 600.0 | 5.00x | 180 | 120 | 0.9951 "
             "| 0.9801 |") in lines
-    assert "| fastembed-fp32 | fp32, 90 MB | 50.0 | 19.00 | 1.00x | 100.0 | 300.00 | 1.00x | 300 | 252 | 1.0000 | 1.0000 |" in lines
+    assert "| fastembed-fp32 | fp32, 90 MB | 50.0 | 19.00 | 1.00x | 100.0 | 300.00 | 1.00x | 120.0 | 1.00x | 300 | 252 | 1.0000 | 1.0000 |" in lines
     assert "| edgepack-serve-int8 | 1 | 150.0 | 150.0 | 200.0 | 270.0 | 0 | 2.50x | 150 |" in lines
     # a peer that could not run has its reason and no row of numbers
     assert ("- runtime `st-onnx-int8`: could not install its venv (sentence-transformers): pip install failed: "
