@@ -6,6 +6,8 @@ init="teacher-layers": same width as the teacher; embeddings, pooler and classif
 init="truncated": a narrower/shallower config; every weight is the leading slice of the teacher's
   matching weight (block i from teacher block ``layers[i]``), a cheap warm start.
 init="random": the smaller config with fresh random weights.
+init="pretrained": an existing model of any supported family, with its own tokenizer (``model``: a local
+  HF folder or ``hf`` artifact; ``edgepack.distill.pretrained``); the shape fields do not apply.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from edgepack.distill.layer_map import default_teacher_layer
 from edgepack.config import ConfigError, check_choice, check_fields, check_min
 from edgepack.errors import EdgepackError
 
-INITS = ("teacher-layers", "truncated", "random")
+INITS = ("teacher-layers", "truncated", "random", "pretrained")
 
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """The student's shape and initialisation. None = keep the teacher's value."""
+    """The student's shape and initialisation. None = keep the teacher's value.
+
+    init="pretrained" takes the student from ``model`` (its own depth, width and tokenizer; num_layers
+    is then ignored and layers/hidden_size/num_heads/intermediate_size must stay unset).
+    """
 
     num_layers: int = 3
     layers: tuple[int, ...] | None = None  # teacher blocks to copy, default round((i+1)*n/k)-1
@@ -31,11 +37,20 @@ class StudentConfig:
     num_heads: int | None = None
     intermediate_size: int | None = None
     init: str = "teacher-layers"
+    model: str | None = None  # init="pretrained": local HF folder or 'hf' artifact of the student
 
     def __post_init__(self) -> None:
         check_fields(self)
         check_min(self, 1, "num_layers", "hidden_size", "num_heads", "intermediate_size")
         check_choice(self, "init", INITS)
+        if (self.init == "pretrained") != (self.model is not None):
+            raise ConfigError("model", "is required with init='pretrained' (a model folder or 'hf' artifact)"
+                              if self.model is None else f"is only used with init='pretrained', not '{self.init}'")
+        if self.init == "pretrained":
+            shaped = [f for f in ("layers", "hidden_size", "num_heads", "intermediate_size")
+                      if getattr(self, f) is not None]
+            if shaped:
+                raise ConfigError(shaped[0], "does not apply to init='pretrained' (the model's own shape is used)")
         if self.layers is not None:
             if len(self.layers) != self.num_layers:
                 raise ConfigError("layers", f"must name num_layers ({self.num_layers}) teacher blocks, "
