@@ -155,8 +155,8 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     if initial is not None:  # the same student without the transfer set: same seed, same optimizer steps
         base, base_result = run.train(initial, n_train, dataclasses.replace(tcfg, max_steps=result.steps),
                                       work / "without-transfer")
-        pred = lambda m: predict_logits(m, enc_va_S, tcfg.eval_batch_size).argmax(-1).numpy()  # noqa: E731
-        comparison = {**paired_bootstrap_ci(pred(student), pred(base), val_gold, seed=tcfg.seed),
+        with_, without = (predict_logits(m, enc_va_S, tcfg.eval_batch_size).argmax(-1).numpy() for m in (student, base))
+        comparison = {**paired_bootstrap_ci(with_, without, val_gold, seed=tcfg.seed),
                       "transfer_texts": len(extra_texts), "train_texts": n_train, "steps": result.steps,
                       "steps_without": base_result.steps, "seed": tcfg.seed,
                       "agreement_with": result.best.get("agreement"),
@@ -223,7 +223,6 @@ class _Run:
 
     def train(self, student: Any, n: int, tcfg: Any, work: Path) -> tuple[Any, Any]:
         import torch
-
         from edgepack.distill.layer_map import make_projections
 
         from edgepack.objectives import DistillObjective

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from edgepack.distill.layer_map import FEATURES, LayerMatch
 from edgepack.distill.student import StudentConfig
 
-from edgepack.config import ConfigError, check_choice, check_fields, check_fraction, check_min, check_positive, check_unit
+from edgepack.config import (
+    ConfigError,
+    check_choice,
+    check_fields,
+    check_fraction,
+    check_min,
+    check_positive,
+    check_unit,
+)
 from edgepack.train import TrainConfig
 
 CACHES = ("memory", "disk", "none")
@@ -76,8 +84,6 @@ class TransferSettings:
         check_min(self, 1, "max_texts")
         check_min(self, 0, "augment_copies", "seed")
         check_fraction(self, "word_dropout", "mask", "swap")
-        if self.path is None and self.augment_copies == 0:
-            raise ConfigError("augment_copies", "must be >= 1 when no transfer file is given (path: null)")
 
 
 def _student_train() -> TrainConfig:
@@ -112,3 +118,5 @@ class DistillConfig:
         check_min(self, 0, "feature_weight")
         check_choice(self, "features", FEATURES)
         check_choice(self, "cache", CACHES)
+        if self.transfer is not None and self.transfer.path is None and self.transfer.augment_copies == 0:
+            raise ConfigError("transfer.augment_copies", "must be >= 1 when the transfer set has no file (path: null)")

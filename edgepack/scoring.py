@@ -61,11 +61,11 @@ def paired_bootstrap_ci(
     Returns ``{"accuracy_a", "accuracy_b", "diff", "ci95": [lo, hi], "n"}`` (``ci95`` is at ``level``); a
     difference whose interval holds 0 is not distinguishable from the noise of the evaluation set.
     """
-    gold = np.asarray(gold)
-    a = (np.asarray(pred_a) == gold).astype(np.float64)
-    b = (np.asarray(pred_b) == gold).astype(np.float64)
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"need two equal, non-empty prediction sets; got {a.shape} and {b.shape}")
+    pred_a, pred_b, gold = np.asarray(pred_a), np.asarray(pred_b), np.asarray(gold)
+    if not pred_a.shape == pred_b.shape == gold.shape or gold.size == 0:
+        raise ValueError(f"need two equal, non-empty prediction sets for the labels; got {pred_a.shape}, "
+                         f"{pred_b.shape} and {gold.shape}")
+    a, b = (pred_a == gold).astype(np.float64), (pred_b == gold).astype(np.float64)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, a.size, size=(n, a.size))
     diffs = (a - b)[idx].mean(axis=1)

@@ -24,9 +24,10 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> None:
-    from edgepack.data import example_spec
     from edgepack.distill import DistillConfig, StudentConfig, distill
     from edgepack.distill.configs import TransferSettings
+
+    from edgepack.data import example_spec
     from edgepack.train import TrainConfig
 
     train = TrainConfig(epochs=2, batch_size=32, lr=2e-4, freeze_embeddings=True, max_length=64, seed=0,
@@ -65,7 +66,8 @@ def table(args: argparse.Namespace) -> None:
     for n in ["teacher"] + names:
         lo, hi = bootstrap_ci(pred[n], ds.val_labels)
         d = paired_bootstrap_ci(pred[n], pred[ref], ds.val_labels) if n not in ("teacher", ref) else None
-        diff = "–" if d is None else f"{100 * d['diff']:+.1f} ({100 * d['ci95'][0]:+.1f} to {100 * d['ci95'][1]:+.1f})"
+        diff = "–" if d is None else (f"{100 * d['diff']:+.1f} ({100 * d['ci95'][0]:+.1f} to "
+                                      f"{100 * d['ci95'][1]:+.1f})")
         print(f"| {n} | {100 * accuracy(pred[n], ds.val_labels):.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | "
               f"{100 * accuracy(pred[n], pred['teacher']):.1f}% | {diff} |")
 
