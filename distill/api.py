@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -135,8 +136,8 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
         if cache_dir is not None:
             caches.append(load_or_build_cache(t_model, enc, needs, Path(cache_dir), lm.source, tcfg, device))
         else:
-            caches.append(build_cache(t_model, enc, needs, tcfg.eval_batch_size, cfg.cache,
-                                      work / f"teacher_cache{'-transfer' * part}.safetensors", device, tcfg.progress))
+            path = work / f"teacher_cache{'-transfer' * part}.safetensors"
+            caches.append(build_cache(t_model, enc, needs, tcfg.eval_batch_size, cfg.cache, path, device, tcfg.progress))
     cache = caches[0] if len(caches) == 1 else ConcatCache(caches)
     t_val = predict_logits(t_model, enc_va, tcfg.eval_batch_size, device)
     val_gold = ds.val_labels if ds.val_labels is not None else t_val.argmax(-1).tolist()
@@ -146,7 +147,8 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)),  # contents, not paths
                    "teacher": [str(lm.source), path_content_id(lm.source)],
                    "student": path_content_id(student_src) if student_src else None,
-                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)]}
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)],
+                   "transfer": hashlib.sha256("\n".join(extra_texts).encode()).hexdigest() if extra_texts else None}
     run = _Run(matches, cfg, ds, enc_tr_S, enc_va_S, cache, val_gold, t_val, t_model.config.hidden_size,
                fingerprint, on_step)
     initial = copy.deepcopy(student) if extra_texts and cfg.transfer.compare else None
@@ -155,7 +157,8 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     if initial is not None:  # the same student without the transfer set: same seed, same optimizer steps
         base, base_result = run.train(initial, n_train, dataclasses.replace(tcfg, max_steps=result.steps),
                                       work / "without-transfer")
-        with_, without = (predict_logits(m, enc_va_S, tcfg.eval_batch_size).argmax(-1).numpy() for m in (student, base))
+        with_, without = (predict_logits(m, enc_va_S, tcfg.eval_batch_size).argmax(-1).numpy()
+                          for m in (student, base))
         comparison = {**paired_bootstrap_ci(with_, without, val_gold, seed=tcfg.seed),
                       "transfer_texts": len(extra_texts), "train_texts": n_train, "steps": result.steps,
                       "steps_without": base_result.steps, "seed": tcfg.seed,
