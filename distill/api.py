@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -52,16 +54,24 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     called after every optimizer step (progress hooks; tests raise from it to simulate a kill).
     cache_dir: keep the teacher cache there (keyed by teacher weights, token ids and features) so
     several students of one teacher share it.
+
+    The student is built from the teacher, or loaded with its own tokenizer (``init="pretrained"``,
+    ``edgepack.distill.pretrained``): each model then tokenizes the texts itself. ``cfg.transfer`` adds
+    unlabeled texts the teacher labels (``edgepack.distill.transfer``); with ``compare`` the same student is
+    also trained without them (same seed and optimizer steps) and ``metrics["transfer_comparison"]``
+    holds both accuracies and the paired bootstrap interval of their difference.
     """
     import torch
-    from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
+    from edgepack.distill.layer_map import default_layer_map, validate_layer_map
+    from edgepack.distill.pretrained import check_feature_transfer, load_pretrained_student, same_tokenization
     from edgepack.distill.student import _layer_attr, make_student, student_layers
+    from edgepack.distill.transfer import transfer_texts
 
-    from edgepack.batching import classification_metrics, encode, pad_batch, predict_logits
-    from edgepack.hf import count_parameters, hf_inputs_spec, load_model, save_model
-    from edgepack.objectives import DistillObjective
-    from edgepack.teacher_cache import Needs, build_cache, load_or_build_cache
-    from edgepack.train import train, work_dir_for
+    from edgepack.batching import Encoded, classification_metrics, encode, predict_logits
+    from edgepack.hf import count_parameters, hf_inputs_spec, load_model, model_max_length, save_model
+    from edgepack.scoring import paired_bootstrap_ci
+    from edgepack.teacher_cache import ConcatCache, Needs, build_cache, load_or_build_cache
+    from edgepack.train import work_dir_for
 
     out = check_output(out, overwrite, (teacher,))
     work = Path(work_dir) if work_dir else work_dir_for(out)
@@ -77,67 +87,91 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     if ds.num_labels != lm.model.config.num_labels:
         raise EdgepackError(f"the data has {ds.num_labels} labels {ds.label_names} but the teacher predicts "
                             f"{lm.model.config.num_labels}")
-    t_model, tcfg = lm.model, cfg.train
-    # Attention maps come from the eager attention path (transformers falls back to it when asked).
+    t_model, tcfg, tok = lm.model, cfg.train, lm.tokenizer
     n_T = getattr(t_model.config, _layer_attr(t_model.config))
-    matches_given = cfg.layer_map or default_layer_map(n_T, cfg.student.num_layers, cfg.features, cfg.feature_weight)
+
+    # The student, and the tokenizer it reads its texts with.
+    attention = "attention" in cfg.features or any(m.feature == "attention" for m in cfg.layer_map)
     # HF returns attention probabilities after dropout, which are not distributions: no dropout there.
-    no_attn_dropout = {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0}
-    student = make_student(t_model, cfg.student, seed=tcfg.seed,
-                           overrides=no_attn_dropout if any(m.feature == "attention" for m in matches_given) else None)
+    no_attn_dropout = {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0} if attention else None
+    if cfg.student.init == "pretrained":
+        student, tok_S, student_src = load_pretrained_student(cfg.student.model, ds.label_names, tcfg.seed,
+                                                              no_attn_dropout)
+    else:
+        student, tok_S, student_src = make_student(t_model, cfg.student, seed=tcfg.seed,
+                                                   overrides=no_attn_dropout), tok, None
     student.config.id2label = dict(enumerate(ds.label_names))
     student.config.label2id = {n: i for i, n in enumerate(ds.label_names)}
     n_S = getattr(student.config, _layer_attr(student.config))
-    matches = matches_given
+    matches = cfg.layer_map or default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight)
     try:
         validate_layer_map(matches, n_T, n_S)
     except ValueError as e:
         raise EdgepackError(str(e)) from None
-    projections = make_projections(matches, student.config.hidden_size, t_model.config.hidden_size)
     if tcfg.freeze_embeddings:
         student.get_input_embeddings().weight.requires_grad_(False)
 
-    tok = lm.tokenizer
-    enc_tr = encode(tok, ds.train_texts, ds.train_pairs, tcfg.max_length)
+    # Texts: the training split plus the transfer set; each model tokenizes them itself.
+    extra_texts = []
+    if cfg.transfer is not None:
+        if ds.train_pairs is not None:
+            raise EdgepackError("a transfer set holds single texts, but the training data has text pairs")
+        extra_texts = transfer_texts(cfg.transfer, ds.train_texts, getattr(tok, "mask_token", None))
+    texts, n_train = ds.train_texts + extra_texts, len(ds.train_texts)
+    enc_tr = encode(tok, texts, ds.train_pairs, tcfg.max_length)
     enc_va = encode(tok, ds.val_texts, ds.val_pairs, tcfg.max_length)
+    if tok_S is tok:
+        enc_tr_S, enc_va_S = enc_tr, enc_va
+    else:
+        max_len_S = min(tcfg.max_length, model_max_length(student.config, tok_S))
+        enc_tr_S = encode(tok_S, texts, ds.train_pairs, max_len_S)
+        enc_va_S = encode(tok_S, ds.val_texts, ds.val_pairs, max_len_S)
+        check_feature_transfer(matches, same_tokenization(enc_tr, enc_tr_S), texts)
+
+    # Teacher outputs: cached once for every text (keyed by the teacher's token ids).
     device = torch.device("cuda") if torch.cuda.is_available() else None
     if device is not None:
         t_model.to(device)
     work.mkdir(parents=True, exist_ok=True)
     needs = Needs.from_matches(matches)
-    if cache_dir is not None:
-        cache = load_or_build_cache(t_model, enc_tr, needs, Path(cache_dir), lm.source, tcfg, device)
-    else:
-        cache = build_cache(t_model, enc_tr, needs, tcfg.eval_batch_size, cfg.cache,
-                            work / "teacher_cache.safetensors", device, tcfg.progress)
+    caches = []  # the training set's (shared by every student of this teacher), then the transfer set's
+    for part, (a, b) in enumerate([(0, n_train), (n_train, len(texts))][:1 + bool(extra_texts)]):
+        enc = Encoded(enc_tr.input_ids[a:b], enc_tr.token_type_ids[a:b] if enc_tr.token_type_ids else None,
+                      enc_tr.pad_id)
+        if cache_dir is not None:
+            caches.append(load_or_build_cache(t_model, enc, needs, Path(cache_dir), lm.source, tcfg, device))
+        else:
+            path = work / f"teacher_cache{'-transfer' * part}.safetensors"
+            caches.append(build_cache(t_model, enc, needs, tcfg.eval_batch_size, cfg.cache, path, device, tcfg.progress))
+    cache = caches[0] if len(caches) == 1 else ConcatCache(caches)
     t_val = predict_logits(t_model, enc_va, tcfg.eval_batch_size, device)
     val_gold = ds.val_labels if ds.val_labels is not None else t_val.argmax(-1).tolist()
     teacher_metrics = classification_metrics(t_val, val_gold, ds.num_labels)
     t_model.cpu()
 
-    def collate(idx: list[int]) -> dict:
-        b = pad_batch(enc_tr, idx)
-        if ds.train_labels is not None:
-            b["labels"] = torch.tensor([ds.train_labels[i] for i in idx])
-        b.update(cache.targets(idx, b["input_ids"].shape[1]))
-        return b
-
-    def evaluate(obj: Any) -> dict:
-        dev = next(obj.parameters()).device
-        logits = predict_logits(obj.student, enc_va, tcfg.eval_batch_size, dev)
-        m = classification_metrics(logits, val_gold, ds.num_labels)
-        m["agreement"] = float((logits.argmax(-1) == t_val.argmax(-1)).float().mean())
-        return m
-
-    objective = DistillObjective(student, projections, matches, cfg.temperature, cfg.alpha_kd)
     fingerprint = {"distill": config_to_dict(dataclasses.replace(cfg, train=tcfg)),  # contents, not paths
                    "teacher": [str(lm.source), path_content_id(lm.source)],
-                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)]}
-    result = train(objective, enc_tr.lengths, collate, evaluate, tcfg, work, fingerprint, on_step, desc="distill")
-    student = objective.student.cpu().eval()
+                   "student": path_content_id(student_src) if student_src else None,
+                   "data": [len(enc_tr), sum(enc_tr.lengths), ds.label_names, data_content_id(ds)],
+                   "transfer": hashlib.sha256("\n".join(extra_texts).encode()).hexdigest() if extra_texts else None}
+    run = _Run(matches, cfg, ds, enc_tr_S, enc_va_S, cache, val_gold, t_val, t_model.config.hidden_size,
+               fingerprint, on_step)
+    initial = copy.deepcopy(student) if extra_texts and cfg.transfer.compare else None
+    student, result = run.train(student, len(texts), tcfg, work)
+    comparison = None
+    if initial is not None:  # the same student without the transfer set: same seed, same optimizer steps
+        base, base_result = run.train(initial, n_train, dataclasses.replace(tcfg, max_steps=result.steps),
+                                      work / "without-transfer")
+        with_, without = (predict_logits(m, enc_va_S, tcfg.eval_batch_size).argmax(-1).numpy()
+                          for m in (student, base))
+        comparison = {**paired_bootstrap_ci(with_, without, val_gold, seed=tcfg.seed),
+                      "transfer_texts": len(extra_texts), "train_texts": n_train, "steps": result.steps,
+                      "steps_without": base_result.steps, "seed": tcfg.seed,
+                      "agreement_with": result.best.get("agreement"),
+                      "agreement_without": base_result.best.get("agreement")}
 
     with ArtifactWriter(out, overwrite=overwrite, sources=(teacher,)) as w:
-        files = save_model(student, tok, w.dir)
+        files = save_model(student, tok_S, w.dir)
         t_bytes = _weights_bytes(lm)
         metrics = {**{k: v for k, v in result.best.items() if k in ("accuracy", "macro_f1", "agreement")},
                    "teacher_accuracy": teacher_metrics["accuracy"], "teacher_macro_f1": teacher_metrics["macro_f1"],
@@ -146,16 +180,69 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
                    "train_seconds": round(result.seconds, 1), "steps": result.steps,
                    "resumed_from_step": result.resumed_from_step,
                    "best_epoch": result.best.get("epoch"), "history": result.history}
+        if comparison is not None:
+            metrics["transfer_comparison"] = comparison
         extra = {"teacher": str(lm.source), "student_layers_from_teacher":
-                 list(student_layers(cfg.student, n_T)) if cfg.student.init != "random" else [],
+                 list(student_layers(cfg.student, n_T)) if cfg.student.init not in ("random", "pretrained") else [],
                  "layer_map": [dataclasses.asdict(m) for m in matches], "data": ds.source,
-                 "train_examples": len(enc_tr), "val_examples": len(enc_va)}
+                 "train_examples": n_train, "transfer_examples": len(extra_texts), "val_examples": len(enc_va)}
+        if student_src is not None:
+            extra.update(student_model=str(student_src), student_tokenizer="own")
         art = w.commit(stage="distill", format="hf", task="text-classification", files=files,
-                       labels=ds.label_names, inputs=hf_inputs_spec(tok), parent=lm.artifact,
+                       labels=ds.label_names, inputs=hf_inputs_spec(tok_S), parent=lm.artifact,
                        config=config_to_dict(cfg), metrics=metrics, extra=extra)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return art
+
+
+class _Run:
+    """One student's training on the first ``n`` examples (the training split, then the transfer texts).
+
+    Student batches are the student's token ids; teacher targets come from the cache by example index.
+    """
+
+    def __init__(self, matches, cfg, ds, enc, enc_va, cache, val_gold, t_val, hidden_T, fingerprint, on_step):
+        self.hidden_T = hidden_T
+        self.matches, self.cfg, self.ds, self.enc, self.enc_va, self.cache = matches, cfg, ds, enc, enc_va, cache
+        self.val_gold, self.t_val, self.fingerprint, self.on_step = val_gold, t_val, fingerprint, on_step
+
+    def collate(self, idx: list[int]) -> dict:
+        import torch
+
+        from edgepack.batching import pad_batch
+
+        b = pad_batch(self.enc, idx)
+        b.update(self.cache.targets(idx, b["input_ids"].shape[1]))
+        gold = self.ds.train_labels
+        if gold is not None:  # the data's labels; the teacher's argmax for transfer texts (index >= len(gold))
+            t_arg = b["logits_T"].argmax(-1).tolist()
+            b["labels"] = torch.tensor([gold[i] if i < len(gold) else t_arg[r] for r, i in enumerate(idx)])
+        return b
+
+    def evaluate(self, obj: Any) -> dict:
+        from edgepack.batching import classification_metrics, predict_logits
+
+        dev = next(obj.parameters()).device
+        logits = predict_logits(obj.student, self.enc_va, self.cfg.train.eval_batch_size, dev)
+        m = classification_metrics(logits, self.val_gold, self.ds.num_labels)
+        m["agreement"] = float((logits.argmax(-1) == self.t_val.argmax(-1)).float().mean())
+        return m
+
+    def train(self, student: Any, n: int, tcfg: Any, work: Path) -> tuple[Any, Any]:
+        import torch
+        from edgepack.distill.layer_map import make_projections
+
+        from edgepack.objectives import DistillObjective
+        from edgepack.train import train
+
+        torch.manual_seed(tcfg.seed)  # the projections start the same in every run
+        projections = make_projections(self.matches, student.config.hidden_size, self.hidden_T)
+        objective = DistillObjective(student, projections, self.matches, self.cfg.temperature, self.cfg.alpha_kd)
+        fp = {**self.fingerprint, "examples": n, "steps": tcfg.max_steps}
+        result = train(objective, self.enc.lengths[:n], self.collate, self.evaluate, tcfg, work, fp,
+                       self.on_step, desc="distill")
+        return objective.student.cpu().eval(), result
 
 
 def _weights_bytes(lm: Any) -> int | None:

@@ -26,6 +26,8 @@ examples:
       --intermediate-size 1024 --init truncated --features hidden
 loss = alpha*KL(T) + (1-alpha)*CE + feature terms (default map: student block i <- teacher block
 round((i+1)*n/k)-1). --layer-map takes JSON: '[{"layer_T": 5, "layer_S": 2, "feature": "hidden"}]'.
+  edgepack distill runs/teacher runs/s --init pretrained --student-model runs/minilm-l3   # own tokenizer
+  edgepack distill runs/teacher runs/s --transfer unlabeled.txt --augment-copies 1       # + transfer set
 An embedding (feature-extraction) teacher gives an embedding student trained on its pooled embeddings:
   edgepack distill MINILM_DIR runs/emb3 --layers 3 --data texts.csv --label-column none --embedding-loss cosine"""
 
@@ -87,6 +89,12 @@ def _distill_options() -> dict[str, Opt]:
         "student.num_heads": Opt("--heads", "attention heads", default_text="the teacher's"),
         "student.intermediate_size": Opt(help="feed-forward size", default_text="the teacher's"),
         "student.init": Opt(help="how the student's weights start", choices=INITS),
+        "student.model": Opt("--student-model", "pretrained student (with --init pretrained): model folder or "
+                             "'hf' artifact; it keeps its own tokenizer", metavar="DIR"),
+        "transfer.path": Opt("--transfer", "unlabeled transfer texts the teacher labels: .txt (one per line) "
+                             "or CSV/TSV/JSONL/Parquet", metavar="FILE"),
+        "transfer.augment_copies": Opt("--augment-copies", "augmented copies per transfer text (or per training "
+                                       "text without --transfer)"),
         "temperature": Opt(help="softmax temperature"),
         "alpha_kd": Opt("--alpha", "weight of the soft-target KL"),
         "features": Opt(help="feature losses through the default layer map: hidden, attention, embedding"),
@@ -122,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output artifact directory")
     _add_data(p)
     add_config_arguments(p, DistillConfig, options=_distill_options(), prefixes={"train": "", "student": ""},
-                         groups={"": "losses", "train": "training", "student": "student"})
+                         groups={"": "losses", "train": "training", "student": "student", "transfer": "transfer set"})
     p.set_defaults(func=_run_distill)
 
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from edgepack.distill.layer_map import FEATURES, LayerMatch
 from edgepack.distill.student import StudentConfig
 
-from edgepack.config import check_choice, check_fields, check_fraction, check_min, check_positive, check_unit
+from edgepack.config import (
+    ConfigError,
+    check_choice,
+    check_fields,
+    check_fraction,
+    check_min,
+    check_positive,
+    check_unit,
+)
 from edgepack.train import TrainConfig
 
 CACHES = ("memory", "disk", "none")
@@ -49,6 +57,36 @@ class FinetuneConfig:
         check_positive(self, "merge_tolerance")
 
 
+@dataclass(frozen=True)
+class TransferSettings:
+    """A transfer set: extra unlabeled texts the teacher labels (soft targets, cached with the training set).
+
+    path: a ``.txt`` file (one text per line) or a CSV/TSV/JSONL/Parquet file (``text_column``); None = only
+    augmented copies of the training texts. max_texts: a seeded sample of at most N source texts (the
+    file's, else the training texts that get augmented). augment_copies: augmented copies of each source text,
+    each word dropped with probability ``word_dropout``, replaced by the teacher's mask token with
+    probability ``mask``, and ``swap`` * words pairs of neighbouring spans swapped (seeded by ``seed``).
+    compare: also train the same student without the transfer set, same seed and optimizer steps, and
+    record both validation accuracies with a paired bootstrap interval of their difference.
+    """
+
+    path: str | None = None
+    text_column: str = "text"
+    max_texts: int | None = None
+    augment_copies: int = 0
+    word_dropout: float = 0.1
+    mask: float = 0.0
+    swap: float = 0.1
+    seed: int = 0
+    compare: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_min(self, 1, "max_texts")
+        check_min(self, 0, "augment_copies", "seed")
+        check_fraction(self, "word_dropout", "mask", "swap")
+
+
 def _student_train() -> TrainConfig:
     """A student starts far from its teacher's function: it learns at twice the fine-tuning rate."""
     return TrainConfig(lr=1e-4)
@@ -81,6 +119,7 @@ class DistillConfig:
     loss = alpha_kd * kd_kl(T) + (1 - alpha_kd) * hard_ce + sum(match.weight * feature loss).
     layer_map: explicit feature matches; empty with ``features`` set = the default map for those
     features. cache: where teacher outputs live between epochs ("memory", "disk" or "none").
+    transfer: extra unlabeled distillation texts (``TransferSettings``; None = the training set only).
     """
 
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -91,6 +130,7 @@ class DistillConfig:
     feature_weight: float = 1.0
     layer_map: tuple[LayerMatch, ...] = ()
     cache: str = "memory"
+    transfer: TransferSettings | None = None  # extra unlabeled texts the teacher labels
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)  # embedding teachers only
 
     def __post_init__(self) -> None:
@@ -100,3 +140,5 @@ class DistillConfig:
         check_min(self, 0, "feature_weight")
         check_choice(self, "features", FEATURES)
         check_choice(self, "cache", CACHES)
+        if self.transfer is not None and self.transfer.path is None and self.transfer.augment_copies == 0:
+            raise ConfigError("transfer.augment_copies", "must be >= 1 when the transfer set has no file (path: null)")

@@ -3,7 +3,10 @@
 Layers are numbered like Hugging Face ``hidden_states``: 0 is the embedding output, i+1 the output of
 transformer block i. For attention, ``layer`` is the block index (0-based) as in ``attentions``.
 The default maps student block i (of k) to teacher block ``round((i+1)*n/k) - 1`` (of n), so the
-last student block always learns from the last teacher block.
+last student block always learns from the last teacher block. A student deeper than its teacher (a
+pretrained student, k > n) is mapped the other way round: each teacher block j is imitated by student
+block ``round((j+1)*k/n) - 1``, so every teacher block is used once, the last by the last student block,
+and the student blocks in between learn only from the logits.
 """
 
 from __future__ import annotations
@@ -47,15 +50,18 @@ def default_teacher_layer(i: int, n_T: int, n_S: int) -> int:
 
 def default_layer_map(n_T: int, n_S: int, features: tuple[str, ...] = ("hidden",),
                       weight: float = 1.0) -> tuple[LayerMatch, ...]:
-    """One LayerMatch per student block and requested feature (plus one for "embedding")."""
-    if n_S < 1 or n_T < n_S:
-        raise ValueError(f"need 1 <= student layers <= teacher layers, got {n_S} and {n_T}")
+    """One LayerMatch per student block (per teacher block when the student is deeper) and requested
+    feature, plus one for "embedding"."""
+    if n_S < 1 or n_T < 1:
+        raise ValueError(f"need at least one layer in each model, got student {n_S} and teacher {n_T}")
+    pairs = ([(default_teacher_layer(i, n_T, n_S), i) for i in range(n_S)] if n_S <= n_T
+             else [(j, default_teacher_layer(j, n_S, n_T)) for j in range(n_T)])
     out = []
     for f in features:
         if f == "embedding":
             out.append(LayerMatch(0, 0, "embedding", weight))
             continue
-        out += [LayerMatch(default_teacher_layer(i, n_T, n_S), i, f, weight) for i in range(n_S)]
+        out += [LayerMatch(t, s, f, weight) for t, s in pairs]
     return tuple(out)
 
 

@@ -6,10 +6,13 @@ init="teacher-layers": same width as the teacher; embeddings, pooler and classif
 init="truncated": a narrower/shallower config; every weight is the leading slice of the teacher's
   matching weight (block i from teacher block ``layers[i]``), a cheap warm start.
 init="random": the smaller config with fresh random weights.
+init="pretrained": an existing model of any supported family, with its own tokenizer (``model``: a local
+  HF folder or ``hf`` artifact; ``edgepack.distill.pretrained``); the shape fields do not apply.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +20,18 @@ from edgepack.distill.layer_map import default_teacher_layer
 
 from edgepack.config import ConfigError, check_choice, check_fields, check_min
 from edgepack.errors import EdgepackError
+from edgepack.families import attention_overrides
 
-INITS = ("teacher-layers", "truncated", "random")
+INITS = ("teacher-layers", "truncated", "random", "pretrained")
 
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """The student's shape and initialisation. None = keep the teacher's value."""
+    """The student's shape and initialisation. None = keep the teacher's value.
+
+    init="pretrained" takes the student from ``model`` (its own depth, width and tokenizer; num_layers
+    is then ignored and layers/hidden_size/num_heads/intermediate_size must stay unset).
+    """
 
     num_layers: int = 3
     layers: tuple[int, ...] | None = None  # teacher blocks to copy, default round((i+1)*n/k)-1
@@ -31,11 +39,20 @@ class StudentConfig:
     num_heads: int | None = None
     intermediate_size: int | None = None
     init: str = "teacher-layers"
+    model: str | None = None  # init="pretrained": local HF folder or 'hf' artifact of the student
 
     def __post_init__(self) -> None:
         check_fields(self)
         check_min(self, 1, "num_layers", "hidden_size", "num_heads", "intermediate_size")
         check_choice(self, "init", INITS)
+        if (self.init == "pretrained") != (self.model is not None):
+            raise ConfigError("model", "is required with init='pretrained' (a model folder or 'hf' artifact)"
+                              if self.model is None else f"is only used with init='pretrained', not '{self.init}'")
+        if self.init == "pretrained":
+            shaped = [f for f in ("layers", "hidden_size", "num_heads", "intermediate_size")
+                      if getattr(self, f) is not None]
+            if shaped:
+                raise ConfigError(shaped[0], "does not apply to init='pretrained' (the model's own shape is used)")
         if self.layers is not None:
             if len(self.layers) != self.num_layers:
                 raise ConfigError("layers", f"must name num_layers ({self.num_layers}) teacher blocks, "
@@ -104,19 +121,30 @@ def make_student(teacher: Any, cfg: StudentConfig, seed: int = 0, overrides: dic
     """A new student model (same class as ``teacher``) initialised as ``cfg.init`` says.
 
     overrides: config attributes to set on the student (e.g. ``attention_probs_dropout_prob=0`` when
-    attention maps are distilled: HF returns the probabilities after dropout).
+    attention maps are distilled: HF returns the probabilities after dropout). For families that alternate
+    global and local attention by block position (ModernBERT), the student's alternation is chosen so each
+    copied block keeps its teacher kind (``edgepack.families.attention_overrides``); a warning names the blocks
+    no alternation can keep.
     """
     import torch
 
     n_T = getattr(teacher.config, _layer_attr(teacher.config))
     c = student_config(teacher.config, cfg)
+    layers = student_layers(cfg, n_T) if cfg.init != "random" else None
+    if layers is not None:  # alternating global/local families: copied blocks keep their attention kind
+        kinds, changed = attention_overrides(teacher.config, layers)
+        overrides = {**kinds, **(overrides or {})}
+        if changed:
+            warnings.warn(f"student blocks {changed} (copied from teacher blocks {[layers[i] for i in changed]}) "
+                          "run the other attention kind than in the teacher (global vs local): no "
+                          "global_attn_every_n_layers reproduces them; choose student layers to avoid it",
+                          stacklevel=2)
     for k, v in (overrides or {}).items():
         setattr(c, k, v)
     torch.manual_seed(seed)
     student = teacher.__class__(c)
-    if cfg.init == "random":
+    if layers is None:
         return student.train()
-    layers = student_layers(cfg, n_T)
     t_sd = teacher.state_dict()
     prefix_T = _block_prefix(teacher, _encoder_layers(teacher))
     new_sd = {}

@@ -85,6 +85,38 @@ class TeacherCache:
         return self._t[key]
 
 
+class ConcatCache:
+    """Several caches as one: example ``i`` of the whole is example ``i - offset`` of the part holding it.
+
+    Distillation keeps its training set's cache (shared by every student of the teacher) and caches a
+    transfer set on its own, so adding or changing a transfer set never recomputes the training set's.
+    """
+
+    def __init__(self, parts: list[TeacherCache]):
+        self.parts = parts
+        self.starts = [0]
+        for p in parts:
+            self.starts.append(self.starts[-1] + len(p.lengths))
+        self.needs, self.heads = parts[0].needs, parts[0].heads
+        self.lengths = [n for p in parts for n in p.lengths]
+
+    def targets(self, idx: list[int], L: int) -> dict:
+        import torch
+
+        by_part: dict[int, list[int]] = {}
+        for r, i in enumerate(idx):
+            k = next(k for k in range(len(self.parts)) if i < self.starts[k + 1])
+            by_part.setdefault(k, []).append(r)
+        out: dict = {}
+        for k, rows in by_part.items():
+            got = self.parts[k].targets([idx[r] - self.starts[k] for r in rows], L)
+            for name, t in got.items():
+                if name not in out:
+                    out[name] = torch.zeros((len(idx), *t.shape[1:]), dtype=t.dtype)
+                out[name][rows] = t
+        return out
+
+
 def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, mode: str = "memory",
                 path: Path | None = None, device: Any = None, progress: bool = True) -> TeacherCache:
     """Run ``teacher`` once over ``enc`` (eval mode, no grad) and keep what ``needs`` asks for."""

@@ -179,6 +179,23 @@ def _steps(items: Any, defaults: dict, where: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _local_paths(items: Any, base: Path) -> Any:
+    """Relative file options of a distill pass (student.model, transfer.path) start at the recipe's folder."""
+    if not isinstance(items, list):
+        return items
+    out = []
+    for item in items:
+        if _kind(item) == "distill" and isinstance(item["distill"], dict):
+            opts = dict(item["distill"])
+            for section, key in (("student", "model"), ("transfer", "path")):
+                sub = opts.get(section)
+                if isinstance(sub, dict) and isinstance(sub.get(key), str) and not Path(sub[key]).is_absolute():
+                    opts[section] = {**sub, key: str((base / sub[key]).resolve())}
+            item = {"distill": opts}
+        out.append(item)
+    return out
+
+
 def _check_defaults(defaults: Any, classes: list[type], where: str) -> dict:
     if defaults is None:
         return {}
@@ -205,7 +222,7 @@ def parse_recipe(raw: Any, source: str, base: Path, output: str | Path | None = 
         raise EdgepackError(f"{where}: unknown key(s) {unknown}; valid: {list(KEYS)}")
     if not raw.get("model"):
         raise EdgepackError(f"{where}: 'model' is required (a local model folder or a builtin: name)")
-    items = raw.get("passes")
+    items = _local_paths(raw.get("passes"), base)
     classes = [PASSES[k].config_class() for k in PASSES] + [DataSpec, BenchSettings]
     defaults = _check_defaults(raw.get("defaults"), classes, where)
     try:

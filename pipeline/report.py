@@ -82,8 +82,26 @@ def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def transfer_comparisons(results: dict) -> list[dict]:
+    """Each distillation that also trained its student without the transfer set: both accuracies and the
+    paired bootstrap interval of the difference (``metrics["transfer_comparison"]``), by step name."""
+    return [{"step": n, **a.metrics["transfer_comparison"]} for n, a in results.items()
+            if isinstance(a, Artifact) and a.stage == "distill" and a.metrics.get("transfer_comparison")]
+
+
+def _transfer_markdown(comparisons: list[dict]) -> list[str]:
+    from edgepack.scoring import describe_difference
+
+    out = ["", "## Transfer set", ""]
+    for c in comparisons:
+        out.append(f"- {c['step']}: with {c['transfer_texts']} transfer texts {100 * c['accuracy_a']:.1f}%, "
+                   f"without {100 * c['accuracy_b']:.1f}% (seed {c['seed']}, {c['steps']} optimizer steps each). "
+                   + describe_difference(c, "with the transfer set", "without") + ".")
+    return out
+
+
 def to_markdown(recipe: Any, lines: list[dict], batch_sizes: tuple[int, ...], goals: list[dict],
-                stage_times: dict, env: dict) -> str:
+                stage_times: dict, env: dict, transfer: list[dict] = ()) -> str:
     head = ["artifact", "accuracy (95% CI)", "size MB"]
     for b in batch_sizes:
         head += [f"b{b} p50 ms", f"b{b} speed-up vs teacher"]
@@ -109,6 +127,8 @@ def to_markdown(recipe: Any, lines: list[dict], batch_sizes: tuple[int, ...], go
     if goals:
         out += ["", "## Goals", ""]
         out += [f"- {'PASS' if g['ok'] else 'MISS'}: {g['what']} (measured: {g['measured']})" for g in goals]
+    if transfer:
+        out += _transfer_markdown(list(transfer))
     out += ["", "## Stage times", ""]
     for k, v in stage_times.items():
         out.append(f"- {k}: " + ("skipped (done before)" if v["skipped"] else f"{v['seconds']:.0f} s"))
@@ -231,13 +251,15 @@ def write_report(recipe: Any, model: str, results: dict, timings: dict, out: Pat
     g = check_goals(recipe.goals, lines, roles.get("final"))
     env = {**environment(bench.threads), "threads": bench.threads, "n_eval": len(ds.val_texts)}
     plot(lines, out / "accuracy_vs_latency.png")
-    md = to_markdown(recipe, lines, cfg.batch_sizes, g, timings, env)
+    transfer = transfer_comparisons(results)
+    md = to_markdown(recipe, lines, cfg.batch_sizes, g, timings, env, transfer)
     emb_md, emb = embedding_section(rows, results)
     md += "\n".join(emb_md)
     artifacts = {n: {"path": str(a.path), "stage": a.stage, "metrics": a.metrics}
                  for n, a in results.items() if isinstance(a, Artifact)}
-    report = {"recipe": recipe.source, "name": recipe.name, "summary": lines, "goals": g, "rows": rows,
-              "stage_times": timings, "artifacts": artifacts, "environment": env, **({"embeddings": emb} if emb else {})}
+    report = {"recipe": recipe.source, "name": recipe.name, "summary": lines, "goals": g, "transfer": transfer,
+              "rows": rows, "stage_times": timings, "artifacts": artifacts, "environment": env,
+              **({"embeddings": emb} if emb else {})}
     _atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2) + "\n")
     _atomic_write_text(out / "report.md", md)
     print(md)

@@ -112,7 +112,10 @@ def _stage(step: Step, recipe: Recipe, model: str, pipe: Pipeline) -> Stage:
     def key() -> dict:
         t = teacher()
         data = content_key(_jsonable(recipe.data)) if spec.uses_data else None  # the CSV's sha256, not its path
+        files = [getattr(getattr(step.config, "student", None), "model", None),  # distill: files it reads
+                 getattr(getattr(step.config, "transfer", None), "path", None)]
         return {"pass": step.kind, "cfg": step.config, "data": data,
+                "files": [path_content_id(f) for f in files if f] or None,
                 "model": path_content_id(recipe.model) if step.parent is None else None,
                 "teacher": t.manifest_sha256() if isinstance(t, Artifact) else path_content_id(t)}
 

@@ -43,7 +43,7 @@ BAD_VALUES = [
     (LoraSettings, {"quantize_base": "2bit"}, "quantize_base must be one of 8bit, 4bit, got '2bit'"),
     (LoraSettings, {"target_modules": "query"}, "target_modules must be a list, got str 'query'"),
     (FinetuneConfig, {"merge_tolerance": -1.0}, "merge_tolerance must be > 0, got -1.0"),
-    (StudentConfig, {"init": "copy"}, "init must be one of teacher-layers, truncated, random, got 'copy'"),
+    (StudentConfig, {"init": "copy"}, "init must be one of teacher-layers, truncated, random, pretrained, got 'copy'"),
     (StudentConfig, {"num_layers": 0}, "num_layers must be >= 1, got 0"),
     (StudentConfig, {"num_layers": 2, "layers": (1,)}, "layers must name num_layers (2) teacher blocks, got [1]"),
     (StudentConfig, {"layers": (0, -1, 2)}, "layers must be teacher block indices >= 0, got [0, -1, 2]"),
@@ -129,10 +129,10 @@ def test_every_stage_config_is_frozen_and_builds_with_defaults():
 
 @pytest.mark.parametrize("cls,data,message", [
     (DistillConfig, {"student": {"bogus": 1}},
-     ("unknown DistillConfig option(s) student.bogus; valid: hidden_size, init, intermediate_size, layers, "
+     ("unknown DistillConfig option(s) student.bogus; valid: hidden_size, init, intermediate_size, layers, model, "
      "num_heads, num_layers")),
     (DistillConfig, {"student": {"init": "copy"}},
-     "student.init must be one of teacher-layers, truncated, random, got 'copy'"),
+     "student.init must be one of teacher-layers, truncated, random, pretrained, got 'copy'"),
     (DistillConfig, {"train": {"lr": "fast"}}, "train.lr must be a number, got str 'fast'"),
     (DistillConfig, {"train": 3}, "train: TrainConfig needs a mapping, got int"),
     (DistillConfig, {"layer_map": [{"layer_T": 1}]}, "layer_map[0]: missing required option(s) layer_S"),

@@ -20,7 +20,8 @@ def load_example(name: str):
     return mod
 
 
-@pytest.mark.parametrize("name", ["distill_demo", "prune_demo", "quantize_demo"])
+@pytest.mark.parametrize("name", ["distill_demo", "prune_demo", "quantize_demo", "make_pretrained_student",
+                                  "distill_students"])
 def test_example_script_help(name):
     r = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"], capture_output=True, text=True,
                        timeout=120, check=False)

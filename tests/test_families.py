@@ -267,8 +267,8 @@ def test_modernbert_layer_dropping_refusals(tmp_path, drop, message):
 
 
 def test_modernbert_student_attention_kinds(tmp_path):
-    """A student block runs the attention kind of its *position*; families.attention_overrides picks the
-    global_attn_every_n_layers that keeps the copied blocks' kinds (make_student's ``overrides``)."""
+    """A student block runs the attention kind of its *position*; make_student picks (families.attention_overrides)
+    the global_attn_every_n_layers that keeps the copied blocks' kinds, and warns when none can."""
     from edgepack.distill.student import StudentConfig, make_student
 
     from edgepack.families import attention_overrides
@@ -276,12 +276,16 @@ def test_modernbert_student_attention_kinds(tmp_path):
     teacher, _ = _modernbert(tmp_path, layers=4, every=2)  # G L G L
     t_windows = _windows(teacher)
     cfg = StudentConfig(num_layers=2, layers=(0, 2))
-    assert _windows(make_student(teacher, cfg))[1] == (8, 8)  # by position: teacher block 2 (global) runs local
     overrides, changed = attention_overrides(teacher.config, (0, 2))
     assert overrides == {"global_attn_every_n_layers": 1} and changed == []
-    assert _windows(make_student(teacher, cfg, overrides=overrides)) == [t_windows[0], t_windows[2]]
+    assert _windows(make_student(teacher, cfg)) == [t_windows[0], t_windows[2]]  # both global, as in the teacher
+    # without the override, position decides: teacher block 2 (global) would run local
+    assert _windows(make_student(teacher, cfg, overrides={"global_attn_every_n_layers": 2}))[1] == (8, 8)
     # the default blocks of a 2-of-4 student (1, 3) are both local: no value keeps block 0's kind
     assert attention_overrides(teacher.config, (1, 3)) == ({"global_attn_every_n_layers": 2}, [0])
+    with pytest.warns(UserWarning, match=r"student blocks \[0\] \(copied from teacher blocks \[1\]\) run the other"):
+        student = make_student(teacher, StudentConfig(num_layers=2))
+    assert _windows(student)[1] == t_windows[3]
 
 
 @pytest.fixture(scope="module")
