@@ -64,7 +64,8 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<pid>\d+)-)?[^/]*$")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this process counts; another user's process counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -89,7 +90,7 @@ def clean_stale(out: Path) -> list[Path]:
         m = _STALE.match(p.name)
         if not m or m["name"] != out.name or not p.is_dir() or p.is_symlink():
             continue
-        if m["pid"] is not None and _alive(int(m["pid"])):
+        if m["pid"] is not None and pid_alive(int(m["pid"])):
             continue
         old = p / "old"
         if m["kind"] == "old" and not out.exists() and old.is_dir() and (old / MANIFEST).is_file():

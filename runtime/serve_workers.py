@@ -28,6 +28,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from edgepack.outputs import pid_alive
+
 ENV_CONFIG = "EDGEPACK_SERVE_CONFIG"  # JSON {"artifact": ..., "cfg": {...}} for multi-process workers
 PUBLISH_EVERY_S = 1.0
 MAX_AUTO_WORKERS = 8  # each worker holds a model copy; past 8 the spare cores go to threads instead
@@ -83,7 +85,7 @@ class WorkerGroup:
         (self.dir / f"ready-{self.pid}").touch()
 
     def ready_count(self) -> int:
-        return sum(1 for p in self.dir.glob("ready-*") if _alive(int(p.name.split("-")[1])))
+        return sum(1 for p in self.dir.glob("ready-*") if pid_alive(int(p.name.split("-")[1])))
 
     def all_ready(self) -> bool:
         return self.ready_count() >= self.workers
@@ -98,7 +100,7 @@ class WorkerGroup:
         out = []
         for p in self.dir.glob("metrics-*.json"):
             pid = int(p.stem.split("-")[1])
-            if pid != self.pid and _alive(pid):
+            if pid != self.pid and pid_alive(pid):
                 try:
                     out.append(json.loads(p.read_text()))
                 except (OSError, ValueError):
@@ -115,16 +117,6 @@ class WorkerGroup:
                 time.sleep(PUBLISH_EVERY_S)
 
         threading.Thread(target=loop, name="edgepack-metrics-publish", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def worker_snapshot(metrics: Any) -> dict:
