@@ -31,9 +31,13 @@ class ServerSpec:
     env: str  # the venv it runs from (a key of peer_envs.ENVS)
 
 
-def edgepack_server(name: str, python: Path, artifact: Path, threads: int) -> ServerSpec:
+def edgepack_server(name: str, python: Path, artifact: Path, threads: int, workers: bool = False) -> ServerSpec:
+    """``edgepack serve``: one process with ``threads`` intra-op threads, or (``workers``) ``threads``
+    single-threaded worker processes behind the port; the same thread count either way."""
+    split = ("--workers", str(threads), "--intra-op-threads", "1") if workers else ("--workers", "1",
+                                                                                   "--intra-op-threads", str(threads))
     argv = (str(python), "-m", "edgepack", "serve", str(artifact), "--host", "127.0.0.1", "--port", "{port}",
-            "--log-level", "warning", "--intra-op-threads", str(threads))
+            "--log-level", "warning", *split)
     return ServerSpec(name, argv, "/readyz", "/v1/embeddings", "edgepack")
 
 

@@ -18,7 +18,8 @@ texts/s at batch 1 and 32 (one call per batch, best pass), p50 per call, peak RS
 mean / min cosine of each peer's embeddings to st-torch's.
 
 Server (32 closed-loop clients on loopback, one text per request, then 16):
-  edgepack-serve-fp32, edgepack-serve-int8   `edgepack serve` on /v1/embeddings
+  edgepack-serve-fp32, edgepack-serve-int8   `edgepack serve` on /v1/embeddings, one process x --threads
+  edgepack-serve-int8-workers                 the same with --threads single-threaded worker processes
   infinity-torch, infinity-optimum           `infinity_emb v2 --engine torch|optimum` on /embeddings
 requests/s, texts/s, p50, p99, errors, RSS.
 
@@ -54,7 +55,8 @@ RUNTIME_PEERS = {  # name -> (venv, runner kind)
     "st-onnx-int8": ("sentence-transformers", "st-onnx"), "st-torch": ("sentence-transformers", "st-torch"),
 }
 SERVER_PEERS = {  # name -> the venvs to try in turn (the first that installs and serves is measured)
-    "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",), "infinity-torch": ("infinity",),
+    "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",),
+    "edgepack-serve-int8-workers": ("edgepack",), "infinity-torch": ("infinity",),
     "infinity-optimum": ("infinity-optimum1", "infinity"),
 }
 REFERENCE = "st-torch"
@@ -275,7 +277,7 @@ def _server_spec(s: Session, name: str, env_name: str):
     py = Path(env["python"])
     if name.startswith("edgepack"):
         art = s.edgepack_models()["fused" if name.endswith("fp32") else "int8"]
-        return edgepack_server(name, py, art, s.args.threads)
+        return edgepack_server(name, py, art, s.args.threads, workers=name.endswith("workers"))
     if name == "infinity-torch":
         return infinity_server(name, py, Path(s.model), "torch", env_name)
     # the optimum engine reads an ONNX file from the model folder: edgepack's fp32 export, as onnx/model.onnx

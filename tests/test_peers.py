@@ -24,7 +24,7 @@ def _args(*argv: str):
     [
         (["--peers", "edgepack-int8,tei"], ("unknown peer(s) 'tei'; known: edgepack-fp32, edgepack-int8, "
          "fastembed-fp32, fastembed-int8, st-onnx-int8, st-torch, edgepack-serve-fp32, edgepack-serve-int8, "
-         "infinity-torch, infinity-optimum")),
+         "edgepack-serve-int8-workers, infinity-torch, infinity-optimum")),
         (["--threads", "0"], "--threads must be at least 1, got 0"),
         (["--texts-per-request", "0"], "--texts-per-request must be at least 1, got 0"),
         (["--texts", "8"], "--texts must be at least 32 (the largest batch), got 8"),
