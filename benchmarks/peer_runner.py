@@ -45,7 +45,7 @@ def load_edgepack(job: dict):
     """edgepack's lean runtime: ``Predictor.infer`` (tokenize, run, pool + normalize as the artifact records)."""
     from edgepack.runtime.predictor import Predictor
 
-    pred = Predictor.open(job["model"], intra_op_threads=job["threads"], batch_size=max(job["batch_sizes"]))
+    pred = Predictor.open(job["model"], intra_op_threads=job["threads"])  # its default batching, as users get it
     return lambda texts, batch_size=None: pred.infer(texts), ["onnxruntime", "tokenizers", "numpy"]
 
 

@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per text")
     p.add_argument("--backend", default="auto", help="runtime backend (default: auto = best available)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's choice)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per model call (default: 32)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="texts per model call; more texts are sorted by length and cut (default: 16)")
     p.set_defaults(func=_predict)
 
     i = sub.add_parser("inspect", help="print an artifact's manifest and verify its checksums",

@@ -27,7 +27,10 @@ class Predictor:
     artifact: Artifact
     runner: Any
     encoder: TextEncoder
-    batch_size: int = 32
+    # texts per model call: a larger call is sorted by length and cut, so each piece pads only to its own
+    # longest text. 16: MiniLM INT8 embeddings in calls of 32 real snippets on a 2-core AVX2 CPU ran 170
+    # texts/s at 32, 223 at 16, 248 at 8; the server's demo classifier was best at 16 (its model_batch).
+    batch_size: int = 16
 
     def __post_init__(self) -> None:
         # Facts the hot path reads on every call, looked up once.
@@ -47,7 +50,7 @@ class Predictor:
         backend: str = "auto",
         intra_op_threads: int | None = None,
         max_length: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 16,
         inter_op_threads: int | None = None,
         memory_arena: bool = True,
         **backend_opts: Any,
