@@ -45,10 +45,14 @@ def bootstrap_ci(
     correct = (np.asarray(pred) == np.asarray(gold)).astype(np.float64)
     if correct.size == 0:
         raise ValueError("no examples to bootstrap")
+    return _bootstrap_mean_ci(correct, n, level, seed)
+
+
+def _bootstrap_mean_ci(values: np.ndarray, n: int, level: float, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` over ``n`` resamples of its entries with replacement."""
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, correct.size, size=(n, correct.size))
-    means = correct[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    idx = rng.integers(0, values.size, size=(n, values.size))
+    lo, hi = np.quantile(values[idx].mean(axis=1), [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
 
@@ -66,10 +70,7 @@ def paired_bootstrap_ci(
         raise ValueError(f"need two equal, non-empty prediction sets for the labels; got {pred_a.shape}, "
                          f"{pred_b.shape} and {gold.shape}")
     a, b = (pred_a == gold).astype(np.float64), (pred_b == gold).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(n, a.size))
-    diffs = (a - b)[idx].mean(axis=1)
-    lo, hi = np.quantile(diffs, [(1 - level) / 2, 1 - (1 - level) / 2])
+    lo, hi = _bootstrap_mean_ci(a - b, n, level, seed)
     return {"accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()), "diff": float(a.mean() - b.mean()),
             "ci95": [float(lo), float(hi)], "n": int(a.size)}
 
