@@ -56,22 +56,19 @@ def check_classifier_options(cfg: DistillConfig, source: Any) -> None:
 
 def embed(model: Any, enc: Any, pooling: str, normalize: bool, batch_size: int = 64, device: Any = None) -> np.ndarray:
     """Pooled (and, if ``normalize``, L2-normalized) embeddings (N, H) float32, in input order, no grad."""
-    import torch
     import torch.nn.functional as F
 
-    from edgepack.batching import pad_batch, sorted_batches
+    from edgepack.batching import predict_rows
     from edgepack.losses import pool
 
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(enc), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
-        for idx in sorted_batches(enc.lengths, batch_size):
-            b = {k: v.to(device) if device is not None else v for k, v in pad_batch(enc, idx).items()}
-            e = pool(model(**b).last_hidden_state, b["attention_mask"], pooling).float()  # (B, H)
-            out[idx] = (F.normalize(e, dim=-1) if normalize else e).cpu().numpy()
-    model.train(was_training)
-    return out
+    if not len(enc):
+        return np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+    def head(out: Any, batch: dict) -> Any:
+        e = pool(out.last_hidden_state, batch["attention_mask"], pooling).float()  # (B, H)
+        return F.normalize(e, dim=-1) if normalize else e
+
+    return predict_rows(model, enc, head, batch_size, device).numpy()
 
 
 def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dataset | list, cfg: DistillConfig,

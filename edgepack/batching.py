@@ -96,19 +96,26 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 def predict_logits(model: Any, enc: Encoded, batch_size: int = 64, device: Any = None) -> Any:
     """Logits (N, C) float32 on CPU, in input order, with the model in eval mode and no grad."""
+    return predict_rows(model, enc, lambda out, batch: out.logits, batch_size, device)
+
+
+def predict_rows(model: Any, enc: Encoded, head: Any, batch_size: int = 64, device: Any = None) -> Any:
+    """``head(model_output, batch)`` -> (B, D) for length-sorted batches, gathered as (N, D) float32 on CPU in
+    input order, with the model in eval mode and no grad (logits, pooled embeddings, ...)."""
     import torch
 
     was_training = model.training
     model.eval()
-    out = [None] * len(enc)
+    out = None
     with torch.inference_mode():
         for idx in sorted_batches(enc.lengths, batch_size):
             b = {k: v.to(device) if device is not None else v for k, v in pad_batch(enc, idx).items()}
-            logits = model(**b).logits.float().cpu()
-            for r, i in enumerate(idx):
-                out[i] = logits[r]
+            rows = head(model(**b), b).float().cpu()
+            if out is None:
+                out = torch.empty((len(enc), rows.shape[-1]), dtype=torch.float32)
+            out[torch.as_tensor(idx)] = rows
     model.train(was_training)
-    return torch.stack(out) if out else torch.zeros((0, 0))
+    return out if out is not None else torch.zeros((0, 0))
 
 
 def classification_metrics(logits: Any, labels: list[int], num_classes: int) -> dict:
