@@ -9,6 +9,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from edgepack.runtime.wordpiece import WordCache
+
 Text = Union[str, tuple[str, str]]  # a text, or a (text, text_pair)
 FEED_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -37,24 +39,32 @@ class TextEncoder:
         self._ones = np.ones((1, self.max_length), dtype=np.int64)
         self._zeros = np.zeros((1, self.max_length), dtype=np.int64)
         self._ones.flags.writeable = self._zeros.flags.writeable = False
-        self._ascii, self._ascii_gate = _ascii_tokenizer(self.tokenizer, source)
+        self._words = WordCache.of(self.tokenizer)  # None: every text goes through the library
 
     def encode(self, texts: Sequence[Text]) -> list:
-        """tokenizers.Encoding objects, one per text (truncated, unpadded).
+        """One encoding per text (truncated, unpadded): ``ids``, ``type_ids`` and ``len`` are what is read.
 
-        One text is encoded on the calling thread (``encode``: no thread-pool hand-off, which at batch 1
-        costs more than the text); several go through the library's parallel ``encode_batch_fast`` (no
-        character offsets, which the runtime never reads). One printable ASCII text goes through
-        ``_ascii_tokenizer``'s equivalent pipeline where the tokenizer has one (the same ids, ~10 us less).
+        Printable ASCII texts of a BERT-style WordPiece tokenizer go through ``WordCache`` (the library's ids,
+        from a dict of words: 7 us for a review snippet where the library takes 30-55 us). The rest go
+        through the library: one text on the calling thread (``encode``: no thread-pool hand-off, which
+        at batch 1 costs more than the text), several through its parallel ``encode_batch_fast`` (no
+        character offsets, which the runtime never reads).
         """
+        words = self._words
+        if words is not None:
+            out = [words.encode(t) if type(t) is str else None for t in texts]
+            if None not in out:
+                return out
+            rest = [i for i, e in enumerate(out) if e is None]
+            for i, e in zip(rest, self._library([texts[i] for i in rest])):
+                out[i] = e
+            return out
+        return self._library(texts)
+
+    def _library(self, texts: Sequence[Text]) -> list:
         if len(texts) == 1:
             t = texts[0]
-            if isinstance(t, str):
-                if (self._ascii is not None and t.isascii() and t.isprintable()
-                        and not any(map(t.__contains__, self._ascii_gate))):
-                    return [self._ascii.encode(t.lower())]
-                return [self.tokenizer.encode(t)]
-            return [self.tokenizer.encode(*t)]
+            return [self.tokenizer.encode(t) if isinstance(t, str) else self.tokenizer.encode(*t)]
         return self._encode_batch(list(texts))
 
     def feeds(self, encodings: Sequence, names: Sequence[str] = FEED_NAMES) -> dict[str, np.ndarray]:
@@ -122,36 +132,6 @@ class TextEncoder:
             types[valid] = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64,
                                        count=total)
         return True
-
-
-def _ascii_tokenizer(tokenizer, source: str) -> tuple[object | None, tuple[str, ...]]:
-    """For a lowercasing ``BertNormalizer`` (BERT-style uncased vocabularies): a copy of ``tokenizer`` (loaded
-    again from its JSON ``source``) without a normalizer, and the characters whose presence rules it out;
-    (None, ()) otherwise.
-
-    On a printable ASCII text, ``copy.encode(text.lower())`` gives ``tokenizer.encode(text)``'s ids: of
-    BertNormalizer's steps, cleaning (control characters out, whitespace to spaces), CJK spacing and accent
-    stripping (NFD, then dropping combining marks) change no printable ASCII character, and its lowercasing
-    of ASCII is ``str.lower``'s. Lowercasing in the tokenizer is the costly step (a per-character rewrite of
-    its aligned string): after a model call, 29-32 us vs 40-43 us for a short review (AMD EPYC, AVX2). The
-    one other thing that reads the text before normalization, added tokens that match it raw
-    (``normalized: false``, e.g. ``[CLS]``), is ruled out by the gate: a text holding the first letter of such
-    a token (either case) takes the full pipeline. Tokenizers with many such first letters get no copy.
-    """
-    from tokenizers import Tokenizer, normalizers
-
-    norm = tokenizer.normalizer
-    if not isinstance(norm, normalizers.BertNormalizer) or not norm.lowercase:
-        return None, ()
-    gate = sorted({c for t in tokenizer.get_added_tokens_decoder().values() if not t.normalized and t.content
-                   for c in (t.content[0].lower(), t.content[0].upper()) if c.isascii()})
-    if len(gate) > 4:
-        return None, ()
-    fast = Tokenizer.from_str(source)
-    fast.normalizer = None
-    fast.no_padding()
-    fast.enable_truncation(**tokenizer.truncation)
-    return fast, tuple(gate)
 
 
 # Up to this many logits, softmax runs on Python floats: numpy's reductions cost more per call than the math

@@ -274,28 +274,6 @@ def test_a_graph_whose_outputs_are_not_the_declared_shape_runs_unbound(tmp_path)
         np.testing.assert_array_equal(call.run()["logits"], np.array(ids, np.float32) + 1)
 
 
-def test_the_ascii_shortcut_gives_the_full_tokenizers_ids(tiny_onnx, minilm_path):
-    import random
-    from pathlib import Path
-
-    from edgepack.runtime.text import TextEncoder
-
-    from edgepack.data import as_dataset, example_spec
-
-    rt = as_dataset(example_spec()).val_texts[:1500]
-    rng = random.Random(0)
-    noise = ["".join(rng.choice([chr(i) for i in range(lo, 127)]) for _ in range(rng.randint(0, 40)))
-             for lo in (0, 32) for _ in range(1500)]  # any ASCII, printable ASCII (the fast path's)
-    edge = ["[CLS] hi", "Hello\tWORLD\n", "a\x00b\x07c\x7f", "x " * 300, "", " ", "MiXeD [mask] [MASK] x",
-            "Ünïcode Café"]
-    for tok in (Path(tiny_onnx) / "tokenizer.json", Path(minilm_path) / "tokenizer.json"):
-        enc = TextEncoder(tok, 64)
-        assert enc._ascii is not None and enc._ascii_gate == ("[",)
-        for t in rt + [t.upper() for t in rt[:500]] + noise + edge:
-            got, want = enc.encode([t])[0], enc.tokenizer.encode(t)
-            assert (got.ids, got.type_ids) == (want.ids, want.type_ids), repr(t)
-
-
 def test_small_softmax_matches_the_numpy_one():
     from edgepack.runtime import text
 
