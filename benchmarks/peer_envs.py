@@ -55,14 +55,6 @@ ENVS: dict[str, PeerEnv] = {
         "import infinity_emb, sentence_transformers",
         "its torch engine needs sentence-transformers",
     ),
-    "infinity-optimum1": PeerEnv(
-        "infinity-optimum1",
-        (TORCH, "infinity-emb[server,optimum]==0.0.78", "sentence-transformers>=3.0.1,<4", "optimum[onnxruntime]<2",
-         "transformers<4.49", "datasets<4", "pyarrow<20"),
-        "from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTOptimizer; import infinity_emb",
-        "optimum 1.x for its optimum engine (2.x cannot load a local ONNX file); optimum 1.x's bettertransformer "
-        "needs transformers<4.49, and its datasets dependency a pyarrow that still takes numpy 1.x",
-    ),
 }
 
 

@@ -29,6 +29,7 @@ class ServerSpec:
     ready_path: str
     embed_path: str
     env: str  # the venv it runs from (a key of peer_envs.ENVS)
+    cwd: str | None = None  # where it starts (None: its log's folder)
 
 
 def edgepack_server(name: str, python: Path, artifact: Path, threads: int, workers: bool = False) -> ServerSpec:
@@ -42,11 +43,15 @@ def edgepack_server(name: str, python: Path, artifact: Path, threads: int, worke
 
 
 def infinity_server(name: str, python: Path, model_dir: Path, engine: str, env: str, batch_size: int = 32) -> ServerSpec:
+    """``infinity_emb v2`` on ``model_dir``. The optimum engine starts inside the folder as ``--model-id .``:
+    infinity 0.0.78 passes the ONNX file it finds there as ``file_name`` to optimum, and optimum 2.x accepts
+    only a bare file name (``model.onnx``, at the folder's top), which a relative model id gives."""
     exe = python.parent / "infinity_emb"
-    argv = (str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", SERVED_NAME, "--engine", engine,
-            "--device", "cpu", "--host", "127.0.0.1", "--port", "{port}", "--batch-size", str(batch_size),
-            "--log-level", "warning", "--no-model-warmup")
-    return ServerSpec(name, argv, "/health", "/embeddings", env)
+    here = engine == "optimum"
+    argv = (str(exe), "v2", "--model-id", "." if here else str(model_dir), "--served-model-name", SERVED_NAME,
+            "--engine", engine, "--device", "cpu", "--host", "127.0.0.1", "--port", "{port}", "--batch-size",
+            str(batch_size), "--log-level", "warning", "--no-model-warmup")
+    return ServerSpec(name, argv, "/health", "/embeddings", env, cwd=str(model_dir) if here else None)
 
 
 class ChildServer:
@@ -69,7 +74,7 @@ class ChildServer:
         t0 = time.perf_counter()
         # cwd: the work folder, so `python -m edgepack` imports the venv's install, never a checkout's folders
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=str(self.log_path.parent))
+                                     cwd=self.spec.cwd or str(self.log_path.parent))
         while _get(self.port, self.spec.ready_path)[0] != 200:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")

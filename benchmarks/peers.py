@@ -6,8 +6,8 @@ transformers versions), reused while its requirements are unchanged:
   edgepack               this checkout's lean runtime (edgepack[cpu,serve]: no torch)
   fastembed              fastembed==0.9.1 (numpy + tokenizers + onnxruntime)
   sentence-transformers  sentence-transformers[onnx] + optimum-onnx + torch==2.13.0 (CPU wheel)
-  infinity               infinity-emb[server,optimum]==0.0.78 + sentence-transformers<4 (torch engine)
-  infinity-optimum1      the same with optimum<2 (its optimum engine cannot load a local ONNX file on 2.x)
+  infinity               infinity-emb[server,optimum]==0.0.78 + sentence-transformers<4 (its torch engine
+                         needs them; pip resolves optimum 2.1 for its optimum engine)
 
 Runtime (one process per peer, in its venv; embeddings of all-MiniLM-L6-v2, mean pooling + normalize):
   edgepack-fp32   Predictor on edgepack's fused fp32 export     edgepack-int8   ... on edgepack's dynamic INT8
@@ -57,7 +57,7 @@ RUNTIME_PEERS = {  # name -> (venv, runner kind)
 SERVER_PEERS = {  # name -> the venvs to try in turn (the first that installs and serves is measured)
     "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",),
     "edgepack-serve-int8-workers": ("edgepack",), "infinity-torch": ("infinity",),
-    "infinity-optimum": ("infinity-optimum1", "infinity"),
+    "infinity-optimum": ("infinity",),
 }
 REFERENCE = "st-torch"
 BATCH_SIZES = (1, 32)
@@ -280,13 +280,13 @@ def _server_spec(s: Session, name: str, env_name: str):
         return edgepack_server(name, py, art, s.args.threads, workers=name.endswith("workers"))
     if name == "infinity-torch":
         return infinity_server(name, py, Path(s.model), "torch", env_name)
-    # the optimum engine reads an ONNX file from the model folder: edgepack's fp32 export, as onnx/model.onnx
+    # the optimum engine reads an ONNX file from the model folder: edgepack's fp32 export, as model.onnx at its
+    # top (see infinity_server), next to the model's config, tokenizer and pooling files
     from edgepack.benchmarks.peer_models import fastembed_folder
 
-    folder = s.cache / "models" / "infinity-onnx"
-    if not (folder / "config.json").is_file():
+    folder = fastembed_folder(s.edgepack_models()["fp32"] / "model.onnx", s.model, s.cache / "models" / "infinity-optimum")
+    if not (folder / "config.json").is_file():  # (fastembed_folder starts the folder over when its file changed)
         shutil.copytree(s.model, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("onnx", "openvino", "*.onnx"))
-    fastembed_folder(s.edgepack_models()["fp32"] / "model.onnx", s.model, folder / "onnx")
     return infinity_server(name, py, folder, "optimum", env_name)
 
 

@@ -204,3 +204,14 @@ def test_a_failed_install_is_remembered_not_retried(tmp_path, monkeypatch):
     got = peer_envs.ensure_env(env, tmp_path)
     assert got["ok"] is False
     assert got["error"] == f"{error} (recorded by an earlier run; delete {folder} to retry)"
+
+
+def test_infinity_optimum_starts_inside_its_folder_with_a_bare_file_name(tmp_path):
+    from edgepack.benchmarks.peer_servers import infinity_server
+
+    py = tmp_path / "venv" / "bin" / "python"
+    opt = infinity_server("infinity-optimum", py, tmp_path / "m", "optimum", "infinity")
+    assert opt.cwd == str(tmp_path / "m") and opt.argv[opt.argv.index("--model-id") + 1] == "."
+    torch = infinity_server("infinity-torch", py, tmp_path / "m", "torch", "infinity")
+    assert torch.cwd is None and torch.argv[torch.argv.index("--model-id") + 1] == str(tmp_path / "m")
+    assert opt.argv[0] == str(tmp_path / "venv" / "bin" / "infinity_emb")
