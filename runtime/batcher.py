@@ -127,13 +127,14 @@ _NEW, _RUNNING, _DEAD = 0, 1, 2
 
 
 class _Request:
-    __slots__ = ("enqueued", "failed", "future", "pending", "results", "state", "texts")
+    __slots__ = ("enqueued", "failed", "future", "pending", "results", "state", "texts", "tokens")
 
     def __init__(self, texts: list[str]):
         self.texts = texts
         self.future: Future = Future()
         self.results: list[Any] = [None] * len(texts)
         self.pending = len(texts)
+        self.tokens = 0  # its texts' lengths, summed as they finish
         self.enqueued = time.perf_counter()
         self.state = _NEW  # _RUNNING once the model took one of its texts; _DEAD: cancelled before that
         self.failed = False
@@ -183,7 +184,9 @@ class DynamicBatcher:
         return self._queued_texts
 
     def submit(self, texts: Sequence[str]) -> Future:
-        """Queue one request; the future resolves to its results (same order) or an exception.
+        """Queue one request; the future resolves to its results (same order) or an exception. Once done,
+        the future's ``tokens`` is the sum of its texts' lengths as batched (tokens, truncated; characters
+        for a plain callable).
 
         Raises QueueFullError when the queue would exceed ``max_queue`` texts, BatcherClosedError
         after ``close``. A request larger than ``max_queue`` can never fit and is refused too.
@@ -418,8 +421,10 @@ class DynamicBatcher:
             if req.failed:
                 continue
             req.results[it.index] = res
+            req.tokens += it.length
             req.pending -= 1
             if req.pending == 0:
+                req.future.tokens = req.tokens
                 req.future.set_result(req.results)
 
     @staticmethod

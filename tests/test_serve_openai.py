@@ -66,7 +66,8 @@ def test_embeddings_float_match_the_predictor_in_order(emb_server, enc_path):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)  # the contract's normalize
-    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 5
+    tokens = sum(map(len, _open(enc_path).encode(texts)))  # what the batcher ran, counted once
+    assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens} and tokens > 5
 
 
 def test_embeddings_single_string_and_base64_round_trip(emb_server, enc_path):
@@ -81,6 +82,35 @@ def test_embeddings_single_string_and_base64_round_trip(emb_server, enc_path):
     np.testing.assert_array_equal(rows[0], floats)  # bit-exact: float32 -> JSON -> float32 is lossless
     np.testing.assert_allclose(np.stack(rows), _open(enc_path).infer(["dull", "a gripping film"]), atol=1e-6)
     assert body["model"] == enc_path.name
+
+
+def test_embeddings_json_reads_back_to_the_exact_float32_rows(emb_server, enc_path):
+    texts = list(SAMPLE_TEXTS[:4])
+    _, _, plain = emb_server.call("POST", "/v1/embeddings", {"input": texts}, JSON)
+    _, _, b64 = emb_server.call("POST", "/v1/embeddings", {"input": texts, "encoding_format": "base64"}, JSON)
+    floats = np.array([d["embedding"] for d in plain["data"]], dtype=np.float32)
+    exact = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in b64["data"]])
+    np.testing.assert_array_equal(floats, exact)
+
+
+def test_non_finite_embeddings_are_a_500_not_nulls(enc_path):
+    from edgepack.runtime.predictor import Predictor
+
+    class Broken(Predictor):
+        def infer_encoded(self, encodings):
+            out = super().infer_encoded(encodings)
+            out[:, 0] = np.nan
+            return out
+
+    def load():
+        p = _open(enc_path)
+        return Broken(p.artifact, p.runner, p.encoder, p.batch_size)
+
+    with LiveServer(create_app(load, ServeConfig(max_batch=8, max_wait_ms=1))) as s:
+        s.wait_ready()
+        status, _, body = s.call("POST", "/v1/embeddings", {"input": ["dull"]}, JSON)
+    assert status == 500 and body["error"]["code"] == "inference_failed"
+    assert "non-finite" in body["error"]["message"]
 
 
 def test_classify_matches_predict(cls_server, cls_path):
@@ -129,3 +159,19 @@ def test_openapi_describes_the_new_endpoints(emb_server):
     req = spec["components"]["schemas"]["EmbeddingsRequest"]
     assert req["properties"]["encoding_format"]["enum"] == ["float", "base64"]
     assert req["properties"]["input"]["oneOf"][1]["maxItems"] == 16
+
+
+def test_json_response_without_orjson_gives_the_same_document(monkeypatch):
+    import json
+
+    from edgepack.runtime import openai_api
+
+    rows = np.random.default_rng(0).normal(size=(3, 7)).astype(np.float32)
+    doc = {"data": [{"embedding": r} for r in rows], "usage": {"prompt_tokens": 3}}
+    fast = json.loads(openai_api.json_response(doc, fast=True).body)
+    monkeypatch.setattr(openai_api, "orjson", None)
+    plain = json.loads(openai_api.json_response(doc, fast=True).body)
+    for a, b, row in zip(fast["data"], plain["data"], rows):
+        np.testing.assert_array_equal(np.float32(a["embedding"]), row)
+        np.testing.assert_array_equal(np.float32(b["embedding"]), row)
+    assert fast["usage"] == plain["usage"] == {"prompt_tokens": 3}
