@@ -4,9 +4,9 @@ Classifiers: ``edgepack.objectives.DistillObjective`` on logits, alpha_kd * KD-K
 temperature T) + (1 - alpha_kd) * CE(gold labels) (KD only when there are no labels). Embedding
 models: ``EmbeddingObjective``, 1 - cosine between the student's and the teacher's pooled embeddings,
 each pooled as its runtime contract says (mean or CLS, ``edgepack.losses.pool``; normalization does not
-change a cosine). The teacher's outputs come from the core teacher cache (computed once, teacher frozen, dropout off), and
-``edgepack.train.train`` runs the steps, so recovery has the same tqdm bar, accelerate support and
-resumable checkpoints (in ``work_dir``) as distillation. Unstructured masks attached with
+change a cosine). The teacher's outputs come from the core teacher cache (computed once, teacher frozen,
+dropout off), and ``edgepack.train.train`` runs the steps, so recovery has the same tqdm bar, accelerate
+support and resumable checkpoints (in ``work_dir``) as distillation. Unstructured masks attached with
 ``torch.nn.utils.prune`` stay enforced: the optimizer updates ``weight_orig`` and the module's forward
 pre-hook multiplies it by ``weight_mask`` on every call.
 """
@@ -82,8 +82,8 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
     gold = [labels[i] for i in pick] if labels is not None and classifier else None
     device = torch.device("cuda") if torch.cuda.is_available() else None
     try:
-        cache = build_cache(teacher.to(device) if device else teacher, enc, Needs(pooled=not classifier, pooling=teacher_pooling),
-                            progress=progress, device=device)
+        cache = build_cache(teacher.to(device) if device else teacher, enc,
+                            Needs(pooled=not classifier, pooling=teacher_pooling), progress=progress, device=device)
     finally:
         teacher.cpu()
 

@@ -111,9 +111,9 @@ def test_pruned_embedding_agreement_uses_the_contract_pooling(encoders, tmp_path
         for t in SAMPLE_TEXTS:
             enc = tok(t, return_tensors="pt")
             h_a, h_b = pruned(**enc).last_hidden_state, unpruned(**enc).last_hidden_state
-            for p in cos:
+            for p, values in cos.items():
                 a, b = _pooled(h_a, enc["attention_mask"], p)[0], _pooled(h_b, enc["attention_mask"], p)[0]
-                cos[p].append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
+                values.append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
     assert art.metrics["cosine_mean"] == pytest.approx(sum(cos["cls"]) / len(SAMPLE_TEXTS), abs=1e-5)
     assert art.metrics["cosine_min"] == pytest.approx(min(cos["cls"]), abs=1e-5)
     assert abs(sum(cos["mean"]) - sum(cos["cls"])) / len(SAMPLE_TEXTS) > 1e-3  # the mean vector would not match
