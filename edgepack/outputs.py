@@ -5,8 +5,8 @@
 * An output equal to, inside, or containing a source is refused.
 * Replacement is crash-safe: the new folder is swapped in with one atomic exchange (Linux renameat2); where
   that is unavailable, the old artifact is moved aside and a crash in between is repaired on the next write.
-* Temp folders (``.NAME.tmp-PID-*``) and moved-aside ones (``.NAME.old-PID-*``) left by a crashed process are
-  removed on the next write to ``NAME``.
+* Temp folders (``.NAME.tmp-PID-*``), moved-aside ones (``.NAME.old-PID-*``) and the quantize stage's scratch
+  folders (``.NAME.candidates-PID-*``) left by a crashed process are removed on the next write to ``NAME``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
         raise ArtifactError(f"refusing to replace {out}: it holds {extra[0]}, which is not part of the artifact")
 
 
-_STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<pid>\d+)-)?[^/]*$")
+_STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|candidates)-(?:(?P<pid>\d+)-)?[^/]*$")
 
 
 def pid_alive(pid: int) -> bool:
@@ -78,7 +78,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def clean_stale(out: Path) -> list[Path]:
-    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` siblings of ``out`` left by dead processes; returns them.
+    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` / ``.NAME.candidates-*`` sibling folders of ``out`` left by dead
+    processes (a PID in the name that is still alive keeps it; links and files are never touched); returns them.
 
     If ``out`` is missing and a moved-aside copy holds the old artifact (a crash between the two renames of
     the fallback replacement), that copy is put back first.

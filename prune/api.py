@@ -36,7 +36,8 @@ def resolve_data(data: DataSpec | Dataset | Mapping | None) -> Dataset:
     return d
 
 
-def _quality(model: Any, reference: Any, tok: Any, d: Dataset, classifier: bool, n: int | None) -> dict:
+def _quality(model: Any, reference: Any, tok: Any, d: Dataset, classifier: bool, n: int | None,
+             pooling: str = "mean") -> dict:
     from edgepack.prune.evaluate import embedding_agreement, evaluate
 
     texts = list(d.val_texts)[:n] if n else list(d.val_texts)
@@ -45,7 +46,7 @@ def _quality(model: Any, reference: Any, tok: Any, d: Dataset, classifier: bool,
     if classifier and d.val_labels is not None:
         return evaluate(model, tok, texts, list(d.val_labels)[: len(texts)])
     if not classifier:
-        return embedding_agreement(model, reference, tok, texts)
+        return embedding_agreement(model, reference, tok, texts, pooling=pooling)
     return {}
 
 
@@ -102,10 +103,12 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
                             f"{model.config.num_labels} ({lm.labels})")
     if classifier:  # same names, maybe another order: the model's order (edgepack.data.align_labels)
         d = d.aligned_to(lm.labels, "pruning data")
-    before = _quality(model, model, tok, d, classifier, cfg.eval_examples)
+    pooling = lm.runtime.embedding_pooling()[0]  # embedding models: mean or cls, as the artifact serves it
+    before = _quality(model, model, tok, d, classifier, cfg.eval_examples, pooling)
     params_before = count_parameters(model)
     original = copy.deepcopy(model)
-    teacher_model = load_model(teacher, task=lm.task).model if teacher else original
+    t_lm = load_model(teacher, task=lm.task) if teacher else None
+    teacher_model = t_lm.model if t_lm else original
 
     ctx = steps.PruneContext(model, tok, cfg, d, classifier)
     steps.run_steps(ctx)
@@ -113,10 +116,11 @@ def prune(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | Mappi
     rec_labels = d.train_labels if classifier else None
     fingerprint = {"source": str(lm.source), "teacher": str(teacher) if teacher else None}
     report["recovery"] = recovery.recover(model, teacher_model, tok, list(d.train_texts), rec_labels,
-                                          cfg.recovery, work, progress, on_step, fingerprint)
+                                          cfg.recovery, work, progress, on_step, fingerprint, pooling,
+                                          t_lm.runtime.embedding_pooling()[0] if t_lm else pooling)
     unstructured.make_permanent(model)
     model.eval()
-    after = _quality(model, original, tok, d, classifier, cfg.eval_examples)
+    after = _quality(model, original, tok, d, classifier, cfg.eval_examples, pooling)
     latency = {}
     if cfg.latency_runs and d.val_texts:
         latency = compare_latency({"unpruned": original, "pruned": model}, tok, list(d.val_texts),

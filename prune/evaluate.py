@@ -56,18 +56,20 @@ def compare_latency(models: dict[str, Any], tokenizer: Any, texts: Sequence[str]
     return {k: {**s, f"speedup_vs_{first}": ratio[k]} for k, s in timed.summaries().items()}
 
 
-def embedding_agreement(model: Any, reference: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128) -> dict:
-    """Cosine similarity of mean-pooled embeddings of ``model`` vs ``reference`` (mean and min over texts)."""
+def embedding_agreement(model: Any, reference: Any, tokenizer: Any, texts: Sequence[str], max_length: int = 128,
+                        pooling: str = "mean") -> dict:
+    """Cosine similarity of the pooled embeddings (``pooling``: "mean" or "cls", ``edgepack.losses.pool``) of
+    ``model`` vs ``reference`` (mean and min over texts)."""
     import torch
 
     from edgepack.compare import compare_many
-    from edgepack.losses import mean_pool
+    from edgepack.losses import pool
 
     pairs = []
     with torch.inference_mode():
         for enc, _ in batches(tokenizer, texts, None, 64, max_length):
-            a = mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
-            b = mean_pool(reference(**enc).last_hidden_state, enc["attention_mask"])
+            a = pool(model(**enc).last_hidden_state, enc["attention_mask"], pooling)
+            b = pool(reference(**enc).last_hidden_state, enc["attention_mask"], pooling)
             pairs.append((b.float().numpy(), a.float().numpy(), None))
     c = compare_many(pairs)
     return {"cosine_mean": c.mean_cosine, "cosine_min": c.min_cosine}

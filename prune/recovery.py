@@ -2,10 +2,11 @@
 
 Classifiers: ``edgepack.objectives.DistillObjective`` on logits, alpha_kd * KD-KL(teacher, student at
 temperature T) + (1 - alpha_kd) * CE(gold labels) (KD only when there are no labels). Embedding
-models: ``EmbeddingObjective``, 1 - cosine between mean-pooled student and teacher embeddings. The
-teacher's outputs come from the core teacher cache (computed once, teacher frozen, dropout off), and
-``edgepack.train.train`` runs the steps, so recovery has the same tqdm bar, accelerate support and
-resumable checkpoints (in ``work_dir``) as distillation. Unstructured masks attached with
+models: ``EmbeddingObjective``, 1 - cosine between the student's and the teacher's pooled embeddings,
+each pooled as its runtime contract says (mean or CLS, ``edgepack.losses.pool``; normalization does not
+change a cosine). The teacher's outputs come from the core teacher cache (computed once, teacher frozen,
+dropout off), and ``edgepack.train.train`` runs the steps, so recovery has the same tqdm bar, accelerate
+support and resumable checkpoints (in ``work_dir``) as distillation. Unstructured masks attached with
 ``torch.nn.utils.prune`` stay enforced: the optimizer updates ``weight_orig`` and the module's forward
 pre-hook multiplies it by ``weight_mask`` on every call.
 """
@@ -43,7 +44,8 @@ def _structure(model: Any) -> str:
 
 def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None,
             cfg: RecoveryConfig, work_dir: str | os.PathLike | None = None, progress: bool = False,
-            on_step: Callable[[int], None] | None = None, fingerprint: dict | None = None) -> dict:
+            on_step: Callable[[int], None] | None = None, fingerprint: dict | None = None,
+            pooling: str = "mean", teacher_pooling: str | None = None) -> dict:
     """Train ``student`` in place for ``cfg.steps`` optimizer steps against ``teacher``; return statistics.
 
     ``teacher`` is any model with the same task and label set (the unpruned model, or a larger
@@ -52,14 +54,17 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
     ``work_dir``: where resumable checkpoints go (None: a temporary folder, no resume); re-running
     with the same arguments after an interrupt resumes there. ``fingerprint``: what else identifies
     the run (source, teacher); a checkpoint of another run is refused. on_step(step) is called after
-    every optimizer step. Returns steps, epochs, distinct examples, the first and last epoch's mean
+    every optimizer step. ``pooling`` / ``teacher_pooling`` (embedding models): "mean" or "cls", how the
+    student's / the teacher's embedding is pooled (``RuntimeContract.embedding_pooling``; the teacher's
+    defaults to the student's). Returns steps, epochs, distinct examples, the first and last epoch's mean
     training loss, seconds and the step resumed from.
     """
     if cfg.steps == 0 or not texts:
         return {"steps": 0}
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="edgepack-recovery-") as tmp:
-            return recover(student, teacher, tokenizer, texts, labels, cfg, tmp, progress, on_step, fingerprint)
+            return recover(student, teacher, tokenizer, texts, labels, cfg, tmp, progress, on_step, fingerprint,
+                           pooling, teacher_pooling)
 
     import torch
 
@@ -69,6 +74,7 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
     from edgepack.train import train
 
     classifier = type(student).__name__.endswith("ForSequenceClassification")
+    teacher_pooling = teacher_pooling or pooling
     order = list(range(len(texts)))
     random.Random(cfg.seed).shuffle(order)
     pick = order[:min(len(texts), cfg.steps * cfg.batch_size)]  # the distinct examples the steps will see
@@ -76,8 +82,8 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
     gold = [labels[i] for i in pick] if labels is not None and classifier else None
     device = torch.device("cuda") if torch.cuda.is_available() else None
     try:
-        cache = build_cache(teacher.to(device) if device else teacher, enc, Needs(pooled=not classifier),
-                            progress=progress, device=device)
+        cache = build_cache(teacher.to(device) if device else teacher, enc,
+                            Needs(pooled=not classifier, pooling=teacher_pooling), progress=progress, device=device)
     finally:
         teacher.cpu()
 
@@ -92,7 +98,8 @@ def recover(student: Any, teacher: Any, tokenizer: Any, texts: Sequence[str], la
         objective = DistillObjective(student, temperature=cfg.temperature,
                                      alpha_kd=cfg.alpha_kd if gold is not None else 1.0)
     else:
-        objective = EmbeddingObjective(student)
+        objective = EmbeddingObjective(student, pooling)
+        fingerprint = {**(fingerprint or {}), "pooling": [pooling, teacher_pooling]}
     fp = {"recovery": config_to_dict(cfg), "model": _structure(student), **(fingerprint or {}),
           "data": [len(enc), hashlib.sha256(json.dumps(enc.input_ids).encode()).hexdigest()[:16], gold is not None]}
     frozen = []

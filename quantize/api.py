@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.outputs import check_output
+from edgepack.outputs import check_output, clean_stale, make_temp_dir
 from edgepack.artifact import Artifact, ArtifactWriter
 from edgepack.config import config_to_dict
 from edgepack.data import Dataset, DataSpec, as_dataset
@@ -104,7 +103,8 @@ def quantize(source: str | os.PathLike | Artifact, data: DataSpec | Dataset | tu
     ds = eval_data(data, cfg.max_eval_samples)
     out = check_output(out, overwrite, (parent,))
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.candidates-"))
+    clean_stale(out)  # scratch folders of killed runs on this output (their PID is dead)
+    scratch = make_temp_dir(out, "candidates")  # .OUT.candidates-PID-xxxx
     try:
         from tqdm.auto import tqdm
 
