@@ -1,0 +1,36 @@
+"""The token-cost benchmark times every shape within the token limit and reports the cheapest one."""
+
+import json
+
+import pytest
+
+from edgepack.benchmarks.token_cost import main, measure_token_cost
+from edgepack.errors import EdgepackError
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_bert, tmp_path_factory):
+    from edgepack.export.onnx_export import OnnxExportConfig, export_onnx
+
+    return export_onnx(tiny_bert, tmp_path_factory.mktemp("tc") / "onnx", OnnxExportConfig()).path
+
+
+def test_shapes_within_the_limit_and_the_floor(tiny_onnx):
+    r = measure_token_cost(str(tiny_onnx), threads=1, lengths=(8, 16), batches=(1, 2, 4), max_tokens=32,
+                           seconds=0.1)
+    shapes = [(c["batch"], c["length"]) for c in r["cells"]]
+    assert shapes == [(1, 8), (2, 8), (4, 8), (1, 16), (2, 16)]  # 4 x 16 = 64 tokens is over the limit
+    for c in r["cells"]:
+        assert c["p50_ms"] > 0
+        assert c["us_per_token"] == pytest.approx(c["p50_ms"] * 1000 / (c["batch"] * c["length"]))
+    assert r["floor"] == min(r["cells"], key=lambda c: c["us_per_token"])
+
+
+def test_cli_json_and_errors(tiny_onnx, capsys, tmp_path):
+    assert main([str(tiny_onnx), "--threads", "1", "--lengths", "8", "--batches", "1,2", "--seconds", "0.1",
+                 "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["cells"]) == 2
+    with pytest.raises(EdgepackError, match="no shape fits"):
+        measure_token_cost(str(tiny_onnx), threads=1, lengths=(64,), batches=(4,), max_tokens=16)
+    with pytest.raises(SystemExit):
+        main([str(tiny_onnx), "--batches", "0,2"])
