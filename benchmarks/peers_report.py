@@ -97,11 +97,12 @@ def to_markdown(report: dict) -> str:
     if rt is not None:
         lines += [f"### Runtime: {cfg['texts']} texts, {cfg['threads']} threads, one process per peer in its own venv",
                   "", *runtime_table(rt["rows"], cfg["batch_sizes"]), "",
-                  (f"texts/s: best of {cfg['rounds']} passes x {cfg['repeats']} processes, one call per batch of "
+                  (f"texts/s: median of {cfg['rounds']} passes, the peers loaded at once in their own processes and "
+                  "taking turns pass by pass (so load on the machine falls on all alike), one call per batch of "
                   f"texts in input order (end to end: tokenize, run, pool, normalize); p50 per call. cos: each "
                   f"peer's embeddings vs {rt.get('reference', 'the reference')} on the same texts. "
                   "corpus: all texts in one call, each tool batching them its own way (edgepack sorts by length, "
-                  "so a batch pads less). install MB: the peer's whole venv on disk. The torch reference runs once, one pass."), ""]
+                  "so a batch pads less). install MB: the peer's whole venv on disk."), ""]
     sv = report.get("server")
     if sv is not None:
         lines += [f"### Server: {cfg['clients']} closed-loop clients on loopback, {cfg['duration']:g} s per phase", "",

@@ -53,7 +53,7 @@ def _report() -> dict:
             "corpus": {"texts_per_s": 120.0}}
     return {
         "config": {"model_name": "all-MiniLM-L6-v2", "texts": 512, "threads": 2, "batch_sizes": [1, 32],
-                   "rounds": 3, "repeats": 2, "clients": 32, "duration": 15.0},
+                   "rounds": 3, "clients": 32, "duration": 15.0},
         "environment": {"cpu": "AMD EPYC (AVX2; no AVX-512, no VNNI)", "cpu_count": 2, "python": "3.11.7",
                         "versions": {"onnxruntime": "1.32.0"}},
         "load_average": {"before": 1.0, "after": 1.5, "note": ""},
@@ -120,25 +120,54 @@ def test_a_peer_that_cannot_install_is_reported_not_measured(tmp_path, monkeypat
     assert f"- runtime `fastembed-fp32`: {reason}" in out and "(no runtime peer ran)" in out
 
 
+def _session(env_name: str):
+    """A Session whose ``env_name`` venv is this interpreter's, with one thread."""
+    s = peers.Session.__new__(peers.Session)
+    s.args = _args("--threads", "1")
+    s.envs = {env_name: {"ok": True, "python": sys.executable}}
+    return s
+
+
 def test_a_runner_that_fails_gives_its_reason(tmp_path):
     """The runner in an interpreter without the peer's library: the row says why instead of a number."""
-    pytest.importorskip("numpy")
     try:
         import fastembed  # noqa: F401
         pytest.skip("fastembed is installed here")
     except ImportError:
         pass
     (tmp_path / "texts.json").write_text(json.dumps(["a film"] * 4))
-    s = peers.Session.__new__(peers.Session)
-    s.args = _args("--threads", "1")
-    s.envs = {"fastembed": {"ok": True, "python": str(tmp_path / "venv" / "bin" / "python")}}
-    (tmp_path / "venv" / "bin").mkdir(parents=True)
-    (tmp_path / "venv" / "bin" / "python").symlink_to(sys.executable)
-    job = {"kind": "fastembed", "model": str(tmp_path), "threads": 1, "batch_sizes": [1], "rounds": 1}
-    res = peers._run_one(s, "fastembed-fp32", job, Path(peer_runner.__file__), tmp_path / "texts.json",
-                         tmp_path / "fastembed-fp32-0")
-    assert res["error"].startswith("the runner failed: ")
-    assert "ModuleNotFoundError: No module named 'fastembed'" in res["error"]
+    s = _session("fastembed")
+    job = {"kind": "fastembed", "model": str(tmp_path), "threads": 1, "batch_sizes": [1]}
+    with pytest.raises(EdgepackError) as e:
+        peers._PeerProcess(s, "fastembed-fp32", job, Path(peer_runner.__file__), tmp_path / "texts.json",
+                           tmp_path / "fastembed-fp32")
+    msg = str(e.value)
+    assert msg.startswith("the runner failed (exited with code 1): ")
+    assert "ModuleNotFoundError: No module named 'fastembed'" in msg
+
+
+def test_runner_takes_turns_and_reports_every_pass(tmp_path, tiny_encoder):
+    """A live runner (edgepack's kind, a tiny model): ready after load, one pass per turn, then its result."""
+    from edgepack.export.onnx_export import OnnxExportConfig, export_onnx
+
+    art = export_onnx(tiny_encoder, tmp_path / "onnx", OnnxExportConfig()).path
+    texts = [f"a film number {i} " + "good " * (i % 7) for i in range(40)]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    s = _session("edgepack")
+    job = {"kind": "edgepack", "model": str(art), "threads": 1, "batch_sizes": [1, 32]}
+    peer = peers._PeerProcess(s, "edgepack-int8", job, Path(peer_runner.__file__), tmp_path / "texts.json",
+                              tmp_path / "edgepack-int8")
+    try:
+        for key in ("1", "32", "corpus", "1"):
+            t = peer.turn(key)
+            assert t["texts_per_s"] > 0
+        res = peer.finish()
+    finally:
+        peer.stop()
+    assert len(res["timings"]["1"]["texts_per_s_passes"]) == 2 and len(res["timings"]["corpus"]["texts_per_s_passes"]) == 1
+    assert res["timings"]["1"]["texts_per_s"] == pytest.approx(np.median(res["timings"]["1"]["texts_per_s_passes"]), abs=0.06)
+    emb = np.load(tmp_path / "edgepack-int8.npy")
+    assert emb.shape == (40, res["dim"]) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 
 def test_runner_times_every_batch_and_keeps_the_best_pass():
