@@ -26,6 +26,23 @@ def _ratio(v: float | None, base: float | None) -> str:
     return f"{v / base:.2f}x" if v and base else "–"
 
 
+def paired_ratio(t: dict, base: dict) -> float | None:
+    """Throughput of ``t`` over ``base``: the median of their per-round ratios where both list the same number
+    of passes (pass i of each ran in round i, seconds apart), else the ratio of their texts/s."""
+    import statistics
+
+    a, b = t.get("texts_per_s_passes") or [], base.get("texts_per_s_passes") or []
+    if len(a) == len(b) > 1 and all(b):
+        return statistics.median(x / y for x, y in zip(a, b))
+    v, w = t.get("texts_per_s"), base.get("texts_per_s")
+    return v / w if v and w else None
+
+
+def _paired(t: dict, base: dict) -> str:
+    r = paired_ratio(t, base)
+    return "–" if r is None else f"{r:.2f}x"
+
+
 def _by_name(rows: Sequence[dict], key: str) -> dict[str, dict]:
     return {r[key]: r for r in rows if not r.get("error")}
 
@@ -46,14 +63,28 @@ def runtime_table(rows: Sequence[dict], batch_sizes: Sequence[int]) -> list[str]
         for bs in batch_sizes:
             t = r["timings"].get(str(bs), {})
             bt = base.get("timings", {}).get(str(bs), {}) if base else {}
-            cells += [_f(t.get("texts_per_s")), _f(t.get("p50_ms"), ".2f"),
-                      _ratio(t.get("texts_per_s"), bt.get("texts_per_s"))]
+            cells += [_f(t.get("texts_per_s")), _f(t.get("p50_ms"), ".2f"), _paired(t, bt)]
         t = r["timings"].get("corpus", {})
         bt = base.get("timings", {}).get("corpus", {}) if base else {}
-        cells += [_f(t.get("texts_per_s")), _ratio(t.get("texts_per_s"), bt.get("texts_per_s"))]
+        cells += [_f(t.get("texts_per_s")), _paired(t, bt)]
         cells += [_f(r.get("peak_rss_mb"), ".0f"), _f(r.get("install_mb"), ".0f"),
                   _f(r.get("cos_mean"), ".4f"), _f(r.get("cos_min"), ".4f")]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def versus_table(rows: Sequence[dict], batch_sizes: Sequence[int], ours: str = "edgepack-int8") -> list[str]:
+    """``ours`` against every other peer that ran: paired throughput ratios per batch size and on the corpus."""
+    by = _by_name(rows, "peer")
+    if ours not in by:
+        return []
+    keys = [*map(str, batch_sizes), "corpus"]
+    head = ["peer", *(f"{ours} / peer, b{k}" if k != "corpus" else f"{ours} / peer, corpus" for k in keys)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in by.items():
+        if name != ours:
+            cells = [name] + [_paired(by[ours]["timings"].get(k, {}), r["timings"].get(k, {})) for k in keys]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -102,7 +133,12 @@ def to_markdown(report: dict) -> str:
                   f"texts in input order (end to end: tokenize, run, pool, normalize); p50 per call. cos: each "
                   f"peer's embeddings vs {rt.get('reference', 'the reference')} on the same texts. "
                   "corpus: all texts in one call, each tool batching them its own way (edgepack sorts by length, "
-                  "so a batch pads less). install MB: the peer's whole venv on disk."), ""]
+                  "so a batch pads less). vs: the median of the per-round ratios (the two passes of a round ran "
+                  "seconds apart). install MB: the peer's whole venv on disk."), ""]
+        versus = versus_table(rt["rows"], cfg["batch_sizes"])
+        if versus:
+            lines += ["edgepack-int8 against each peer (texts/s ratio, median of the per-round ratios):", "",
+                      *versus, ""]
     sv = report.get("server")
     if sv is not None:
         lines += [f"### Server: {cfg['clients']} closed-loop clients on loopback, {cfg['duration']:g} s per phase", "",

@@ -244,3 +244,17 @@ def test_infinity_optimum_starts_inside_its_folder_with_a_bare_file_name(tmp_pat
     torch = infinity_server("infinity-torch", py, tmp_path / "m", "torch", "infinity")
     assert torch.cwd is None and torch.argv[torch.argv.index("--model-id") + 1] == str(tmp_path / "m")
     assert opt.argv[0] == str(tmp_path / "venv" / "bin" / "infinity_emb")
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    from edgepack.benchmarks.peers_report import paired_ratio, versus_table
+
+    t = {"texts_per_s": 4.0, "texts_per_s_passes": [2.0, 4.0, 6.0]}
+    base = {"texts_per_s": 1.0, "texts_per_s_passes": [1.0, 1.0, 2.0]}
+    assert paired_ratio(t, base) == 3.0  # rounds: 2x, 4x, 3x (the ratio of medians would be 4x)
+    assert paired_ratio({"texts_per_s": 4.0, "texts_per_s_passes": [4.0]}, base) == 4.0  # unpaired: texts/s
+    assert paired_ratio({}, base) is None
+    rows = [{"peer": "edgepack-int8", "timings": {"1": t, "corpus": t}},
+            {"peer": "fastembed-fp32", "timings": {"1": base, "corpus": base}}, {"peer": "x", "error": "no"}]
+    assert versus_table(rows, [1])[2:] == ["| fastembed-fp32 | 3.00x | 3.00x |"]
+    assert versus_table(rows[1:], [1]) == []
