@@ -14,10 +14,11 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,34 +163,67 @@ def rss_mb(pid: int) -> dict:
     return out
 
 
-class ServerProcess:
-    """``edgepack serve ARTIFACT`` in a child process; measures cold start (spawn -> /readyz 200)."""
+class ChildServer:
+    """A server in a child process on a free port (``{port}`` in ``argv`` is filled in): ``start`` waits for its
+    ready route, or its exit, and returns the cold start in seconds (RuntimeError with the log's last lines
+    otherwise); ``stop`` terminates it (kills it after 30 s). Output goes to ``log_path`` (a temporary file,
+    removed at ``stop``, when None)."""
+
+    def __init__(self, argv: Sequence[str], ready_path: str = "/readyz", log_path: Path | None = None,
+                 env: dict | None = None, cwd: str | None = None, ready_timeout_s: float = 120, poll_s: float = 0.02):
+        self.port = _free_port()
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.ready_path, self.env, self.cwd = ready_path, env, cwd
+        self.ready_timeout_s, self.poll_s = ready_timeout_s, poll_s
+        self._own_log = log_path is None
+        self.log_path = Path(tempfile.mkstemp(prefix="edgepack-server-", suffix=".log")[1]) if log_path is None \
+            else log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+        while _get(self.port, self.ready_path)[0] != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")
+            if time.perf_counter() - t0 > self.ready_timeout_s:
+                raise RuntimeError(f"not ready after {self.ready_timeout_s:g} s: {self.log_tail()}")
+            time.sleep(self.poll_s)
+        return round(time.perf_counter() - t0, 3)
+
+    def log_tail(self, n: int = 4) -> str:
+        try:
+            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip(" ^~\t")]
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-n:])[-900:]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if getattr(self, "_log", None):
+            self._log.close()
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
+
+
+class ServerProcess(ChildServer):
+    """``edgepack serve ARTIFACT`` (this interpreter's) as a context manager: cold start (spawn -> /readyz 200)
+    and idle resident memory are measured on entry."""
 
     def __init__(self, artifact: str, *args: str):
-        self.port = _free_port()
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "edgepack",
-            "serve",
-            artifact,
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-            *args,
-        ]
+        super().__init__([sys.executable, "-m", "edgepack", "serve", artifact, "--port", "{port}", "--log-level",
+                          "warning", *args])
 
     def __enter__(self) -> Self:
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        while _get(self.port, "/readyz")[0] != 200:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
-            if time.perf_counter() - t0 > 120:
-                raise RuntimeError("server not ready after 120 s")
-            time.sleep(0.02)
-        self.cold_start_s = round(time.perf_counter() - t0, 3)
+        self.cold_start_s = self.start()
         self.idle_rss = rss_mb(self.proc.pid)
         return self
 
@@ -197,8 +231,4 @@ class ServerProcess:
         return _get(self.port, "/metrics")[1].decode()
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.stop()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepack.benchmarks.http_load import _free_port, _get, rss_mb, run_load
+from edgepack.benchmarks.http_load import ChildServer as _ChildServer
+from edgepack.benchmarks.http_load import rss_mb, run_load
 
 SERVED_NAME = "all-MiniLM-L6-v2"
 
@@ -54,52 +53,19 @@ def infinity_server(name: str, python: Path, model_dir: Path, engine: str, env: 
     return ServerSpec(name, argv, "/health", "/embeddings", env, cwd=str(model_dir) if here else None)
 
 
-class ChildServer:
-    """A server in a child process on a free port; ``start`` waits for its ready route (or its exit)."""
+class ChildServer(_ChildServer):
+    """A peer's server from its ``ServerSpec``: its venv's threads set through the environment, started in the
+    spec's folder (else its log's), ready when its ready route answers 200."""
 
     def __init__(self, spec: ServerSpec, threads: int, log_path: Path, ready_timeout_s: float = 600):
-        self.spec, self.port = spec, _free_port()
-        self.argv = [a.replace("{port}", str(self.port)) for a in spec.argv]
-        self.threads, self.log_path, self.ready_timeout_s = threads, log_path, ready_timeout_s
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> float:
-        """Start and wait until ready; returns the cold start in seconds. Raises RuntimeError with the reason."""
-        t = str(self.threads)
+        t = str(threads)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": t,
                "MKL_NUM_THREADS": t, "TOKENIZERS_PARALLELISM": "false", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
                "DO_NOT_TRACK": "1"}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        t0 = time.perf_counter()
         # cwd: the work folder, so `python -m edgepack` imports the venv's install, never a checkout's folders
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.spec.cwd or str(self.log_path.parent))
-        while _get(self.port, self.spec.ready_path)[0] != 200:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")
-            if time.perf_counter() - t0 > self.ready_timeout_s:
-                raise RuntimeError(f"not ready after {self.ready_timeout_s:g} s: {self.log_tail()}")
-            time.sleep(0.2)
-        return round(time.perf_counter() - t0, 2)
-
-    def log_tail(self, n: int = 4) -> str:
-        try:
-            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip(" ^~\t")]
-        except OSError:
-            return "(no log)"
-        return " | ".join(lines[-n:])[-900:]
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if getattr(self, "_log", None):
-            self._log.close()
+        super().__init__(spec.argv, spec.ready_path, log_path, env, spec.cwd or str(log_path.parent),
+                         ready_timeout_s, poll_s=0.2)
+        self.spec, self.threads = spec, threads
 
 
 def _body(texts: list[str]) -> dict:

@@ -258,3 +258,20 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
             {"peer": "fastembed-fp32", "timings": {"1": base, "corpus": base}}, {"peer": "x", "error": "no"}]
     assert versus_table(rows, [1])[2:] == ["| fastembed-fp32 | 3.00x | 3.00x |"]
     assert versus_table(rows[1:], [1]) == []
+
+
+def test_child_server_start_stop_and_a_server_that_dies(tmp_path):
+    from edgepack.benchmarks.http_load import ChildServer
+
+    dead = ChildServer([sys.executable, "-c", "import sys; print('boom: no model'); sys.exit(3)"])
+    with pytest.raises(RuntimeError, match=r"exited with code 3: boom: no model"):
+        dead.start()
+    dead.stop()
+    assert not dead.log_path.exists()  # its own temporary log is removed
+    live = ChildServer([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"], ready_path="/",
+                       log_path=tmp_path / "srv.log", cwd=str(tmp_path))
+    try:
+        assert live.start() > 0 and live.proc.poll() is None
+    finally:
+        live.stop()
+    assert live.proc.poll() is not None and (tmp_path / "srv.log").exists()
