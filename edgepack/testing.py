@@ -21,6 +21,23 @@ _WORDS = (
 ).split()
 
 
+def st_cls_copy(model_dir: Path, out: Path) -> Path:
+    """A copy of a feature-extraction model folder that sentence-transformers (and edgepack's contract) reads as
+    pooling the CLS token, without normalizing: ``modules.json`` plus ``1_Pooling/config.json``."""
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, out)
+    width = json.loads((Path(model_dir) / "config.json").read_text())["hidden_size"]
+    (out / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (out / "1_Pooling").mkdir()
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": width, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    return out
+
+
 def write_vocab(path: Path) -> Path:
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + _WORDS

@@ -20,7 +20,7 @@ from edgepack.batching import encode
 from edgepack.data import Dataset
 from edgepack.errors import EdgepackError
 from edgepack.hf import load_model
-from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
+from edgepack.testing import SAMPLE_TEXTS, make_tiny_model, st_cls_copy
 from edgepack.train import TrainConfig
 
 WORDS = " ".join(SAMPLE_TEXTS).split()
@@ -34,14 +34,7 @@ def teachers(tmp_path_factory):
     folder that pools the CLS token without normalizing."""
     d = tmp_path_factory.mktemp("emb")
     mean = make_tiny_model(d / "mean", task="feature-extraction", layers=4, seed=3)
-    cls = d / "cls"
-    shutil.copytree(mean, cls)
-    (cls / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (cls / "1_Pooling").mkdir()
-    (cls / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    cls = st_cls_copy(mean, d / "cls")
     return mean, cls
 
 

@@ -5,14 +5,12 @@ agreement compares the pruned and the unpruned model's. A sentence-transformers 
 CLS token must be recovered and measured on the CLS vector, which the runtime serves, not the mean.
 """
 
-import json
-import shutil
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
+from edgepack.testing import SAMPLE_TEXTS, make_tiny_model, st_cls_copy
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +19,7 @@ def encoders(tmp_path_factory):
     Large random weights (init_std 0.5), so removing FFN neurons moves the embeddings visibly."""
     d = tmp_path_factory.mktemp("enc")
     mean = make_tiny_model(d / "mean", task="feature-extraction", seed=3, init_std=0.5)
-    cls = d / "cls"
-    shutil.copytree(mean, cls)
-    (cls / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (cls / "1_Pooling").mkdir()
-    (cls / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    cls = st_cls_copy(mean, d / "cls")
     return {"mean": mean, "cls": cls}
 
 
