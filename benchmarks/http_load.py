@@ -152,15 +152,41 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         return 0, b""
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (Linux /proc): a server's worker processes count toward its memory."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        ppid = int(text.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    return tree
+
+
 def rss_mb(pid: int) -> dict:
-    """Current and peak resident memory of ``pid`` in MiB (Linux /proc)."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out["rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"] = round(
-                int(line.split()[1]) / 1024, 1
-            )
-    return out
+    """Resident memory of ``pid`` and its descendants in MiB (Linux /proc): ``rss_mb`` now, summed;
+    ``peak_rss_mb`` each process's own peak, summed (an upper bound: the peaks need not coincide);
+    ``processes`` counted."""
+    rss = peak = 0.0
+    tree = process_tree(pid)
+    for p in tree:
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith("VmRSS:"):
+                rss += int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak += int(line.split()[1]) / 1024
+    return {"rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1), "processes": len(tree)}
 
 
 class ChildServer:

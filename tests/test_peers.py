@@ -275,3 +275,24 @@ def test_child_server_start_stop_and_a_server_that_dies(tmp_path):
     finally:
         live.stop()
     assert live.proc.poll() is not None and (tmp_path / "srv.log").exists()
+
+
+def test_rss_counts_a_servers_worker_processes():
+    import time
+
+    from edgepack.benchmarks.http_load import process_tree, rss_mb
+
+    child = "import time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; "
+                               f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(30)"])
+    try:
+        deadline = time.time() + 20
+        while (len(process_tree(parent.pid)) < 2 or rss_mb(parent.pid)["rss_mb"] < 64) and time.time() < deadline:
+            time.sleep(0.1)
+        got = rss_mb(parent.pid)
+        assert got["processes"] == 2 and got["rss_mb"] >= 64 and got["peak_rss_mb"] >= got["rss_mb"]
+    finally:
+        for p in process_tree(parent.pid)[1:]:
+            subprocess.run(["kill", str(p)], check=False)
+        parent.kill()
+        parent.wait()
