@@ -50,6 +50,18 @@ class Phase:
         }
 
 
+def merge_phases(phases: list[Phase]) -> Phase:
+    """Several phases as one: statuses and latencies pooled, elapsed times added."""
+    out = Phase()
+    for ph in phases:
+        for k, v in ph.statuses.items():
+            out.statuses[k] = out.statuses.get(k, 0) + v
+        out.latencies_ok += ph.latencies_ok
+        out.latencies_err += ph.latencies_err
+        out.elapsed += ph.elapsed
+    return out
+
+
 def _pct(sorted_s: list[float], q: float) -> float | None:
     if not sorted_s:
         return None

@@ -23,7 +23,7 @@ import random
 import sys
 from pathlib import Path
 
-from edgepack.benchmarks.http_load import Phase, ServerProcess, rss_mb, run_load
+from edgepack.benchmarks.http_load import Phase, ServerProcess, merge_phases, rss_mb, run_load
 
 from edgepack.cpu import host_cpu
 
@@ -40,17 +40,6 @@ def review_texts(n: int = 2000, seed: int = 0) -> list[str]:
         return list(SAMPLE_SENTENCES)
     random.Random(seed).shuffle(texts)
     return texts[:n]
-
-
-def _merge(phases: list[Phase]) -> Phase:
-    out = Phase()
-    for ph in phases:
-        for k, v in ph.statuses.items():
-            out.statuses[k] = out.statuses.get(k, 0) + v
-        out.latencies_ok += ph.latencies_ok
-        out.latencies_err += ph.latencies_err
-        out.elapsed += ph.elapsed
-    return out
 
 
 def _batch_stats(metrics: str) -> dict:
@@ -100,7 +89,7 @@ def throughput_phases(artifact: str, texts: list[str], args) -> dict:
             per_round = [ph.summary()["throughput_rps"] for ph in rounds[name]]
             results[name] = {
                 "args": modes[name],
-                **_merge(rounds[name]).summary(),
+                **merge_phases(rounds[name]).summary(),
                 "rps_per_round": per_round,
                 **_batch_stats(srv.metrics()),
                 "cold_start_s": srv.cold_start_s,

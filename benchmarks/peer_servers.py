@@ -3,7 +3,7 @@
 Both take OpenAI-style ``{"input": [texts], "model": name}``: edgepack on ``/v1/embeddings``, Infinity on
 ``/embeddings`` (its routes carry no ``/v1`` prefix unless ``--url-prefix`` says so). Each server runs in a
 child process (started here, stopped by its own pid), is warmed up, then loaded by the closed-loop clients
-of ``edgepack.benchmarks.http_load`` with one text per request and with several.
+of ``edgepack.benchmarks.http_load`` with one text per request and with several (``load_phase``: one turn).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.benchmarks.http_load import ChildServer as _ChildServer
-from edgepack.benchmarks.http_load import rss_mb, run_load
+from edgepack.benchmarks.http_load import run_load
 
 SERVED_NAME = "all-MiniLM-L6-v2"
 
@@ -72,17 +72,13 @@ def _body(texts: list[str]) -> dict:
     return {"input": texts, "model": SERVED_NAME}
 
 
-def load_server(srv: ChildServer, texts: list[str], clients: int, duration: float, per_request: int,
-                max_requests: int = 100_000) -> dict:
-    """Warm up (4 clients, 2 s), then ``clients`` closed-loop clients for ``duration`` s; the Phase summary."""
+def load_phase(srv: ChildServer, texts: list[str], clients: int, duration: float, per_request: int, seed: int = 1,
+               max_requests: int = 100_000):
+    """One turn: warm up (4 clients, 1 s), then ``clients`` closed-loop clients for ``duration`` s; the Phase."""
     path = srv.spec.embed_path
-    asyncio.run(run_load(srv.port, texts, 4, 2.0, 200, per_request, path=path, body_of=_body))
-    phase = asyncio.run(run_load(srv.port, texts, clients, duration, max_requests, per_request, seed=1,
-                                 path=path, body_of=_body))
-    out = phase.summary()
-    out["errors"] = out["requests"] - out["statuses"].get("200", 0)
-    out.update(rss_mb(srv.proc.pid))
-    return out
+    asyncio.run(run_load(srv.port, texts, 4, 1.0, 200, per_request, path=path, body_of=_body))
+    return asyncio.run(run_load(srv.port, texts, clients, duration, max_requests, per_request, seed=seed,
+                                path=path, body_of=_body))
 
 
 def check_answer(srv: ChildServer, text: str) -> list[float]:

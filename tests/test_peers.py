@@ -296,3 +296,13 @@ def test_rss_counts_a_servers_worker_processes():
             subprocess.run(["kill", str(p)], check=False)
         parent.kill()
         parent.wait()
+
+
+def test_server_ratio_pairs_the_rounds():
+    from edgepack.benchmarks.peers_report import server_table
+
+    rows = [{"server": "infinity-torch", "texts_per_request": 1, "throughput_rps": 50.0, "rps_per_round": [40.0, 60.0, 50.0]},
+            {"server": "edgepack-serve-int8", "texts_per_request": 1, "throughput_rps": 150.0,
+             "rps_per_round": [160.0, 120.0, 200.0]}]
+    line = next(ln for ln in server_table(rows) if ln.startswith("| edgepack-serve-int8"))
+    assert "| 4.00x |" in line  # rounds 4x, 2x, 4x: median 4x (the ratio of the merged rates would be 3x)
