@@ -20,6 +20,7 @@ import sys
 
 from edgepack.cpu import host_cpu
 from edgepack.data import SAMPLE_SENTENCES
+from edgepack.errors import EdgepackError
 from edgepack.timing import TimingProtocol, time_interleaved
 
 
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="turn ONNX Runtime's CPU memory arena off")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = p.parse_args(argv)
-    r = measure_overhead(args.artifact, args.batch, args.threads, args.seconds, memory_arena=args.memory_arena)
+    try:
+        r = measure_overhead(args.artifact, args.batch, args.threads, args.seconds, memory_arena=args.memory_arena)
+    except EdgepackError as e:  # a bad artifact or option: one line, no traceback
+        print(f"overhead: error: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(r))
         return 0

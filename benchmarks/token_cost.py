@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="time at least this long (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     a = p.parse_args(argv)
-    r = measure_token_cost(a.artifact, a.threads, a.lengths, a.batches, a.max_tokens, a.seconds)
+    try:
+        r = measure_token_cost(a.artifact, a.threads, a.lengths, a.batches, a.max_tokens, a.seconds)
+    except EdgepackError as e:  # a bad artifact or option: one line, no traceback
+        print(f"token_cost: error: {e}", file=sys.stderr)
+        return 2
     if a.json:
         print(json.dumps(r))
         return 0

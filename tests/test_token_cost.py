@@ -34,3 +34,9 @@ def test_cli_json_and_errors(tiny_onnx, capsys, tmp_path):
         measure_token_cost(str(tiny_onnx), threads=1, lengths=(64,), batches=(4,), max_tokens=16)
     with pytest.raises(SystemExit):
         main([str(tiny_onnx), "--batches", "0,2"])
+
+
+def test_a_missing_artifact_is_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"token_cost: error: artifact directory not found: {tmp_path / 'nope'}"
