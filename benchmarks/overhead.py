@@ -15,12 +15,12 @@ all targets alike, so the ratios are meaningful on a busy machine where the abso
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from edgepack.benchmarks.results import measured
 
 from edgepack.cpu import host_cpu
 from edgepack.data import SAMPLE_SENTENCES
-from edgepack.errors import EdgepackError
 from edgepack.timing import TimingProtocol, time_interleaved
 
 
@@ -80,14 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="turn ONNX Runtime's CPU memory arena off")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = p.parse_args(argv)
-    try:
-        r = measure_overhead(args.artifact, args.batch, args.threads, args.seconds, memory_arena=args.memory_arena)
-    except EdgepackError as e:  # a bad artifact or option: one line, no traceback
-        print(f"overhead: error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(r))
-        return 0
+    r, code = measured("overhead", lambda: measure_overhead(args.artifact, args.batch, args.threads, args.seconds,
+                                                            memory_arena=args.memory_arena), args.json)
+    if r is None:
+        return code
     print(f"{r['artifact']} ({r['task']}, {r['precision']}), batch {r['batch']}, {r['threads']} thread(s)")
     print(f"machine: {r['machine']}")
     for name, key in (("Predictor.infer", "infer"), ("session.run", "session_run"), ("bound run", "bound_run")):

@@ -7,12 +7,31 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from edgepack.artifact import _jsonable
 from edgepack.cpu import host_cpu
+
+
+def measured(prog: str, measure: Callable[[], dict], as_json: bool) -> tuple[dict | None, int]:
+    """A measuring CLI's step: ``(result, 0)`` to print as text; ``(None, 0)`` once printed as one JSON line
+    (``as_json``); ``(None, 2)`` after one ``PROG: error: ...`` line on stderr for an EdgepackError (a bad
+    artifact or option), never a traceback."""
+    import sys
+
+    from edgepack.errors import EdgepackError
+
+    try:
+        r = measure()
+    except EdgepackError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return None, 2
+    if as_json:
+        print(json.dumps(r))
+        return None, 0
+    return r, 0
 
 
 def environment(threads: int | None = None) -> dict:

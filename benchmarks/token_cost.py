@@ -15,10 +15,10 @@ aside, whoever serves them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
+from edgepack.benchmarks.results import measured
 
 from edgepack.cpu import host_cpu
 from edgepack.errors import EdgepackError
@@ -83,14 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="time at least this long (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     a = p.parse_args(argv)
-    try:
-        r = measure_token_cost(a.artifact, a.threads, a.lengths, a.batches, a.max_tokens, a.seconds)
-    except EdgepackError as e:  # a bad artifact or option: one line, no traceback
-        print(f"token_cost: error: {e}", file=sys.stderr)
-        return 2
-    if a.json:
-        print(json.dumps(r))
-        return 0
+    r, code = measured("token_cost", lambda: measure_token_cost(a.artifact, a.threads, a.lengths, a.batches,
+                                                                a.max_tokens, a.seconds), a.json)
+    if r is None:
+        return code
     cost = {(c["batch"], c["length"]): c["us_per_token"] for c in r["cells"]}
     print(f"{r['artifact']} ({r['precision']}), {r['threads']} thread(s); machine: {r['machine']}")
     print("us per token, bare session.run (rows: tokens per text; columns: texts per call)")
