@@ -28,6 +28,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from edgepack.errors import EdgepackError
 from edgepack.outputs import pid_alive
 
 ENV_CONFIG = "EDGEPACK_SERVE_CONFIG"  # JSON {"artifact": ..., "cfg": {...}} for multi-process workers
@@ -181,7 +182,13 @@ def serve(artifact_dir: str, cfg: Any, log_level: str = "info") -> None:
     workers, threads = plan_workers(cfg.workers, cfg.intra_op_threads, cpu_cores(), cpu)
     cfg = replace(cfg, workers=workers, intra_op_threads=threads if workers > 1 else cfg.intra_op_threads)
     configure_limits(cfg)
+    if cfg.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise EdgepackError("--loop uvloop needs the uvloop package: pip install uvloop (or \"edgepack[serve]\")") from None
     common = {
+        "loop": cfg.loop,
         "host": cfg.host,
         "port": cfg.port,
         "log_level": log_level,

@@ -76,6 +76,7 @@ class ServeConfig:
     api_key_file: str | None = None  # a key every endpoint but /healthz and /readyz needs
     ssl_certfile: str | None = None  # TLS through uvicorn (both files, PEM)
     ssl_keyfile: str | None = None
+    loop: str = "auto"  # uvicorn's event loop: auto (uvloop where installed, else asyncio), asyncio, uvloop
 
     def batcher_config(self) -> BatcherConfig:
         return BatcherConfig(

@@ -286,3 +286,28 @@ def test_small_softmax_matches_the_numpy_one():
         assert got.dtype == np.float32 and got.shape == shape
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(text.softmax(np.array([[1e4, -1e4, 0]], np.float32)), [[1, 0, 0]])
+
+
+def test_serve_loop_reaches_uvicorn_and_uvloop_missing_is_one_line(tiny_onnx, monkeypatch):
+    import builtins
+    import sys
+
+    import uvicorn
+    from edgepack.runtime import serve_workers
+    from edgepack.runtime.server import ServeConfig
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    serve_workers.serve(str(tiny_onnx), ServeConfig(workers=1, loop="asyncio"), "warning")
+    assert seen["loop"] == "asyncio"
+    real_import = builtins.__import__
+
+    def no_uvloop(name, *a, **kw):
+        if name == "uvloop":
+            raise ImportError("no uvloop here")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.delitem(sys.modules, "uvloop", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_uvloop)
+    with pytest.raises(EdgepackError, match=r"^--loop uvloop needs the uvloop package: pip install uvloop"):
+        serve_workers.serve(str(tiny_onnx), ServeConfig(workers=1, loop="uvloop"), "warning")

@@ -1,7 +1,7 @@
 """The runtime floor imports only the core and its own lean libraries, at module level and inside functions.
 
 ``edgepack.runtime`` may import: the standard library, numpy, tokenizers, onnxruntime, tensorrt (inside
-functions only), starlette/uvicorn/orjson (the ``serve`` extra), ``edgepack.runtime.*`` and the core modules in
+functions only), starlette/uvicorn/orjson/uvloop (the ``serve`` extra), ``edgepack.runtime.*`` and the core modules in
 ``edgepack/``. Never torch/transformers/optimum/peft/onnx, and never a pass (export, quantize, prune,
 distill) or the benchmarks above it.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime"
 CORE = {p.stem for p in (ROOT / "edgepack").glob("*.py")} - {"__init__", "__main__"}
-THIRD_PARTY = {"numpy", "tokenizers", "onnxruntime", "starlette", "uvicorn", "orjson"}
+THIRD_PARTY = {"numpy", "tokenizers", "onnxruntime", "starlette", "uvicorn", "orjson", "uvloop"}
 FUNCTION_ONLY = {"tensorrt", "onnxruntime"}  # heavy: imported when a session or engine opens
 # core modules that are orchestration, not ground floor (they import passes): the runtime keeps off them
 CORE_OFF_LIMITS = {"run", "report", "recipe", "recipe_cli", "pipeline", "cli", "hf", "testing"}
