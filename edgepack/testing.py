@@ -21,6 +21,23 @@ _WORDS = (
 ).split()
 
 
+def varied_texts(n: int) -> list[str]:
+    """``n`` short texts of 3 to 11 words from the sample sentences' words (the same every call)."""
+    words = " ".join(SAMPLE_SENTENCES).split()
+    return [" ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i % 9)) for i in range(n)]
+
+
+def write_labelled_csv(path: Path, n: int = 64) -> Path:
+    """A ``text,label`` CSV of ``varied_texts(n)``: every third row "neg", the others "pos"."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows((t, "pos" if i % 3 else "neg") for i, t in enumerate(varied_texts(n)))
+    return Path(path)
+
+
 def st_cls_copy(model_dir: Path, out: Path) -> Path:
     """A copy of a feature-extraction model folder that sentence-transformers (and edgepack's contract) reads as
     pooling the CLS token, without normalizing: ``modules.json`` plus ``1_Pooling/config.json``."""

@@ -20,11 +20,10 @@ from edgepack.batching import encode
 from edgepack.data import Dataset
 from edgepack.errors import EdgepackError
 from edgepack.hf import load_model
-from edgepack.testing import SAMPLE_TEXTS, make_tiny_model, st_cls_copy
+from edgepack.testing import SAMPLE_TEXTS, make_tiny_model, st_cls_copy, varied_texts, write_labelled_csv
 from edgepack.train import TrainConfig
 
-WORDS = " ".join(SAMPLE_TEXTS).split()
-TEXTS = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(3 + i % 9)) for i in range(64)]
+TEXTS = varied_texts(64)
 LABELS = [int(i % 3 != 0) for i in range(64)]
 
 
@@ -134,8 +133,7 @@ def test_embedding_recipe_distill_onnx_int8_report(teachers, tmp_path):
     from edgepack.pipeline import load_recipe, run_recipe
 
     mean, _ = teachers
-    csv = tmp_path / "data.csv"
-    csv.write_text("text,label\n" + "".join(f'"{t}",{"pos" if y else "neg"}\n' for t, y in zip(TEXTS, LABELS)))
+    csv = write_labelled_csv(tmp_path / "data.csv", len(TEXTS))
     path = tmp_path / "recipe.yaml"
     path.write_text(EMB_RECIPE.format(out=tmp_path / "run", model=mean, csv=csv))
     out = run_recipe(load_recipe(path), log=lambda s: None)

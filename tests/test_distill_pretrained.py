@@ -1,6 +1,5 @@
 """Pretrained students with their own tokenizer, feature transfer rules, transfer sets and the report's comparison."""
 
-import csv
 import json
 
 import pytest
@@ -17,7 +16,7 @@ from edgepack.distill.transfer import augment, transfer_texts
 from edgepack.config import config_from_dict
 from edgepack.data import DataSpec, load_data
 from edgepack.errors import EdgepackError
-from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
+from edgepack.testing import SAMPLE_TEXTS, make_tiny_model, varied_texts, write_labelled_csv
 from edgepack.train import TrainConfig
 
 FAST = TrainConfig(epochs=2, batch_size=8, lr=3e-3, progress=False, max_length=32)
@@ -48,12 +47,8 @@ def make_tiny_roberta(out, texts, hidden=48, layers=3, heads=4):
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("pstu")
     teacher = make_tiny_model(d / "teacher", layers=4, labels=["neg", "pos"], seed=3)
-    words = " ".join(SAMPLE_TEXTS).split()
-    texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i % 9)) for i in range(48)]
-    with open(d / "data.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows((t, "pos" if i % 3 else "neg") for i, t in enumerate(texts))
+    texts = varied_texts(48)
+    write_labelled_csv(d / "data.csv", 48)
     (d / "unlabeled.txt").write_text("\n".join(f"{a} {b}" for a, b in zip(texts, reversed(texts))) + "\n\n")
     roberta = make_tiny_roberta(d / "roberta", texts + list(SAMPLE_TEXTS))
     return {"dir": d, "teacher": teacher, "data": DataSpec(path=str(d / "data.csv"), val_fraction=0.25),

@@ -1,6 +1,5 @@
 """Distillation end to end on tiny random models: loss falls, resume is exact, cache modes agree."""
 
-import csv
 
 import pytest
 
@@ -13,7 +12,7 @@ from edgepack.distill.student import StudentConfig
 from edgepack.artifact import Artifact
 from edgepack.data import DataSpec
 from edgepack.errors import EdgepackError
-from edgepack.testing import SAMPLE_TEXTS, make_tiny_model
+from edgepack.testing import make_tiny_model, write_labelled_csv
 from edgepack.train import TrainConfig
 
 
@@ -21,13 +20,7 @@ from edgepack.train import TrainConfig
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("kd")
     teacher = make_tiny_model(d / "teacher", layers=4, labels=["neg", "pos"], seed=3)
-    words = " ".join(SAMPLE_TEXTS).split()
-    rows = [(" ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i % 9)), "pos" if i % 3 else "neg")
-            for i in range(64)]
-    with open(d / "data.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(rows)
+    write_labelled_csv(d / "data.csv", 64)
     return teacher, DataSpec(path=str(d / "data.csv"), val_fraction=0.2)
 
 

@@ -9,8 +9,6 @@ pruning (and the families that refuse heads), distillation from teacher blocks, 
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
@@ -19,7 +17,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("optimum.exporters.onnx")
 
 from edgepack.errors import EdgepackError
-from edgepack.testing import FAMILIES, SAMPLE_TEXTS, make_tiny_family_model
+from edgepack.testing import FAMILIES, SAMPLE_TEXTS, make_tiny_family_model, write_labelled_csv
 from edgepack.train import TrainConfig
 
 # Longer than ModernBERT's 16-token local window, so its local layers really mask something.
@@ -291,13 +289,7 @@ def test_modernbert_student_attention_kinds(tmp_path):
 @pytest.fixture(scope="module")
 def kd_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("kd")
-    words = " ".join(SAMPLE_TEXTS).split()
-    rows = [(" ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i % 9)), "pos" if i % 3 else "neg")
-            for i in range(64)]
-    with open(d / "data.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(rows)
+    write_labelled_csv(d / "data.csv", 64)
     from edgepack.data import DataSpec
 
     return DataSpec(path=str(d / "data.csv"), val_fraction=0.2)
