@@ -166,7 +166,7 @@ def _runtime_job(s: Session, name: str) -> tuple[dict, dict]:
     env = s.env(env_name)
     if not env["ok"]:
         raise EdgepackError(f"could not install its venv ({env_name}): {env['error']}")
-    job = {"kind": kind, "threads": s.args.threads, "batch_sizes": list(BATCH_SIZES), "rounds": s.args.rounds}
+    job = {"kind": kind, "threads": s.args.threads, "batch_sizes": list(BATCH_SIZES)}
     if kind == "edgepack":
         art = s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
         job["model"], file = str(art), art / "model.onnx"
@@ -234,7 +234,7 @@ def run_runtime(s: Session, work: Path) -> dict:
     for name, row in rows.items():
         if row.get("error") or not row["runs"]:
             continue
-        _best_of(row)
+        _from_run(row)
         if ref is not None:
             emb = np.load(work / f"{name}.npy")
             cos = np.sum(_unit(emb) * _unit(ref), axis=1)
@@ -313,15 +313,10 @@ def _unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _best_of(row: dict) -> None:
-    """Per batch size, the run with the highest texts/s; the row's peak RSS is the largest seen."""
-    row["timings"] = {}
-    for bs in [*map(str, BATCH_SIZES), "corpus"]:
-        runs = [r["timings"][bs] for r in row["runs"] if bs in r["timings"]]
-        if runs:
-            row["timings"][bs] = max(runs, key=lambda t: t["texts_per_s"])
-    row["peak_rss_mb"] = max((r.get("peak_rss_mb") or 0) for r in row["runs"]) or None
-    row["versions"] = row["runs"][0].get("versions")
+def _from_run(row: dict) -> None:
+    """The row's timings, peak RSS and versions from its runner's result (``runs`` holds that one result)."""
+    run = row["runs"][0]
+    row["timings"], row["peak_rss_mb"], row["versions"] = run["timings"], run.get("peak_rss_mb"), run.get("versions")
 
 
 def _server_spec(s: Session, name: str, env_name: str):
