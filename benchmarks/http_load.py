@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import subprocess
@@ -201,6 +202,16 @@ def rss_mb(pid: int) -> dict:
     return {"rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1), "processes": len(tree)}
 
 
+def log_tail(path: Path, n: int = 4, limit: int = 900) -> str:
+    """The last ``n`` lines of a child's log with text in them (traceback carets skipped), joined on one line,
+    at most ``limit`` characters: the reason a child failed, for a one-line error."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip(" ^~\t")]
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-n:])[-limit:]
+
+
 class ChildServer:
     """A server in a child process on a free port (``{port}`` in ``argv`` is filled in): ``start`` waits for its
     ready route, or its exit, and returns the cold start in seconds (RuntimeError with the log's last lines
@@ -214,8 +225,11 @@ class ChildServer:
         self.ready_path, self.env, self.cwd = ready_path, env, cwd
         self.ready_timeout_s, self.poll_s = ready_timeout_s, poll_s
         self._own_log = log_path is None
-        self.log_path = Path(tempfile.mkstemp(prefix="edgepack-server-", suffix=".log")[1]) if log_path is None \
-            else log_path
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="edgepack-server-", suffix=".log")
+            os.close(fd)  # start() opens it again for the child's output
+            log_path = Path(name)
+        self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> float:
@@ -232,11 +246,7 @@ class ChildServer:
         return round(time.perf_counter() - t0, 3)
 
     def log_tail(self, n: int = 4) -> str:
-        try:
-            lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip(" ^~\t")]
-        except OSError:
-            return "(no log)"
-        return " | ".join(lines[-n:])[-900:]
+        return log_tail(self.log_path, n)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

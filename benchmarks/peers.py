@@ -287,6 +287,7 @@ class _PeerProcess:
     def _reply(self, timeout_s: float) -> dict:
         import select
 
+        from edgepack.benchmarks.http_load import log_tail
         from edgepack.benchmarks.peer_runner import MARK
 
         deadline = time.monotonic() + timeout_s
@@ -302,8 +303,7 @@ class _PeerProcess:
                 self.stop()
                 why = (f"no answer within {timeout_s:g} s" if chunk is None
                        else f"exited with code {self.proc.returncode}")
-                lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
-                raise EdgepackError(f"the runner failed ({why}): {' | '.join(lines[-3:])[-700:]}")
+                raise EdgepackError(f"the runner failed ({why}): {log_tail(self.log_path, 3, 700)}")
             self._buf += chunk
 
 

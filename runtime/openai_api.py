@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 from edgepack.runtime import server_guard as guard
+from edgepack.runtime.batcher import BatcherClosedError, QueueFullError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 try:
     import orjson
 except ImportError:  # the lean install without the serve extra's JSON library
     orjson = None
-from edgepack.runtime.batcher import BatcherClosedError, QueueFullError
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 EMBEDDINGS_PATH, CLASSIFY_PATH = "/v1/embeddings", "/v1/classify"
 TASK_OF = {EMBEDDINGS_PATH: "feature-extraction", CLASSIFY_PATH: "text-classification"}
