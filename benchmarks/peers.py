@@ -57,9 +57,9 @@ RUNTIME_PEERS = {  # name -> (venv, runner kind)
     "st-onnx-int8": ("sentence-transformers", "st-onnx"), "st-torch": ("sentence-transformers", "st-torch"),
 }
 SERVER_PEERS = {  # name -> its venv
-    "edgepack-serve-fp32": ("edgepack",), "edgepack-serve-int8": ("edgepack",),
-    "edgepack-serve-int8-workers": ("edgepack",), "infinity-torch": ("infinity",),
-    "infinity-optimum": ("infinity",),
+    "edgepack-serve-fp32": "edgepack", "edgepack-serve-int8": "edgepack",
+    "edgepack-serve-int8-workers": "edgepack", "infinity-torch": "infinity",
+    "infinity-optimum": "infinity",
 }
 REFERENCE = "st-torch"
 BATCH_SIZES = (1, 32)
@@ -214,7 +214,7 @@ def run_runtime(s: Session, work: Path) -> dict:
             print(f"peers: runtime round {r + 1}/{s.args.rounds} ...", flush=True)
             for key in keys:
                 names = list(live)
-                for name in names[r % len(names):] + names[:r % len(names)] if names else []:
+                for name in _rotated(names, r):
                     try:
                         live[name].turn(key)
                     except EdgepackError as e:
@@ -307,6 +307,12 @@ class _PeerProcess:
             self._buf += chunk
 
 
+def _rotated(names: list[str], r: int) -> list[str]:
+    """``names`` starting at the ``r``-th (round ``r``'s turn order, so no one always goes first)."""
+    k = r % len(names) if names else 0
+    return names[k:] + names[:k]
+
+
 def _unit(x):
     import numpy as np
 
@@ -347,7 +353,7 @@ def _start_server(s: Session, name: str, work: Path, ref: dict | None):
     import numpy as np
     from edgepack.benchmarks.peer_servers import ChildServer, check_answer
 
-    env_name = SERVER_PEERS[name][0]
+    env_name = SERVER_PEERS[name]
     srv = ChildServer(_server_spec(s, name, env_name), s.args.threads, work / f"{name}-{env_name}.log")
     print(f"peers: server {name} ({env_name} venv): starting ...", flush=True)
     try:
@@ -376,14 +382,14 @@ def run_servers(s: Session, work: Path, ref: dict | None = None) -> dict:
                 live[name], facts[name] = _start_server(s, name, work, ref)
             except Exception as e:  # noqa: BLE001 - a server that fails is reported with its reason
                 rows.append({"server": name, "texts_per_request": 1,
-                             "error": f"[{SERVER_PEERS[name][0]} venv] {type(e).__name__}: {str(e)[:600]}"})
+                             "error": f"[{SERVER_PEERS[name]} venv] {type(e).__name__}: {str(e)[:600]}"})
         pers = (1, s.args.texts_per_request)
         phases = {(name, per): [] for name in live for per in pers}
         names = list(live)
         for r in range(s.args.server_rounds):
             print(f"peers: server round {r + 1}/{s.args.server_rounds} ...", flush=True)
             for per in pers:
-                for name in names[r % len(names):] + names[:r % len(names)] if names else []:
+                for name in _rotated(names, r):
                     phases[name, per].append(load_phase(live[name], s.texts, s.args.clients, s.args.duration, per,
                                                         seed=1 + 1000 * r))
         for name in names:
