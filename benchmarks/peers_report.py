@@ -34,8 +34,8 @@ def paired_ratio(t: dict, base: dict, key: str = "texts_per_s", rounds: str = "t
     return v / w if v and w else None
 
 
-def _paired(t: dict, base: dict) -> str:
-    r = paired_ratio(t, base)
+def _paired(t: dict, base: dict, key: str = "texts_per_s", rounds: str = "texts_per_s_passes") -> str:
+    r = paired_ratio(t, base, key, rounds)
     return "–" if r is None else f"{r:.2f}x"
 
 
@@ -96,15 +96,10 @@ def server_table(rows: Sequence[dict]) -> list[str]:
         b = base.get(r["texts_per_request"], {})
         cells = [r["server"], str(r["texts_per_request"]), _f(r.get("throughput_rps")),
                  _f((r.get("throughput_rps") or 0) * r["texts_per_request"]), _f(r.get("p50_ms")),
-                 _f(r.get("p99_ms")), str(r.get("errors", "–")), _server_ratio(r, b),
+                 _f(r.get("p99_ms")), str(r.get("errors", "–")), _paired(r, b, "throughput_rps", "rps_per_round"),
                  _f(r.get("rss_mb"), ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
-
-
-def _server_ratio(r: dict, base: dict) -> str:
-    v = paired_ratio(r, base, "throughput_rps", "rps_per_round") if base else None
-    return "–" if v is None else f"{v:.2f}x"
 
 
 def failures(report: dict) -> list[str]:
