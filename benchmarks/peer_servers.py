@@ -65,7 +65,7 @@ class ChildServer(_ChildServer):
         # cwd: the work folder, so `python -m edgepack` imports the venv's install, never a checkout's folders
         super().__init__(spec.argv, spec.ready_path, log_path, env, spec.cwd or str(log_path.parent),
                          ready_timeout_s, poll_s=0.2)
-        self.spec, self.threads = spec, threads
+        self.spec = spec
 
 
 def _body(texts: list[str]) -> dict:

@@ -26,13 +26,13 @@ from edgepack.timing import TimingProtocol, time_interleaved
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    """argparse's view of ``benchmarks.cli.parse_int_list`` (its message, argparse's exit)."""
+    from edgepack.benchmarks.cli import parse_int_list
+
     try:
-        out = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return out
+        return parse_int_list(text, "values")
+    except EdgepackError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def measure_token_cost(artifact: str, threads: int | None = 2, lengths=(16, 32, 64, 128),
