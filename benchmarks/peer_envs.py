@@ -87,11 +87,12 @@ def _spec(env: PeerEnv) -> dict:
 
 
 def _tree_hash(folder: Path) -> str:
-    """sha256 over what a lean edgepack install runs (pyproject, core, runtime, CLI): a change reinstalls it."""
+    """sha256 over what a lean edgepack install runs (pyproject, core, runtime, CLI, and the benchmarks the peer
+    benchmark runs in it): a change reinstalls it."""
     import hashlib
 
     h = hashlib.sha256()
-    files = [folder / "pyproject.toml"] + [p for sub in ("edgepack", "runtime", "pipeline")
+    files = [folder / "pyproject.toml"] + [p for sub in ("edgepack", "runtime", "pipeline", "benchmarks")
                                             for p in sorted((folder / sub).rglob("*")) if p.suffix in (".py", ".yaml")]
     for p in files:
         if p.is_file():

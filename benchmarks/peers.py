@@ -228,6 +228,9 @@ def run_runtime(s: Session, work: Path) -> dict:
     finally:
         for peer in live.values():
             peer.stop()
+    for name in ("edgepack-int8", "edgepack-fp32"):  # after the rounds: nothing else runs while it is timed
+        if name in rows and rows[name]["runs"] and not rows[name].get("error"):
+            rows[name]["ceiling"] = _ceiling(s, name, texts_path)
     ref = None
     if REFERENCE in rows and rows[REFERENCE]["runs"]:
         ref = np.load(work / f"{REFERENCE}.npy")
@@ -241,6 +244,32 @@ def run_runtime(s: Session, work: Path) -> dict:
             row["cos_mean"], row["cos_min"] = round(float(cos.mean()), 5), round(float(cos.min()), 5)
     return {"reference": f"{REFERENCE} (sentence-transformers, torch fp32)" if ref is not None else None,
             "rows": list(rows.values())}
+
+
+def _ceiling(s: Session, name: str, texts_path: Path) -> dict:
+    """The most texts/s any runtime can reach on these texts with ``name``'s model file on this machine:
+    ``token_cost --texts`` (bare session.run at its cheapest measured shape, no tokenization, no padding) run
+    in the edgepack venv at the peers' thread count. ``{"error": ...}`` when it cannot be measured."""
+    from edgepack.benchmarks.http_load import log_tail
+
+    art = s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
+    log = texts_path.parent / f"{name}.ceiling.log"
+    cmd = [s.envs["edgepack"]["python"], "-m", "edgepack.benchmarks.token_cost", str(art), "--threads",
+           str(s.args.threads), "--lengths", "16,32,64", "--batches", "4,8,16,32", "--seconds", "1", "--json",
+           "--texts", str(texts_path)]
+    print(f"peers: runtime {name}: timing the bare model (its ceiling) ...", flush=True)
+    with open(log, "wb") as err:
+        try:
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=900, cwd=str(texts_path.parent),
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"})
+        except subprocess.TimeoutExpired:
+            return {"error": "token_cost took over 900 s"}
+    if out.returncode != 0:
+        return {"error": f"token_cost exited with code {out.returncode}: {log_tail(log, 2, 400)}"}
+    r = json.loads(out.stdout)
+    f = r["floor"]
+    return {"texts_per_s": r["ceiling_texts_per_s"], "mean_tokens": r["mean_tokens"],
+            "floor_us_per_token": round(f["us_per_token"], 2), "floor_shape": f"{f['batch']}x{f['length']}"}
 
 
 class _PeerProcess:

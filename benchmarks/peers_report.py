@@ -84,6 +84,31 @@ def versus_table(rows: Sequence[dict], batch_sizes: Sequence[int], ours: str = "
     return lines
 
 
+def ceiling_table(rows: Sequence[dict], batch_sizes: Sequence[int]) -> list[str]:
+    """Each edgepack model file's ceiling on these texts here (``row["ceiling"]``) and what it allows against
+    the baseline: no runtime, ours included, can beat the baseline by more with that file on this machine."""
+    by = _by_name(rows, "peer")
+    base = by.get(RUNTIME_BASELINE, {}).get("timings", {})
+    have = [r for r in by.values() if r.get("ceiling")]
+    if not have:
+        return []
+    keys = [*map(str, batch_sizes), "corpus"]
+    head = ["model file of", "floor us/token (shape)", "mean tokens/text", "ceiling texts/s",
+            *(f"ceiling / {RUNTIME_BASELINE} " + (f"b{k}" if k != "corpus" else k) for k in keys)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in have:
+        c = r["ceiling"]
+        if c.get("error"):
+            lines.append("| " + " | ".join([r["peer"], f"could not be measured: {c['error']}"] + [""] *
+                                           (len(head) - 2)) + " |")
+            continue
+        ratios = [_f(c["texts_per_s"] / v, ".2f") + "x" if (v := base.get(k, {}).get("texts_per_s")) else "–"
+                  for k in keys]
+        lines.append("| " + " | ".join([r["peer"], f"{c['floor_us_per_token']:.1f} ({c['floor_shape']})",
+                                        f"{c['mean_tokens']:.1f}", _f(c["texts_per_s"]), *ratios]) + " |")
+    return lines
+
+
 def server_table(rows: Sequence[dict]) -> list[str]:
     ok = [r for r in rows if not r.get("error")]
     if not ok:
@@ -135,6 +160,13 @@ def to_markdown(report: dict) -> str:
         if versus:
             lines += ["edgepack-int8 against each peer (texts/s ratio, median of the per-round ratios):", "",
                       *versus, ""]
+        ceiling = ceiling_table(rt["rows"], cfg["batch_sizes"])
+        if ceiling:
+            lines += ["Ceiling on this machine: the bare model call (`session.run`) at its cheapest measured shape "
+                      "(rows x tokens, full rows: no padding, no tokenization, no pooling), times the texts' mean "
+                      "token count (`python -m edgepack.benchmarks.token_cost FILE --texts T`). No runtime, "
+                      "edgepack included, embeds these texts faster with that file here, so no ratio to the "
+                      "baseline above the ceiling's can be reached on this machine.", "", *ceiling, ""]
     sv = report.get("server")
     if sv is not None:
         n = cfg.get("server_rounds", 1)

@@ -2,6 +2,7 @@
 
     python -m edgepack.benchmarks.token_cost ARTIFACT [--threads 2] [--lengths 16,32,64,128]
                                              [--batches 1,2,4,8,16,32] [--max-tokens 2048] [--seconds 2] [--json]
+                                             [--texts FILE]
 
 Every shape (batch rows x tokens per row, at most ``--max-tokens`` in all) is one bare ONNX Runtime call on
 random in-vocabulary ids with a full attention mask, timed interleaved in one process with the others
@@ -9,12 +10,15 @@ random in-vocabulary ids with a full attention mask, timed interleaved in one pr
 Where it stops falling, larger calls add latency and no throughput: a guide for ``--max-batch-tokens`` and
 ``Predictor(batch_size=...)`` on this CPU. Its lowest cell is the ceiling of any runtime on this model and
 machine: texts of N tokens cannot go faster than 1e6 / (floor x N) per second, tokenization and padding
-aside, whoever serves them.
+aside, whoever serves them. ``--texts FILE`` (a JSON list of strings, or a text file with one text per line)
+counts your texts' tokens with the artifact's tokenizer and prints that ceiling for them: a peer benchmark's
+ratio above ceiling / peer cannot be reached with this file on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -35,9 +39,34 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def read_texts(path: str) -> list[str]:
+    """A JSON list of strings, or a text file's non-empty lines."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise EdgepackError(f"texts file not found: {p}")
+    raw = p.read_text(encoding="utf-8")
+    if p.suffix == ".json":
+        try:
+            texts = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise EdgepackError(f"{p}: not JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise EdgepackError(f"{p}: expected a JSON list of strings")
+    else:
+        texts = [line for line in raw.splitlines() if line.strip()]
+    if not texts:
+        raise EdgepackError(f"{p}: no texts")
+    return texts
+
+
 def measure_token_cost(artifact: str, threads: int | None = 2, lengths=(16, 32, 64, 128),
-                       batches=(1, 2, 4, 8, 16, 32), max_tokens: int = 2048, seconds: float = 2.0) -> dict:
-    """{"cells": [{"batch", "length", "p50_ms", "us_per_token"}], "floor": the cheapest cell, ...}."""
+                       batches=(1, 2, 4, 8, 16, 32), max_tokens: int = 2048, seconds: float = 2.0,
+                       texts: list[str] | None = None) -> dict:
+    """{"cells": [{"batch", "length", "p50_ms", "us_per_token"}], "floor": the cheapest cell, ...}; with
+    ``texts``, also their "mean_tokens" (the artifact's tokenizer, truncated as it serves) and
+    "ceiling_texts_per_s" = 1e6 / (floor us/token x mean_tokens)."""
     from edgepack.runtime.predictor import Predictor
 
     pred = Predictor.open(artifact, intra_op_threads=threads)
@@ -68,8 +97,14 @@ def measure_token_cost(artifact: str, threads: int | None = 2, lengths=(16, 32, 
     s = timed.summaries()
     cells = [{"batch": b, "length": t, "p50_ms": s[f"{b}x{t}"]["p50_ms"],
               "us_per_token": s[f"{b}x{t}"]["p50_ms"] * 1000 / (b * t)} for b, t in shapes]
-    return {"artifact": str(pred.artifact.path), "precision": pred.artifact.runtime.precision, "threads": threads,
-            "cells": cells, "floor": min(cells, key=lambda c: c["us_per_token"]), "machine": host_cpu().describe()}
+    floor = min(cells, key=lambda c: c["us_per_token"])
+    out = {"artifact": str(pred.artifact.path), "precision": pred.artifact.runtime.precision, "threads": threads,
+           "cells": cells, "floor": floor, "machine": host_cpu().describe()}
+    if texts:
+        mean = sum(len(e.ids) for e in pred.encoder.encode(texts)) / len(texts)
+        out.update(texts=len(texts), mean_tokens=round(mean, 2),
+                   ceiling_texts_per_s=round(1e6 / (floor["us_per_token"] * mean), 1))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=2048, help="skip shapes above rows x length (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=2.0, help="time at least this long (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--texts", metavar="FILE", help="your texts (JSON list, or one per line): print the most "
+                   "texts/s any runtime can reach on them with this file here")
     a = p.parse_args(argv)
-    r, code = measured("token_cost", lambda: measure_token_cost(a.artifact, a.threads, a.lengths, a.batches,
-                                                                a.max_tokens, a.seconds), a.json)
+    r, code = measured("token_cost", lambda: measure_token_cost(
+        a.artifact, a.threads, a.lengths, a.batches, a.max_tokens, a.seconds,
+        read_texts(a.texts) if a.texts else None), a.json)
     if r is None:
         return code
     cost = {(c["batch"], c["length"]): c["us_per_token"] for c in r["cells"]}
@@ -96,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     f = r["floor"]
     print(f"floor {f['us_per_token']:.1f} us/token at {f['batch']} x {f['length']}: texts of {f['length']} "
           f"tokens at most {1e6 / (f['us_per_token'] * f['length']):.0f}/s on this model and machine")
+    if "ceiling_texts_per_s" in r:
+        print(f"your {r['texts']} texts average {r['mean_tokens']:.1f} tokens: at most "
+              f"{r['ceiling_texts_per_s']:.0f} texts/s with this file here, tokenization and padding aside")
     return 0
 
 

@@ -91,6 +91,19 @@ def test_markdown_rows_ratios_and_failures():
     assert not [ln for ln in lines if ln.startswith(("| st-onnx-int8", "| infinity-optimum"))]
 
 
+def test_the_ceiling_table_bounds_the_ratios_to_the_baseline():
+    rep = _report()
+    rows = rep["runtime"]["rows"]
+    rows[0]["ceiling"] = {"texts_per_s": 500.0, "mean_tokens": 26.4, "floor_us_per_token": 75.8,
+                          "floor_shape": "16x64"}
+    rows.append({"peer": "edgepack-fp32", "timings": rows[0]["timings"], "ceiling": {"error": "token_cost exited"}})
+    lines = to_markdown(rep).splitlines()
+    # fastembed-fp32 (the baseline) does 50 / 100 / 120 texts/s at b1 / b32 / corpus
+    assert "| edgepack-int8 | 75.8 (16x64) | 26.4 | 500.0 | 10.00x | 5.00x | 4.17x |" in lines
+    assert "| edgepack-fp32 | could not be measured: token_cost exited |  |  |  |  |  |" in lines
+    assert not [ln for ln in to_markdown(_report()).splitlines() if "ceiling" in ln.lower()]  # none measured
+
+
 def test_write_report_is_atomic_json_and_markdown(tmp_path):
     out = tmp_path / "res"
     json_path, md_path = write_report(_report(), out)
@@ -168,6 +181,28 @@ def test_runner_takes_turns_and_reports_every_pass(tmp_path, tiny_encoder):
     assert res["timings"]["1"]["texts_per_s"] == pytest.approx(np.median(res["timings"]["1"]["texts_per_s_passes"]), abs=0.06)
     emb = np.load(tmp_path / "edgepack-int8.npy")
     assert emb.shape == (40, res["dim"]) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_the_ceiling_runs_token_cost_in_the_edgepack_venv(tmp_path, tiny_encoder, monkeypatch):
+    """``_ceiling`` times the bare model in the venv's interpreter on the benchmark's texts; a failure is a reason."""
+    from tokenizers import Tokenizer
+
+    from edgepack.export.onnx_export import OnnxExportConfig, export_onnx
+
+    art = export_onnx(tiny_encoder, tmp_path / "onnx", OnnxExportConfig()).path
+    texts = [f"a film number {i} " + "good " * (i % 7) for i in range(40)]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    s = _session("edgepack")
+    monkeypatch.setattr(s, "edgepack_models", lambda: {"int8": art, "fused": tmp_path / "gone"}, raising=False)
+    c = peers._ceiling(s, "edgepack-int8", tmp_path / "texts.json")
+    tok = Tokenizer.from_file(str(art / "tokenizer.json"))
+    mean = sum(len(tok.encode(t).ids) for t in texts) / len(texts)
+    assert c["mean_tokens"] == pytest.approx(mean, abs=0.01)
+    assert c["texts_per_s"] == pytest.approx(1e6 / (c["floor_us_per_token"] * mean), rel=0.01)
+    assert c["floor_shape"] in {f"{b}x{t}" for b in (4, 8, 16, 32) for t in (16, 32, 64)}
+    bad = peers._ceiling(s, "edgepack-fp32", tmp_path / "texts.json")
+    assert bad == {"error": f"token_cost exited with code 2: token_cost: error: artifact directory not found: "
+                            f"{tmp_path / 'gone'}"}
 
 
 def test_runner_times_every_batch_once_after_a_warm_up():
