@@ -255,7 +255,9 @@ def _ceiling(s: Session, name: str, texts_path: Path) -> dict:
     art = s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
     log = texts_path.parent / f"{name}.ceiling.log"
     cmd = [s.envs["edgepack"]["python"], "-m", "edgepack.benchmarks.token_cost", str(art), "--threads",
-           str(s.args.threads), "--lengths", "16,32,64", "--batches", "4,8,16,32", "--seconds", "1", "--json",
+           str(s.args.threads), "--lengths", "16,32,64", "--batches", ",".join(map(str, sorted({4, 8, 16, 32,
+                                                                                               *BATCH_SIZES}))),
+           "--seconds", "1", "--json",
            "--texts", str(texts_path)]
     print(f"peers: runtime {name}: timing the bare model (its ceiling) ...", flush=True)
     with open(log, "wb") as err:
@@ -269,7 +271,8 @@ def _ceiling(s: Session, name: str, texts_path: Path) -> dict:
     r = json.loads(out.stdout)
     f = r["floor"]
     return {"texts_per_s": r["ceiling_texts_per_s"], "mean_tokens": r["mean_tokens"],
-            "floor_us_per_token": round(f["us_per_token"], 2), "floor_shape": f"{f['batch']}x{f['length']}"}
+            "floor_us_per_token": round(f["us_per_token"], 2), "floor_shape": f"{f['batch']}x{f['length']}",
+            "padding_in_order": r["padding_in_order"]}
 
 
 class _PeerProcess:

@@ -101,10 +101,19 @@ def measure_token_cost(artifact: str, threads: int | None = 2, lengths=(16, 32, 
     out = {"artifact": str(pred.artifact.path), "precision": pred.artifact.runtime.precision, "threads": threads,
            "cells": cells, "floor": floor, "machine": host_cpu().describe()}
     if texts:
-        mean = sum(len(e.ids) for e in pred.encoder.encode(texts)) / len(texts)
+        n = [len(e.ids) for e in pred.encoder.encode(texts)]
+        mean = sum(n) / len(n)
         out.update(texts=len(texts), mean_tokens=round(mean, 2),
-                   ceiling_texts_per_s=round(1e6 / (floor["us_per_token"] * mean), 1))
+                   ceiling_texts_per_s=round(1e6 / (floor["us_per_token"] * mean), 1),
+                   padding_in_order={str(b): round(in_order_padding(n, b), 3) for b in sorted(set(batches))})
     return out
+
+
+def in_order_padding(lengths: list[int], batch: int) -> float:
+    """Tokens a model runs over real tokens when texts go ``batch`` at a time in their order, each batch padded
+    to its longest (what a runtime that does not sort by length runs)."""
+    padded = sum(max(lengths[i:i + batch]) * len(lengths[i:i + batch]) for i in range(0, len(lengths), batch))
+    return padded / sum(lengths)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if "ceiling_texts_per_s" in r:
         print(f"your {r['texts']} texts average {r['mean_tokens']:.1f} tokens: at most "
               f"{r['ceiling_texts_per_s']:.0f} texts/s with this file here, tokenization and padding aside")
+        pads = ", ".join(f"{b} at a time {v:.2f}x" for b, v in r["padding_in_order"].items())
+        print(f"padded / real tokens when they go in their order, each batch padded to its longest: {pads}")
     return 0
 
 

@@ -95,12 +95,12 @@ def test_the_ceiling_table_bounds_the_ratios_to_the_baseline():
     rep = _report()
     rows = rep["runtime"]["rows"]
     rows[0]["ceiling"] = {"texts_per_s": 500.0, "mean_tokens": 26.4, "floor_us_per_token": 75.8,
-                          "floor_shape": "16x64"}
+                          "floor_shape": "16x64", "padding_in_order": {"1": 1.0, "32": 1.93}}
     rows.append({"peer": "edgepack-fp32", "timings": rows[0]["timings"], "ceiling": {"error": "token_cost exited"}})
     lines = to_markdown(rep).splitlines()
     # fastembed-fp32 (the baseline) does 50 / 100 / 120 texts/s at b1 / b32 / corpus
-    assert "| edgepack-int8 | 75.8 (16x64) | 26.4 | 500.0 | 10.00x | 5.00x | 4.17x |" in lines
-    assert "| edgepack-fp32 | could not be measured: token_cost exited |  |  |  |  |  |" in lines
+    assert "| edgepack-int8 | 75.8 (16x64) | 26.4 | 500.0 | 10.00x | 5.00x | 4.17x | 1.93x |" in lines
+    assert "| edgepack-fp32 | could not be measured: token_cost exited |  |  |  |  |  |  |" in lines
     assert not [ln for ln in to_markdown(_report()).splitlines() if "ceiling" in ln.lower()]  # none measured
 
 
@@ -199,7 +199,8 @@ def test_the_ceiling_runs_token_cost_in_the_edgepack_venv(tmp_path, tiny_encoder
     mean = sum(len(tok.encode(t).ids) for t in texts) / len(texts)
     assert c["mean_tokens"] == pytest.approx(mean, abs=0.01)
     assert c["texts_per_s"] == pytest.approx(1e6 / (c["floor_us_per_token"] * mean), rel=0.01)
-    assert c["floor_shape"] in {f"{b}x{t}" for b in (4, 8, 16, 32) for t in (16, 32, 64)}
+    assert c["floor_shape"] in {f"{b}x{t}" for b in (1, 4, 8, 16, 32) for t in (16, 32, 64)}
+    assert c["padding_in_order"]["1"] == 1.0 and c["padding_in_order"]["32"] > 1.0
     bad = peers._ceiling(s, "edgepack-fp32", tmp_path / "texts.json")
     assert bad == {"error": f"token_cost exited with code 2: token_cost: error: artifact directory not found: "
                             f"{tmp_path / 'gone'}"}

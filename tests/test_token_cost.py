@@ -51,6 +51,8 @@ def test_texts_give_their_mean_tokens_and_the_ceiling(tiny_onnx, tmp_path, capsy
     want = sum(len(tok.encode(t).ids) for t in texts) / len(texts)
     assert r["mean_tokens"] == pytest.approx(want, abs=0.01) and r["texts"] == 3
     assert r["ceiling_texts_per_s"] == pytest.approx(1e6 / (r["floor"]["us_per_token"] * want), rel=1e-3)
+    order = [len(tok.encode(t).ids) for t in texts]  # 2 at a time: the first pair padded to its longest
+    assert r["padding_in_order"] == {"1": 1.0, "2": round((2 * max(order[:2]) + order[2]) / sum(order), 3)}
     (tmp_path / "t.json").write_text(json.dumps(texts))
     (tmp_path / "t.txt").write_text("\n".join(texts) + "\n\n")
     for f in ("t.json", "t.txt"):
@@ -58,6 +60,8 @@ def test_texts_give_their_mean_tokens_and_the_ceiling(tiny_onnx, tmp_path, capsy
                      "--texts", str(tmp_path / f)]) == 0
         out = capsys.readouterr().out
         assert f"your 3 texts average {want:.1f} tokens: at most " in out
+        assert "padded / real tokens when they go in their order, each batch padded to its longest: 1 at a time " \
+               "1.00x" in out
 
 
 @pytest.mark.parametrize("content,name,message", [
