@@ -309,7 +309,32 @@ class ArtifactWriter:
         """Checksum ``files`` (role -> path relative to ``self.dir``), write the manifest, rename into place.
 
         ``runtime`` is the typed contract readers act on; ``extra`` holds stage reports (no contract keys).
+        Under a multi-process launcher (``edgepack.ranks``) every process commits the same artifact: they wait
+        for each other (so none is still checking the output folder when it changes), the main process alone
+        writes and swaps it in, the others drop their temp folder, wait for it and return it opened.
         """
+        from edgepack import ranks
+
+        if ranks.world_size() > 1:
+            ranks.wait_for_everyone()
+            if not ranks.is_main():
+                shutil.rmtree(self.dir, ignore_errors=True)
+                ranks.wait_for_everyone()
+                self._committed = Artifact.open(self.out, verify=False)
+                return self._committed
+            try:
+                return self._commit(stage=stage, format=format, task=task, files=files, labels=labels,
+                                    inputs=inputs, outputs=outputs, parent=parent, config=config, metrics=metrics,
+                                    runtime=runtime, extra=extra)
+            finally:  # also when it failed: the others then find no artifact and fail too, instead of hanging
+                ranks.wait_for_everyone()
+        return self._commit(stage=stage, format=format, task=task, files=files, labels=labels, inputs=inputs,
+                            outputs=outputs, parent=parent, config=config, metrics=metrics, runtime=runtime,
+                            extra=extra)
+
+    def _commit(self, *, stage: str, format: str, task: str, files: dict[str, str], labels: list[str] | None,
+                inputs: list[dict] | None, outputs: list[dict] | None, parent: Artifact | None, config: dict | None,
+                metrics: dict | None, runtime: RuntimeContract | None, extra: dict | None) -> Artifact:
         clash = sorted(set(extra or {}) & {f.name for f in fields(RuntimeContract)})
         if clash:
             raise ValueError(f"{', '.join(clash)} belong in the runtime contract, not in extra")

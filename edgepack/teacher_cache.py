@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepack import ranks
 from edgepack.batching import Encoded, pad_batch, sorted_batches
 
 
@@ -136,7 +137,7 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
     want_h, want_a = bool(needs.hidden or needs.embedding), bool(needs.attention)
     with torch.inference_mode():
         for idx in tqdm(sorted_batches(enc.lengths, batch_size), desc="teacher cache", unit="batch",
-                        disable=not progress):
+                        disable=not (progress and ranks.is_main())):  # one bar per multi-process launch
             b = {k: v.to(device) if device is not None else v for k, v in pad_batch(enc, idx).items()}
             out = teacher(**b, output_hidden_states=want_h, output_attentions=want_a)
             head = pool(out.last_hidden_state, b["attention_mask"], needs.pooling) if needs.pooled else out.logits

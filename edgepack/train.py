@@ -15,7 +15,8 @@ weights as an uninterrupted run.
 Multi-GPU (data parallel): run the same script or CLI under accelerate, e.g.
 ``accelerate launch --multi_gpu --num_processes 4 -m edgepack distill TEACHER OUT --epochs 3``;
 each process takes a shard of every epoch's batches, gradients are all-reduced, evaluation runs on
-every process over the whole validation set, and only the main process writes checkpoints.
+every process over the whole validation set, and only the main process writes checkpoints (and, through
+``ArtifactWriter``, the stage's artifact: ``edgepack.ranks``).
 
 Importing this module is lean (torch, accelerate and transformers are imported by ``train``).
 """
@@ -202,8 +203,8 @@ def train(objective: Any, lengths: list[int], collate: Callable[[list[int]], dic
 
     work_dir.mkdir(parents=True, exist_ok=True)
     t0, seen = time.perf_counter(), 0
-    bar = tqdm(total=total, initial=state["step"], desc=desc, unit="step", disable=not cfg.progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=state["step"], desc=desc, unit="step",
+               disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)  # one bar per launch
     if not resumed:
         (work_dir / "best.safetensors").unlink(missing_ok=True)  # left over from another run
     done = state["step"] >= total and state["batch"] == 0

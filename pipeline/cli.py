@@ -9,6 +9,7 @@ recipe) is defined here, on the top floor that may import every stage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -95,6 +96,14 @@ def _run(args) -> int:
         print(f"  {i}. {s.name}: {s.kind} (reads {s.parent or recipe.model})")
     if args.check:
         return 0
+    from edgepack import ranks
+
+    if ranks.world_size() > 1:
+        raise EdgepackError(
+            f"edgepack run does not run under a multi-process launcher ({ranks.world_size()} processes): its "
+            "export, quantize and benchmark passes would run in every process and time each other; launch the "
+            "training stages that way (edgepack finetune|distill|prune), then give their artifact to a recipe's "
+            "model: and run it in one process")
     from edgepack.pipeline.runner import run_recipe
 
     out = run_recipe(recipe, report=not args.no_report)
@@ -116,6 +125,19 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 _default_format = warnings.formatwarning
 
 
+@contextlib.contextmanager
+def _quiet_unless_main():
+    """Under a multi-process launcher (accelerate launch, torchrun), results are printed once: by the main
+    process (the others' stdout is dropped; their errors still reach stderr)."""
+    from edgepack import ranks
+
+    if ranks.is_main():
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -124,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        rc = args.func(args)
+        with _quiet_unless_main():
+            rc = args.func(args)
         return int(rc or 0)
     except EdgepackError as e:
         if args.verbose or os.environ.get("EDGEPACK_DEBUG"):

@@ -1,0 +1,48 @@
+"""Which process of a multi-process launch this is (``accelerate launch``, ``torchrun``), and waiting for the rest.
+
+Under such a launcher every process runs the whole command: the training loop shares the batches out and
+all-reduces the gradients, while everything that must happen once (an artifact swapped into place, results
+printed) happens on the main process, the others waiting for it (:class:`edgepack.artifact.ArtifactWriter`
+does this on ``commit``). A plain run is a world of one: nothing here imports torch or accelerate then.
+
+The launcher's process group is used once it exists (the training loop's ``Accelerator`` creates it); before
+that, its environment (``WORLD_SIZE`` and ``RANK``, which torchrun and ``accelerate launch`` set) says the same.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _group():
+    """torch.distributed when a process group is up, else None (torch is only imported when a launcher ran)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2:
+        return None
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def world_size() -> int:
+    """How many processes run this command (1 without a launcher)."""
+    g = _group()
+    return g.get_world_size() if g is not None else max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+
+
+def rank() -> int:
+    """This process's index among them (0: the main process)."""
+    g = _group()
+    return g.get_rank() if g is not None else int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def wait_for_everyone() -> None:
+    """Block until every process of the launch gets here (at once without a launcher)."""
+    if world_size() < 2:
+        return
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
