@@ -12,14 +12,14 @@ that, its environment (``WORLD_SIZE`` and ``RANK``, which torchrun and ``acceler
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _group():
-    """torch.distributed when a process group is up, else None (torch is only imported when a launcher ran)."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2:
+    """torch.distributed when a process group is up, else None (never imports torch: a group needs it loaded)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
         return None
-    import torch.distributed as dist
-
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
