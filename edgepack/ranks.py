@@ -40,9 +40,19 @@ def is_main() -> bool:
 
 
 def wait_for_everyone() -> None:
-    """Block until every process of the launch gets here (at once without a launcher)."""
+    """Block until every process of the launch gets here (at once without a launcher).
+
+    Before any training loop has brought the launcher's process group up (a stage that does not train), it is
+    brought up here the way the training loop's ``Accelerator`` would (``cpu`` without CUDA: accelerate's
+    default state would otherwise see one CPU process alone, and later training would not be distributed).
+    """
     if world_size() < 2:
         return
-    from accelerate import PartialState
+    group = _group()
+    if group is None:
+        import torch
+        from accelerate import PartialState
 
-    PartialState().wait_for_everyone()
+        PartialState(cpu=not torch.cuda.is_available())
+        group = _group()
+    group.barrier()

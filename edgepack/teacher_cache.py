@@ -120,7 +120,27 @@ class ConcatCache:
 
 def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, mode: str = "memory",
                 path: Path | None = None, device: Any = None, progress: bool = True) -> TeacherCache:
-    """Run ``teacher`` once over ``enc`` (eval mode, no grad) and keep what ``needs`` asks for."""
+    """Run ``teacher`` once over ``enc`` (eval mode, no grad) and keep what ``needs`` asks for.
+
+    ``mode="disk"`` under a multi-process launch (``edgepack.ranks``): the main process writes ``path`` (through
+    a temp file), the others wait for it and read it; in memory every process keeps its own copy."""
+    if mode == "disk" and ranks.world_size() > 1:
+        if path is None:
+            raise ValueError("mode='disk' needs a path")
+        path = Path(path)
+        if ranks.is_main():
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            _build_cache(teacher, enc, needs, batch_size, "disk", tmp, device, progress)
+            tmp.replace(path)
+        ranks.wait_for_everyone()
+        from safetensors import safe_open
+
+        return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
+    return _build_cache(teacher, enc, needs, batch_size, mode, path, device, progress)
+
+
+def _build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int, mode: str, path: Path | None,
+                 device: Any, progress: bool) -> TeacherCache:
     import torch
     from tqdm.auto import tqdm
 
@@ -182,12 +202,12 @@ def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Pat
     for ids in enc.input_ids:
         h.update(bytes(str(ids), "ascii"))
     path = Path(cache_dir) / f"teacher_cache-{h.hexdigest()[:16]}.safetensors"
-    if path.is_file():
-        return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temp file
-    build_cache(teacher, enc, needs, cfg.eval_batch_size, "disk", tmp, device, cfg.progress)
-    tmp.replace(path)
+    if ranks.is_main() and not path.is_file():  # under a multi-process launch, the others wait for it
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temp file
+        _build_cache(teacher, enc, needs, cfg.eval_batch_size, "disk", tmp, device, cfg.progress)
+        tmp.replace(path)
+    ranks.wait_for_everyone()
     return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,23 @@ def test_two_processes_finetune_into_one_artifact(tiny_bert, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert Artifact.open(out).manifest["created"] >= json.loads(before)["created"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ft"]
+
+
+def test_two_processes_distill_through_one_disk_cache_and_export(tiny_bert, tmp_path):
+    """--cache disk: the main process writes the teacher cache, the other reads it (before, both wrote one path,
+    a race no test can force); export (no training loop: the process group comes up at the artifact's commit)
+    also writes once."""
+    out = tmp_path / "student"
+    r = _launch("distill", str(tiny_bert), str(out), "--layers", "1", "--max-examples", "200", "--max-steps", "4",
+                "--batch-size", "8", "--cache", "disk", "--features", "hidden")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Artifact.open(out).stage == "distill"
+    assert len(re.findall(r"teacher cache:\s+0%", r.stderr)) == 1  # one progress bar per launch
+    r = _launch("export", "onnx", str(out), str(tmp_path / "onnx"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Artifact.open(tmp_path / "onnx").format == "onnx"
+    assert r.stdout.count(f"wrote {tmp_path / 'onnx'}") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx", "student"]
 
 
 def test_a_plain_run_is_a_world_of_one(monkeypatch):
