@@ -5,6 +5,8 @@ layers, or a narrower truncated/random config) learns the teacher's *pooled* sen
 the teacher's way (mean over real tokens or the CLS token, from the teacher's runtime contract or its
 sentence-transformers ``1_Pooling`` config): ``edgepack.objectives.EmbeddingObjective`` with
 ``cfg.embedding.loss`` (cosine, MSE or both) on the cached teacher embeddings, on the one training loop.
+``features`` / ``layer_map`` add the classifier path's layer terms (hidden states, attention, embedding
+output: student block i imitates a teacher block, through a dropped projection when narrower).
 
 Widths. A student narrower than the teacher (``hidden_size``) is trained through a learned
 ``Linear(H_S, H_T)`` on its pooled embedding, which is dropped afterwards: the served embedding is the
@@ -40,11 +42,11 @@ from edgepack.fingerprint import data_content_id, path_content_id
 def check_options(cfg: DistillConfig, source: Any) -> None:
     """Refuse the classification-only options on an embedding teacher (one line naming the option)."""
     default = DistillConfig()
-    for name in ("alpha_kd", "temperature", "features", "layer_map"):
+    for name in ("alpha_kd", "temperature"):
         if getattr(cfg, name) != getattr(default, name):
             raise EdgepackError(f"distill: '{name}' applies to text-classification teachers; {source} is an "
                                 "embedding model (feature-extraction), distilled on pooled embeddings "
-                                "(embedding.loss: cosine, mse or both)")
+                                "(embedding.loss: cosine, mse or both; features / layer_map add layer terms)")
 
 
 def check_classifier_options(cfg: DistillConfig, source: Any) -> None:
@@ -80,7 +82,8 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
     linear probe). Called by ``edgepack.distill.distill``, which checks ``out`` and picks ``work``.
     """
     import torch
-    from edgepack.distill.student import make_student
+    from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
+    from edgepack.distill.student import _layer_attr, make_student
 
     from edgepack.batching import encode, pad_batch
     from edgepack.objectives import EmbeddingObjective
@@ -95,10 +98,21 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
         raise EdgepackError("distill: embedding teachers take single texts; the data has text pairs")
     pooling, normalize = lm.runtime.embedding_pooling()
     t_model, tcfg, emb = lm.model, cfg.train, cfg.embedding
-    student = make_student(t_model, cfg.student, seed=tcfg.seed)
+    attention = "attention" in cfg.features or any(m.feature == "attention" for m in cfg.layer_map)
+    # HF returns attention probabilities after dropout, which are not distributions: no dropout there.
+    no_attn_dropout = {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0} if attention else None
+    student = make_student(t_model, cfg.student, seed=tcfg.seed, overrides=no_attn_dropout)
     h_S, h_T = student.config.hidden_size, t_model.config.hidden_size
+    n_T, n_S = (getattr(m.config, _layer_attr(m.config)) for m in (t_model, student))
+    matches = cfg.layer_map or (default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight) if cfg.features
+                                else ())
+    try:
+        validate_layer_map(matches, n_T, n_S)
+    except ValueError as e:
+        raise EdgepackError(str(e)) from None
     torch.manual_seed(tcfg.seed)
     projection = torch.nn.Linear(h_S, h_T) if h_S != h_T else None
+    feature_proj = make_projections(matches, h_S, h_T)
     if tcfg.freeze_embeddings:
         student.get_input_embeddings().weight.requires_grad_(False)
 
@@ -110,7 +124,8 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
     if device is not None:
         t_model.to(device)
     work.mkdir(parents=True, exist_ok=True)
-    needs = Needs(pooled=True, pooling=pooling)
+    layers = Needs.from_matches(matches)
+    needs = Needs(layers.hidden, layers.attention, layers.embedding, pooled=True, pooling=pooling)
     if cache_dir is not None:
         cache = load_or_build_cache(t_model, enc_tr, needs, Path(cache_dir), lm.source, tcfg, device)
     else:
@@ -124,7 +139,7 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
         b.update(cache.targets(idx, b["input_ids"].shape[1]))
         return b
 
-    objective = EmbeddingObjective(student, pooling, emb.loss, projection)
+    objective = EmbeddingObjective(student, pooling, emb.loss, projection, matches, feature_proj)
     fingerprint = {"distill": config_to_dict(cfg), "pooling": [pooling, normalize],
                    "teacher": [str(lm.source), path_content_id(lm.source)],
                    "data": [len(enc_tr), sum(enc_tr.lengths), data_content_id(ds)]}

@@ -1,6 +1,6 @@
 """Distill an embedding teacher (all-MiniLM-L6-v2) into smaller embedding students, export INT8, serve.
 
-    python examples/embedding_distill_demo.py --out runs/emb-demo --steps 300 --max-examples 6000
+    python examples/embedding_distill_demo.py --out runs/emb-demo --steps 300 --max-examples 6000 [--features hidden]
 
 For each student (3 of the teacher's 6 layers; optionally a narrower truncated one): distill on the
 Rotten Tomatoes snippets (texts; the labels only feed the linear probe), then export to ONNX, quantize
@@ -27,6 +27,8 @@ def main() -> None:
     p.add_argument("--max-examples", type=int, default=6000, help="rows of the example data used")
     p.add_argument("--narrow", type=int, default=0, help="also a truncated student of this width (0: no)")
     p.add_argument("--loss", default="cosine", choices=("cosine", "mse", "both"))
+    p.add_argument("--features", nargs="*", default=[], choices=("hidden", "attention", "embedding"),
+                   help="also train the 3-layer student with these layer terms (same seed and steps) to compare")
     args = p.parse_args()
 
     from edgepack.distill import DistillConfig, StudentConfig, distill
@@ -41,13 +43,16 @@ def main() -> None:
     out = Path(args.out)
     results: dict = {"teacher": str(teacher), "train_texts": len(ds.train_texts), "val_texts": len(ds.val_texts)}
     results["untrained_3_layers"] = baseline(teacher, ds)
-    students = {"3 layers (teacher-layers)": (StudentConfig(num_layers=3), 2e-4)}
+    students = {"3 layers (teacher-layers)": (StudentConfig(num_layers=3), 2e-4, ())}
+    if args.features:
+        students[f"3 layers + {' / '.join(args.features)} terms"] = (StudentConfig(num_layers=3), 2e-4,
+                                                                     tuple(args.features))
     if args.narrow:
         students[f"3 layers, width {args.narrow} (truncated)"] = (
             StudentConfig(num_layers=3, hidden_size=args.narrow, num_heads=args.narrow // 32,
-                          intermediate_size=4 * args.narrow, init="truncated"), 4e-4)
-    for i, (name, (st, lr)) in enumerate(students.items()):
-        cfg = DistillConfig(student=st, embedding=EmbeddingSettings(loss=args.loss),
+                          intermediate_size=4 * args.narrow, init="truncated"), 4e-4, ())
+    for i, (name, (st, lr, features)) in enumerate(students.items()):
+        cfg = DistillConfig(student=st, embedding=EmbeddingSettings(loss=args.loss), features=features,
                             train=TrainConfig(batch_size=args.batch_size, lr=lr, max_steps=args.steps,
                                               max_length=64, freeze_embeddings=True))
         t0 = time.perf_counter()

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from edgepack.distill.api import distill
 from edgepack.distill.configs import DistillConfig, EmbeddingSettings
+from edgepack.distill.layer_map import LayerMatch
 from edgepack.distill.embedding import embed
 from edgepack.distill.student import StudentConfig
 
@@ -96,14 +97,41 @@ def test_narrow_student_texts_only_projection_dropped(teachers, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
 
 
+def _layer_gap(student_dir, teacher_dir, layer_S: int, layer_T: int) -> float:
+    """Mean squared gap between the student's block ``layer_S`` output and the teacher's block ``layer_T`` on
+    SAMPLE_TEXTS (real tokens only)."""
+    S, T = load_model(student_dir), load_model(teacher_dir)
+    enc = T.tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        h_S = S.model(**enc, output_hidden_states=True).hidden_states[layer_S + 1]
+        h_T = T.model(**enc, output_hidden_states=True).hidden_states[layer_T + 1]
+    m = enc["attention_mask"].bool()
+    return float(((h_S - h_T)[m] ** 2).mean())
+
+
+def test_layer_terms_bring_the_student_blocks_to_the_teachers(teachers, tmp_path):
+    """features=("hidden", "attention"): student block i learns teacher block round((i+1)*4/2)-1 besides the
+    pooled embedding; its hidden states end nearer the teacher's than the same student's trained without."""
+    mean, _ = teachers
+    with_ = distill(mean, TEXTS, _cfg(features=("hidden", "attention")), tmp_path / "with")
+    without = distill(mean, TEXTS, _cfg(), tmp_path / "without")
+    for art in (with_, without):
+        losses = [h["train_loss"] for h in art.metrics["history"]]
+        assert losses[-1] < 0.8 * losses[0], losses
+    g_with, g_without = (_layer_gap(a.path, mean, 0, 1) for a in (with_, without))  # student block 0 <- teacher 1
+    assert g_with < 0.7 * g_without, (g_with, g_without)
+    assert with_.metrics["mean_cosine_vs_teacher"] > 0.5
+
+
 def test_option_errors(teachers, tmp_path):
     mean, _ = teachers
     msg = (f"distill: 'alpha_kd' applies to text-classification teachers; {mean.resolve()} is an embedding model "
-           "(feature-extraction), distilled on pooled embeddings (embedding.loss: cosine, mse or both)")
+           "(feature-extraction), distilled on pooled embeddings (embedding.loss: cosine, mse or both; features / "
+           "layer_map add layer terms)")
     with pytest.raises(EdgepackError, match=f"^{re.escape(msg)}$"):
         distill(mean, TEXTS, _cfg(alpha_kd=0.5), tmp_path / "e")
-    with pytest.raises(EdgepackError, match=r"^distill: 'features' applies to text-classification teachers"):
-        distill(mean, TEXTS, _cfg(features=("hidden",)), tmp_path / "e")
+    with pytest.raises(EdgepackError, match=r"^layer match .* is out of range: teacher has 4 blocks, student 2$"):
+        distill(mean, TEXTS, _cfg(layer_map=(LayerMatch(layer_T=1, layer_S=2),)), tmp_path / "e")
     classifier = make_tiny_model(tmp_path / "clf", labels=["neg", "pos"])
     with pytest.raises(EdgepackError, match=r"^distill: 'embedding' settings apply to embedding \(feature-extraction\) "
                                             r"teachers; .* is a text-classification model$"):
