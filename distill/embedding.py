@@ -199,7 +199,7 @@ def _evaluate(student: Any, proj: Any, cache: Any, enc_tr: Any, ds: Dataset, val
         head = Encoded(enc_tr.input_ids[:n], enc_tr.token_type_ids[:n] if enc_tr.token_type_ids else None,
                        enc_tr.pad_id)
         train_S = embed(student, head, pooling, normalize, bs)
-        train_T = cache.targets(list(range(n)), 1)["pooled_T"].numpy()  # (n, H_T), unnormalized
+        train_T = cache.head_rows(list(range(n))).numpy()  # (n, H_T) pooled, unnormalized
         probe = (train_S, l2_normalize(train_T) if normalize else train_T, ds.train_labels[:n], val.val_labels)
     metrics = embedding_report(val_S, val_T, probe=probe, num_classes=ds.num_labels or None)
     if proj is not None:

@@ -57,11 +57,16 @@ class TeacherCache:
             return self._reader.get_slice(name)[a:b]
         return self._t[name][a:b]
 
+    def head_rows(self, idx: list[int]) -> Any:
+        """The head output alone (``logits_T`` or ``pooled_T``) of examples ``idx``: (B, C) or (B, H) float32."""
+        import torch
+
+        return torch.stack([self._get(self.needs.head, i, i + 1)[0] for i in idx]).float()
+
     def targets(self, idx: list[int], L: int) -> dict:
         import torch
 
-        head = self.needs.head
-        out = {f"{head}_T": torch.stack([self._get(head, i, i + 1)[0] for i in idx]).float()}
+        out = {f"{self.needs.head}_T": self.head_rows(idx)}
         names = [f"hidden_{l}" for l in self.needs.hidden] + (["emb"] if self.needs.embedding else [])
         for name in names:
             off = self._offsets(name)

@@ -113,14 +113,15 @@ def test_layer_terms_bring_the_student_blocks_to_the_teachers(teachers, tmp_path
     """features=("hidden", "attention"): student block i learns teacher block round((i+1)*4/2)-1 besides the
     pooled embedding; its hidden states end nearer the teacher's than the same student's trained without."""
     mean, _ = teachers
-    with_ = distill(mean, TEXTS, _cfg(features=("hidden", "attention")), tmp_path / "with")
-    without = distill(mean, TEXTS, _cfg(), tmp_path / "without")
+    data = Dataset(TEXTS[:48], LABELS[:48], TEXTS[48:], LABELS[48:], ["neg", "pos"])  # labels: the probe runs too
+    with_ = distill(mean, data, _cfg(features=("hidden", "attention")), tmp_path / "with")
+    without = distill(mean, data, _cfg(), tmp_path / "without")
     for art in (with_, without):
         losses = [h["train_loss"] for h in art.metrics["history"]]
         assert losses[-1] < 0.8 * losses[0], losses
     g_with, g_without = (_layer_gap(a.path, mean, 0, 1) for a in (with_, without))  # student block 0 <- teacher 1
     assert g_with < 0.7 * g_without, (g_with, g_without)
-    assert with_.metrics["mean_cosine_vs_teacher"] > 0.5
+    assert with_.metrics["mean_cosine_vs_teacher"] > 0.5 and "probe_accuracy" in with_.metrics
 
 
 def test_option_errors(teachers, tmp_path):
