@@ -315,22 +315,21 @@ class ArtifactWriter:
         """
         from edgepack import ranks
 
-        if ranks.world_size() > 1:
-            ranks.wait_for_everyone()
-            if not ranks.is_main():
-                shutil.rmtree(self.dir, ignore_errors=True)
-                ranks.wait_for_everyone()
-                self._committed = Artifact.open(self.out, verify=False)
-                return self._committed
+        kw = {"stage": stage, "format": format, "task": task, "files": files, "labels": labels, "inputs": inputs,
+              "outputs": outputs, "parent": parent, "config": config, "metrics": metrics, "runtime": runtime,
+              "extra": extra}
+        if ranks.world_size() == 1:
+            return self._commit(**kw)
+        ranks.wait_for_everyone()
+        if ranks.is_main():
             try:
-                return self._commit(stage=stage, format=format, task=task, files=files, labels=labels,
-                                    inputs=inputs, outputs=outputs, parent=parent, config=config, metrics=metrics,
-                                    runtime=runtime, extra=extra)
+                return self._commit(**kw)
             finally:  # also when it failed: the others then find no artifact and fail too, instead of hanging
                 ranks.wait_for_everyone()
-        return self._commit(stage=stage, format=format, task=task, files=files, labels=labels, inputs=inputs,
-                            outputs=outputs, parent=parent, config=config, metrics=metrics, runtime=runtime,
-                            extra=extra)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        ranks.wait_for_everyone()
+        self._committed = Artifact.open(self.out, verify=False)
+        return self._committed
 
     def _commit(self, *, stage: str, format: str, task: str, files: dict[str, str], labels: list[str] | None,
                 inputs: list[dict] | None, outputs: list[dict] | None, parent: Artifact | None, config: dict | None,
