@@ -62,7 +62,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     holds both accuracies and the paired bootstrap interval of their difference.
     """
     import torch
-    from edgepack.distill.layer_map import default_layer_map, validate_layer_map
+    from edgepack.distill.layer_map import attention_overrides, layer_matches
     from edgepack.distill.pretrained import check_feature_transfer, load_pretrained_student, same_tokenization
     from edgepack.distill.student import _layer_attr, make_student, student_layers
     from edgepack.distill.transfer import transfer_texts
@@ -91,9 +91,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     n_T = getattr(t_model.config, _layer_attr(t_model.config))
 
     # The student, and the tokenizer it reads its texts with.
-    attention = "attention" in cfg.features or any(m.feature == "attention" for m in cfg.layer_map)
-    # HF returns attention probabilities after dropout, which are not distributions: no dropout there.
-    no_attn_dropout = {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0} if attention else None
+    no_attn_dropout = attention_overrides(cfg)
     if cfg.student.init == "pretrained":
         student, tok_S, student_src = load_pretrained_student(cfg.student.model, ds.label_names, tcfg.seed,
                                                               no_attn_dropout)
@@ -103,11 +101,7 @@ def distill(teacher: str | os.PathLike, data: DataSpec | Dataset, cfg: DistillCo
     student.config.id2label = dict(enumerate(ds.label_names))
     student.config.label2id = {n: i for i, n in enumerate(ds.label_names)}
     n_S = getattr(student.config, _layer_attr(student.config))
-    matches = cfg.layer_map or default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight)
-    try:
-        validate_layer_map(matches, n_T, n_S)
-    except ValueError as e:
-        raise EdgepackError(str(e)) from None
+    matches = layer_matches(cfg, n_T, n_S)
     if tcfg.freeze_embeddings:
         student.get_input_embeddings().weight.requires_grad_(False)
 

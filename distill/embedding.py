@@ -82,7 +82,7 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
     linear probe). Called by ``edgepack.distill.distill``, which checks ``out`` and picks ``work``.
     """
     import torch
-    from edgepack.distill.layer_map import default_layer_map, make_projections, validate_layer_map
+    from edgepack.distill.layer_map import attention_overrides, layer_matches, make_projections
     from edgepack.distill.student import _layer_attr, make_student
 
     from edgepack.batching import encode, pad_batch
@@ -98,18 +98,10 @@ def distill_embeddings(lm: Any, teacher: str | os.PathLike, data: DataSpec | Dat
         raise EdgepackError("distill: embedding teachers take single texts; the data has text pairs")
     pooling, normalize = lm.runtime.embedding_pooling()
     t_model, tcfg, emb = lm.model, cfg.train, cfg.embedding
-    attention = "attention" in cfg.features or any(m.feature == "attention" for m in cfg.layer_map)
-    # HF returns attention probabilities after dropout, which are not distributions: no dropout there.
-    no_attn_dropout = {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0} if attention else None
-    student = make_student(t_model, cfg.student, seed=tcfg.seed, overrides=no_attn_dropout)
+    student = make_student(t_model, cfg.student, seed=tcfg.seed, overrides=attention_overrides(cfg))
     h_S, h_T = student.config.hidden_size, t_model.config.hidden_size
     n_T, n_S = (getattr(m.config, _layer_attr(m.config)) for m in (t_model, student))
-    matches = cfg.layer_map or (default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight) if cfg.features
-                                else ())
-    try:
-        validate_layer_map(matches, n_T, n_S)
-    except ValueError as e:
-        raise EdgepackError(str(e)) from None
+    matches = layer_matches(cfg, n_T, n_S)
     torch.manual_seed(tcfg.seed)
     projection = torch.nn.Linear(h_S, h_T) if h_S != h_T else None
     feature_proj = make_projections(matches, h_S, h_T)

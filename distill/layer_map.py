@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from edgepack.config import check_choice, check_fields, check_min
+from edgepack.errors import EdgepackError
 
 FEATURES = ("hidden", "attention", "embedding")
 
@@ -72,6 +73,25 @@ def validate_layer_map(matches: tuple[LayerMatch, ...], n_T: int, n_S: int) -> N
             continue
         if not (0 <= m.layer_T < n_T and 0 <= m.layer_S < n_S):
             raise ValueError(f"layer match {m} is out of range: teacher has {n_T} blocks, student {n_S}")
+
+
+def layer_matches(cfg, n_T: int, n_S: int) -> tuple[LayerMatch, ...]:
+    """A distill config's layer map (``cfg.layer_map``, else the default map for ``cfg.features``) for a
+    teacher of ``n_T`` blocks and a student of ``n_S``; EdgepackError (one line) when a match is out of range."""
+    matches = cfg.layer_map or default_layer_map(n_T, n_S, cfg.features, cfg.feature_weight)
+    try:
+        validate_layer_map(matches, n_T, n_S)
+    except ValueError as e:
+        raise EdgepackError(str(e)) from None
+    return matches
+
+
+def attention_overrides(cfg) -> dict | None:
+    """Student config overrides when a distill config matches attention: HF returns attention probabilities
+    after dropout, which are not distributions, so no dropout there (None: nothing to override)."""
+    if "attention" in cfg.features or any(m.feature == "attention" for m in cfg.layer_map):
+        return {"attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0}
+    return None
 
 
 def make_projections(matches: tuple[LayerMatch, ...], hidden_S: int, hidden_T: int):
