@@ -127,25 +127,36 @@ def build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int = 64, 
                 path: Path | None = None, device: Any = None, progress: bool = True) -> TeacherCache:
     """Run ``teacher`` once over ``enc`` (eval mode, no grad) and keep what ``needs`` asks for.
 
-    ``mode="disk"`` under a multi-process launch (``edgepack.ranks``): the main process writes ``path`` (through
-    a temp file), the others wait for it and read it; in memory every process keeps its own copy."""
-    if mode == "disk" and ranks.world_size() > 1:
+    ``mode="disk"``: in the file ``path`` (``_on_disk``: written once, by the main process of a multi-process
+    launch, read by every process); otherwise in memory, every process keeping its own copy."""
+    if mode == "disk":
         if path is None:
             raise ValueError("mode='disk' needs a path")
-        path = Path(path)
-        if ranks.is_main():
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            _build_cache(teacher, enc, needs, batch_size, "disk", tmp, device, progress)
-            tmp.replace(path)
-        ranks.wait_for_everyone()
-        from safetensors import safe_open
-
-        return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
-    return _build_cache(teacher, enc, needs, batch_size, mode, path, device, progress)
+        return _on_disk(teacher, enc, needs, batch_size, Path(path), device, progress, reuse=False)
+    return TeacherCache(_teacher_outputs(teacher, enc, needs, batch_size, device, progress), needs, enc.lengths,
+                        _num_heads(teacher))
 
 
-def _build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int, mode: str, path: Path | None,
-                 device: Any, progress: bool) -> TeacherCache:
+def _on_disk(teacher: Any, enc: Encoded, needs: Needs, batch_size: int, path: Path, device: Any, progress: bool,
+             reuse: bool) -> TeacherCache:
+    """The teacher outputs in the file ``path``: written through a temp file of this process (concurrent runs
+    never share one), by the main process alone under a multi-process launch (``edgepack.ranks``) while the
+    others wait; ``reuse``: an existing file is kept. Every process then reads it."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    if ranks.is_main() and not (reuse and path.is_file()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        save_file(_teacher_outputs(teacher, enc, needs, batch_size, device, progress), str(tmp))
+        tmp.replace(path)
+    ranks.wait_for_everyone()
+    return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
+
+
+def _teacher_outputs(teacher: Any, enc: Encoded, needs: Needs, batch_size: int, device: Any,
+                     progress: bool) -> dict[str, Any]:
+    """The tensors a TeacherCache reads: the head rows, and each feature's rows concatenated with offsets."""
     import torch
     from tqdm.auto import tqdm
 
@@ -180,16 +191,7 @@ def _build_cache(teacher: Any, enc: Encoded, needs: Needs, batch_size: int, mode
         sizes = torch.tensor([0] + [x.shape[0] for x in rows])
         tensors[name] = torch.cat(rows).contiguous()
         tensors[f"{name}_offsets"] = torch.cumsum(sizes, 0)
-    heads = _num_heads(teacher)
-    if mode == "disk":
-        from safetensors import safe_open
-        from safetensors.torch import save_file
-
-        if path is None:
-            raise ValueError("mode='disk' needs a path")
-        save_file(tensors, str(path))
-        return TeacherCache({}, needs, enc.lengths, heads, safe_open(str(path), framework="pt"))
-    return TeacherCache(tensors, needs, enc.lengths, heads)
+    return tensors
 
 
 def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Path, source: Any, cfg: Any,
@@ -198,8 +200,6 @@ def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Pat
     import hashlib
     import json
 
-    from safetensors import safe_open
-
     h = hashlib.sha256()
     weights = Path(source) / "model.safetensors"
     h.update(json.dumps([str(source), weights.stat().st_mtime_ns if weights.is_file() else 0,
@@ -207,13 +207,7 @@ def load_or_build_cache(teacher: Any, enc: Encoded, needs: Needs, cache_dir: Pat
     for ids in enc.input_ids:
         h.update(bytes(str(ids), "ascii"))
     path = Path(cache_dir) / f"teacher_cache-{h.hexdigest()[:16]}.safetensors"
-    if ranks.is_main() and not path.is_file():  # under a multi-process launch, the others wait for it
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temp file
-        _build_cache(teacher, enc, needs, cfg.eval_batch_size, "disk", tmp, device, cfg.progress)
-        tmp.replace(path)
-    ranks.wait_for_everyone()
-    return TeacherCache({}, needs, enc.lengths, _num_heads(teacher), safe_open(str(path), framework="pt"))
+    return _on_disk(teacher, enc, needs, cfg.eval_batch_size, path, device, cfg.progress, reuse=True)
 
 
 def _num_heads(teacher: Any) -> int:
