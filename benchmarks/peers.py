@@ -158,6 +158,11 @@ class Session:
         return self._models
 
 
+def _edgepack_artifact(s: Session, name: str) -> Path:
+    """The artifact an edgepack runtime peer runs: the fused fp32 export or its INT8."""
+    return s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
+
+
 def _runtime_job(s: Session, name: str) -> tuple[dict, dict]:
     """(job for peer_runner, row facts) for one runtime peer; raises EdgepackError when it cannot run."""
     from edgepack.benchmarks.peer_models import fastembed_folder, st_quantized
@@ -168,7 +173,7 @@ def _runtime_job(s: Session, name: str) -> tuple[dict, dict]:
         raise EdgepackError(f"could not install its venv ({env_name}): {env['error']}")
     job = {"kind": kind, "threads": s.args.threads, "batch_sizes": list(BATCH_SIZES)}
     if kind == "edgepack":
-        art = s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
+        art = _edgepack_artifact(s, name)
         job["model"], file = str(art), art / "model.onnx"
     elif kind == "fastembed":
         src = s.edgepack_models()["fp32" if name == "fastembed-fp32" else "int8"] / "model.onnx"
@@ -252,18 +257,16 @@ def _ceiling(s: Session, name: str, texts_path: Path) -> dict:
     in the edgepack venv at the peers' thread count. ``{"error": ...}`` when it cannot be measured."""
     from edgepack.benchmarks.http_load import log_tail
 
-    art = s.edgepack_models()["fused" if name == "edgepack-fp32" else "int8"]
     log = texts_path.parent / f"{name}.ceiling.log"
-    cmd = [s.envs["edgepack"]["python"], "-m", "edgepack.benchmarks.token_cost", str(art), "--threads",
-           str(s.args.threads), "--lengths", "16,32,64", "--batches", ",".join(map(str, sorted({4, 8, 16, 32,
-                                                                                               *BATCH_SIZES}))),
-           "--seconds", "1", "--json",
-           "--texts", str(texts_path)]
+    batches = ",".join(map(str, sorted({4, 8, 16, 32, *BATCH_SIZES})))
+    cmd = [s.envs["edgepack"]["python"], "-m", "edgepack.benchmarks.token_cost", str(_edgepack_artifact(s, name)),
+           "--threads", str(s.args.threads), "--lengths", "16,32,64", "--batches", batches, "--seconds", "1",
+           "--json", "--texts", str(texts_path)]
     print(f"peers: runtime {name}: timing the bare model (its ceiling) ...", flush=True)
     with open(log, "wb") as err:
         try:
             out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=900, cwd=str(texts_path.parent),
-                                 env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"})
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}, check=False)
         except subprocess.TimeoutExpired:
             return {"error": "token_cost took over 900 s"}
     if out.returncode != 0:

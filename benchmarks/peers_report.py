@@ -34,9 +34,12 @@ def paired_ratio(t: dict, base: dict, key: str = "texts_per_s", rounds: str = "t
     return v / w if v and w else None
 
 
-def _paired(t: dict, base: dict, key: str = "texts_per_s", rounds: str = "texts_per_s_passes") -> str:
-    r = paired_ratio(t, base, key, rounds)
+def _times(r: float | None) -> str:
     return "–" if r is None else f"{r:.2f}x"
+
+
+def _paired(t: dict, base: dict, key: str = "texts_per_s", rounds: str = "texts_per_s_passes") -> str:
+    return _times(paired_ratio(t, base, key, rounds))
 
 
 def _by_name(rows: Sequence[dict], key: str) -> dict[str, dict]:
@@ -104,12 +107,10 @@ def ceiling_table(rows: Sequence[dict], batch_sizes: Sequence[int]) -> list[str]
             lines.append("| " + " | ".join([r["peer"], f"could not be measured: {c['error']}"] + [""] *
                                            (len(head) - 2)) + " |")
             continue
-        ratios = [_f(c["texts_per_s"] / v, ".2f") + "x" if (v := base.get(k, {}).get("texts_per_s")) else "–"
-                  for k in keys]
-        pad = (c.get("padding_in_order") or {}).get(big)
+        ratios = [_times(c["texts_per_s"] / v if (v := base.get(k, {}).get("texts_per_s")) else None) for k in keys]
         lines.append("| " + " | ".join([r["peer"], f"{c['floor_us_per_token']:.1f} ({c['floor_shape']})",
                                         f"{c['mean_tokens']:.1f}", _f(c["texts_per_s"]), *ratios,
-                                        "–" if pad is None else f"{pad:.2f}x"]) + " |")
+                                        _times((c.get("padding_in_order") or {}).get(big))]) + " |")
     return lines
 
 
@@ -166,14 +167,15 @@ def to_markdown(report: dict) -> str:
                       *versus, ""]
         ceiling = ceiling_table(rt["rows"], cfg["batch_sizes"])
         if ceiling:
-            lines += ["Ceiling on this machine: the bare model call (`session.run`) at its cheapest measured shape "
-                      "(rows x tokens, full rows: no padding, no tokenization, no pooling), times the texts' mean "
-                      "token count (`python -m edgepack.benchmarks.token_cost FILE --texts T`). No runtime, "
-                      "edgepack included, embeds these texts faster with that file here, so no ratio to the "
-                      "baseline above the ceiling's can be reached on this machine. In-order padding: the tokens "
-                      "a runtime runs when it pads each batch of texts, taken in their order, to its longest, over "
-                      "the real tokens: given the very same file, a runtime that pads nothing beats one that pads "
-                      "like that by about this factor at that batch size, and not much more.", "", *ceiling, ""]
+            lines += [("Ceiling on this machine: the bare model call (`session.run`) at its cheapest measured shape "
+                       "(rows x tokens, full rows: no padding, no tokenization, no pooling), times the texts' mean "
+                       "token count (`python -m edgepack.benchmarks.token_cost FILE --texts T`). No runtime, "
+                       "edgepack included, embeds these texts faster with that file here, so no ratio to the "
+                       "baseline above the ceiling's can be reached on this machine. In-order padding: the tokens "
+                       "a runtime runs when it pads each batch of texts, taken in their order, to its longest, "
+                       "over the real tokens: given the very same file, a runtime that pads nothing beats one that "
+                       "pads like that by about this factor at that batch size, and not much more."),
+                      "", *ceiling, ""]
     sv = report.get("server")
     if sv is not None:
         n = cfg.get("server_rounds", 1)
