@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from edgepack.distill.api import distill
 from edgepack.distill.configs import DistillConfig, EmbeddingSettings
-from edgepack.distill.layer_map import LayerMatch
 from edgepack.distill.embedding import embed
+from edgepack.distill.layer_map import LayerMatch
 from edgepack.distill.student import StudentConfig
 
 from edgepack.batching import encode

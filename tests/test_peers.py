@@ -185,9 +185,8 @@ def test_runner_takes_turns_and_reports_every_pass(tmp_path, tiny_encoder):
 
 def test_the_ceiling_runs_token_cost_in_the_edgepack_venv(tmp_path, tiny_encoder, monkeypatch):
     """``_ceiling`` times the bare model in the venv's interpreter on the benchmark's texts; a failure is a reason."""
-    from tokenizers import Tokenizer
-
     from edgepack.export.onnx_export import OnnxExportConfig, export_onnx
+    from tokenizers import Tokenizer
 
     art = export_onnx(tiny_encoder, tmp_path / "onnx", OnnxExportConfig()).path
     texts = [f"a film number {i} " + "good " * (i % 7) for i in range(40)]

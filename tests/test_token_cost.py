@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from edgepack.benchmarks.token_cost import main, measure_token_cost
+
 from edgepack.errors import EdgepackError
 
 
